@@ -1,0 +1,21 @@
+"""Configuration as data: YAML files in this folder, validated by the models of `settings`."""
+
+from config.settings import (
+    ConfigError,
+    IndicatorCatalogue,
+    Indicator,
+    Settings,
+    load_catalogue,
+    load_settings,
+    settings_as_yaml,
+)
+
+__all__ = [
+    "ConfigError",
+    "Indicator",
+    "IndicatorCatalogue",
+    "Settings",
+    "load_catalogue",
+    "load_settings",
+    "settings_as_yaml",
+]

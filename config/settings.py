@@ -1,0 +1,230 @@
+"""Typed configuration: the YAML files of this folder, validated by pydantic.
+
+Configuration is data. Code reads it only through these models, so a wrong key or value in a
+user's file is reported with its path in the file, before anything is computed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = CONFIG_DIR.parent
+DEFAULTS_FILE = CONFIG_DIR / "defaults.yaml"
+INDICATORS_FILE = CONFIG_DIR / "indicators.yaml"
+
+ReferenceLevel = Literal["departement", "epci", "territoire", "region", "france"]
+Computation = Literal[
+    "census_ratio", "filosofi_share", "filosofi_level", "arcep_non_thd", "arcep_non_4g", "caf_ratio"
+]
+AxisId = Literal["information", "interfaces", "administratif", "numerique"]
+
+# Input files this version reads (one parser each in `sources/`).
+INPUT_KEYS = (
+    "rp_evol_struct_pop",
+    "rp_diplomes_formation",
+    "rp_couples_familles_menages",
+    "rp_activite_residents",
+    "filosofi_iris",
+    "filosofi_communes",
+    "contours_iris",
+    "communes_epci",
+    "arcep_debit",
+)
+# Sources an indicator may name: the inputs above, plus those still without a parser (their
+# indicators are reported as "inputs absent" until one is added).
+KNOWN_SOURCES = INPUT_KEYS + ("arcep_4g", "caf_non_connectes")
+REQUIRED_INPUTS = ("contours_iris", "communes_epci", "rp_evol_struct_pop")
+
+
+class ConfigError(Exception):
+    """A configuration file is missing, unreadable or does not validate."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- indicator catalogue -------------------------------------------------------------------
+
+
+class Axis(_Strict):
+    label: str
+    global_: Literal["acces", "competences"] = Field(alias="global")
+
+
+class Indicator(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str
+    axis: AxisId
+    computation: Computation
+    source: str
+    numerator: str | None = None
+    denominator: str | None = None
+    variable: str | None = None
+    higher_is_better: bool = False
+    unit: Literal["part", "euros"]
+
+    @model_validator(mode="after")
+    def _fields_of_computation(self) -> "Indicator":
+        if self.computation == "census_ratio" and not (self.numerator and self.denominator):
+            raise ValueError(f"{self.id}: census_ratio needs numerator and denominator")
+        if self.computation.startswith("filosofi") and not self.variable:
+            raise ValueError(f"{self.id}: {self.computation} needs variable")
+        if self.source not in KNOWN_SOURCES:
+            raise ValueError(f"{self.id}: unknown source {self.source!r}; expected one of {KNOWN_SOURCES}")
+        return self
+
+
+class IndicatorCatalogue(_Strict):
+    axes: dict[AxisId, Axis]
+    indicators: list[Indicator]
+
+    @field_validator("indicators")
+    @classmethod
+    def _unique_ids(cls, v: list[Indicator]) -> list[Indicator]:
+        ids = [i.id for i in v]
+        dupes = {i for i in ids if ids.count(i) > 1}
+        if dupes:
+            raise ValueError(f"duplicate indicator ids: {sorted(dupes)}")
+        return v
+
+    def by_id(self) -> dict[str, Indicator]:
+        return {i.id: i for i in self.indicators}
+
+
+# --- run settings --------------------------------------------------------------------------
+
+
+class RunOptions(_Strict):
+    territory_label: str = "Territoire"
+    reference: ReferenceLevel = "departement"
+    legacy_2020: bool = False
+    indicators: list[str] = []
+    filosofi_commune_fallback: bool = True
+    out_dir: Path
+
+
+class Inputs(_Strict):
+    rp_evol_struct_pop: Path | None = None
+    rp_diplomes_formation: Path | None = None
+    rp_couples_familles_menages: Path | None = None
+    rp_activite_residents: Path | None = None
+    filosofi_iris: Path | None = None
+    filosofi_communes: Path | None = None
+    contours_iris: Path | None = None
+    communes_epci: Path | None = None
+    arcep_debit: Path | None = None
+
+    @model_validator(mode="after")
+    def _required_present(self) -> "Inputs":
+        missing = [k for k in REQUIRED_INPUTS if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"inputs {missing} are required (set a file path for each)")
+        return self
+
+
+class ReferenceValues(_Strict):
+    level: Literal["region", "france"]
+    code: str = "FR"
+    label: str
+    millesime_rp: int
+    source: str
+    values: dict[str, float]
+    values_legacy_2020: dict[str, float] = {}
+
+    def for_mode(self, legacy_2020: bool) -> dict[str, float]:
+        return {**self.values, **self.values_legacy_2020} if legacy_2020 else dict(self.values)
+
+
+class Settings(_Strict):
+    run: RunOptions
+    inputs: Inputs
+    reference_values: list[ReferenceValues] = []
+
+    def input_paths(self) -> dict[str, Path]:
+        """The declared input files, by source key (absent sources left out)."""
+        return {k: getattr(self.inputs, k) for k in INPUT_KEYS if getattr(self.inputs, k) is not None}
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Load one YAML mapping safely, with an error that names the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration file ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
+    return data
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make the relative file paths of one YAML document absolute from its own folder."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for key, value in (data.get("inputs") or {}).items():
+        if isinstance(value, str) and value:
+            data["inputs"][key] = str((base / value).resolve())
+    run = data.get("run") or {}
+    if isinstance(run.get("out_dir"), str):
+        run["out_dir"] = str((base / run["out_dir"]).resolve())
+    return data
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _format_validation(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  - {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(
+    config_file: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Defaults, then the user's file, then command-line overrides; validated once."""
+    data = _resolve_paths(read_yaml(DEFAULTS_FILE), CONFIG_DIR)
+    sources = [str(DEFAULTS_FILE)]
+    if config_file:
+        path = Path(config_file).resolve()
+        data = _deep_merge(data, _resolve_paths(read_yaml(path), path.parent))
+        sources.append(str(path))
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, " + ".join(sources))) from exc
+
+
+def load_catalogue(path: Path = INDICATORS_FILE) -> IndicatorCatalogue:
+    try:
+        return IndicatorCatalogue.model_validate(read_yaml(path))
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, str(path))) from exc
+
+
+def settings_as_yaml(settings: Settings) -> str:
+    """The effective configuration, as a YAML document a user can save and edit."""
+    data = settings.model_dump(mode="json", by_alias=True)
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)

@@ -1,0 +1,60 @@
+"""Safe writing: stage every file under a temporary name, then rename them all into place.
+
+A run that fails or is killed mid-write leaves the previous outputs untouched and no partial
+file under a final name; two runs on one output folder cannot interleave (the lock refuses the
+second).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+
+class OutputLockedError(RuntimeError):
+    """Another run is writing to the same output folder."""
+
+
+@contextmanager
+def output_lock(out_dir: Path) -> Iterator[None]:
+    """Exclusive, non-blocking lock on an output folder (released when the process dies)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(out_dir / ".fragilite.lock", "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputLockedError(
+                f"{out_dir}: another fragilite run is writing here; wait for it to finish or use --out"
+            ) from None
+        yield
+    finally:
+        handle.close()
+
+
+def write_all(targets: dict[Path, Callable[[Path], None]]) -> dict[Path, int]:
+    """Call each writer on a temporary sibling path, then rename all into place.
+
+    Returns the size in bytes of each final file. If any writer fails, every staged file is
+    removed and no final file is touched.
+    """
+    staged: dict[Path, Path] = {}
+    try:
+        for final, writer in targets.items():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.with_name(f".{final.stem}.{uuid.uuid4().hex[:8]}.tmp{final.suffix}")
+            staged[final] = tmp
+            writer(tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+    except BaseException:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    for final, tmp in staged.items():
+        os.replace(tmp, final)
+    return {final: final.stat().st_size for final in staged}

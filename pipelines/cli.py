@@ -1,0 +1,166 @@
+"""`fragilite`: the command line. Runs the Dagster assets in the local instance, so that a run
+started here shows in the Dagster UI (`fragilite ui`) with its lineage, metadata and checks."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from config import ConfigError, load_settings, settings_as_yaml
+from config.settings import PROJECT_ROOT
+
+EXIT_INPUT = 2
+EXIT_FAILED = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fragilite",
+        description="Indice de fragilité numérique à l'IRIS (méthode MedNum), orchestré par Dagster.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on failure")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="compute the index and write the layers (default: the embedded Rhône sample)")
+    _config_option(run)
+    run.add_argument("--reference", choices=["departement", "epci", "territoire", "region", "france"],
+                     help="reference territory of the scores (default: departement)")
+    run.add_argument("--legacy-2020", action="store_true", default=None,
+                     help="reproduce the 2020 MedNum publication (see README)")
+    run.add_argument("--out", metavar="DIR", help="output folder (default: build/)")
+    run.add_argument("--debug", action="store_true", help="show tracebacks on failure")
+
+    show = sub.add_parser("config", help="print the effective configuration (YAML)")
+    _config_option(show)
+
+    ui = sub.add_parser("ui", help="open the Dagster UI on http://127.0.0.1:3000")
+    ui.add_argument("--port", type=int, default=3000)
+    return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML file overriding config/defaults.yaml")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    try:
+        if args.command == "config":
+            print(settings_as_yaml(load_settings(args.config)), end="")
+            return 0
+        if args.command == "ui":
+            return _ui(args.port)
+        return _run(args)
+    except KeyboardInterrupt:
+        print("fragilite: interrupted; previous outputs are untouched", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place errors become messages
+        if debug:
+            raise
+        print(f"fragilite: error: {_user_error(exc)}", file=sys.stderr)
+        print("  (run again with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INPUT if _is_input_error(exc) else EXIT_FAILED
+
+
+def _user_error(exc: BaseException) -> BaseException:
+    """The user's own exception inside Dagster's wrappers."""
+    seen = exc
+    while True:
+        inner = getattr(seen, "user_exception", None) or seen.__cause__
+        if inner is None or inner is seen:
+            return seen
+        seen = inner
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    from outputs.files import OutputLockedError
+    from sources.common import InputError
+    from transforms.iris_base import VintageError
+
+    return isinstance(_user_error(exc), (InputError, ConfigError, VintageError, OutputLockedError))
+
+
+def _use_local_instance() -> None:
+    """The project's own Dagster instance (dagster.yaml at the root), unless DAGSTER_HOME is set."""
+    if not os.environ.get("DAGSTER_HOME"):
+        os.environ["DAGSTER_HOME"] = str(PROJECT_ROOT)
+        os.chdir(PROJECT_ROOT)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from pipelines.definitions import build_definitions
+    from pipelines.resources import FragiliteConfig
+
+    resource = FragiliteConfig(
+        config_file=str(Path(args.config).resolve()) if args.config else None,
+        reference=args.reference,
+        legacy_2020=args.legacy_2020,
+        out_dir=str(Path(args.out).resolve()) if args.out else None,
+    )
+    settings = resource.settings  # validate the configuration before starting anything
+    _use_local_instance()
+    _show_progress()
+    started = time.perf_counter()
+    print(f"fragilite: {settings.run.territory_label}, référence {settings.run.reference}"
+          f"{', legacy 2020' if settings.run.legacy_2020 else ''}", file=sys.stderr)
+    defs = build_definitions(resource)
+    with dg.DagsterInstance.get() as instance:
+        result = dg.materialize(
+            [*defs.assets, *defs.asset_checks],
+            instance=instance,
+            resources={"fragilite": resource},
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+            tags={"fragilite/commande": "run"},
+        )
+    _summary(result, Path(settings.run.out_dir), time.perf_counter() - started)
+    return 0 if result.success else EXIT_FAILED
+
+
+def _show_progress() -> None:
+    progress = logging.getLogger("fragilite.progress")
+    if not progress.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("  · %(message)s"))
+        progress.addHandler(handler)
+        progress.setLevel(logging.INFO)
+        progress.propagate = False
+
+
+def _summary(result, out_dir: Path, seconds: float) -> None:
+    checks = result.get_asset_check_evaluations()
+    failed = [c for c in checks if not c.passed]
+    warnings = []
+    for event in result.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        if "avertissements" in mat.metadata:
+            warnings = mat.metadata["avertissements"].value
+    scored = next((e.step_materialization_data.materialization.metadata["iris_scores"].value
+                   for e in result.get_asset_materialization_events()
+                   if "iris_scores" in e.step_materialization_data.materialization.metadata), 0)
+    print(f"\n{scored} IRIS scorés en {seconds:.1f} s. Fichiers écrits dans {out_dir / 'layers'} :")
+    for path in sorted((out_dir / "layers").glob("iris.*")):
+        print(f"  {path.name:<24} {path.stat().st_size / 1e6:6.2f} Mo")
+    print(f"Contrôles : {len(checks) - len(failed)}/{len(checks)} réussis"
+          + ("".join(f"\n  ÉCHEC {c.asset_key.to_user_string()}:{c.check_name}" for c in failed)))
+    for warning in warnings:
+        print(f"  attention : {warning}")
+    print("Lignage, métadonnées et contrôles : `fragilite ui`, puis http://127.0.0.1:3000")
+
+
+def _ui(port: int) -> int:
+    _use_local_instance()
+    dg_cli = Path(sys.executable).with_name("dg")
+    os.execv(str(dg_cli), [str(dg_cli), "dev", "--host", "127.0.0.1", "--port", str(port)])
+    return 0  # unreachable: execv replaces the process
+
+
+if __name__ == "__main__":
+    sys.exit(main())

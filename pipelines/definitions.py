@@ -1,0 +1,27 @@
+"""The code location: every asset, check and resource, assembled in one place.
+
+`dg dev`, `dg check defs` and `fragilite run` all load these definitions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.resources import FragiliteConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_definitions(fragilite: FragiliteConfig | None = None) -> dg.Definitions:
+    """Assets and checks from `pipelines/defs/`, with the run configuration as a resource."""
+    return dg.Definitions.merge(
+        dg.load_from_defs_folder(project_root=PROJECT_ROOT),
+        dg.Definitions(resources={"fragilite": fragilite or FragiliteConfig()}),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

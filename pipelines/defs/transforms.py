@@ -1,0 +1,115 @@
+"""Group `transforms`: the IRIS spine, then indicator numerators, denominators and rates."""
+
+
+import dagster as dg
+import geopandas as gpd
+import pandas as pd
+
+from config.settings import ConfigError
+from pipelines.reporting import report, table_metadata
+from pipelines.resources import FragiliteConfig
+from transforms.indicators import IndicatorInputs, compute_indicators
+from transforms.iris_base import build_iris_base, census_vintage, join_census
+
+GROUP = "transforms"
+OWNERS = ["team:fragilite-numerique"]
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"geopandas"},
+    owners=OWNERS,
+    tags={"maille": "iris"},
+)
+def iris_base(
+    context: dg.AssetExecutionContext,
+    contours_iris: gpd.GeoDataFrame,
+    communes_epci: pd.DataFrame,
+    rp_evol_struct_pop: pd.DataFrame | None,
+    rp_diplomes_formation: pd.DataFrame | None,
+    rp_couples_familles_menages: pd.DataFrame | None,
+    rp_activite_residents: pd.DataFrame | None,
+) -> dg.Output:
+    """Une ligne par IRIS : contour, effectifs du recensement (tous thèmes), EPCI, département.
+
+    Chaque code qui ne se joint pas (IRIS sans recensement, recensement sans contour, commune
+    sans EPCI) est listé dans les métadonnées, jamais écarté en silence.
+    """
+    themes = {
+        name: df
+        for name, df in {
+            "rp_evol_struct_pop": rp_evol_struct_pop,
+            "rp_diplomes_formation": rp_diplomes_formation,
+            "rp_couples_familles_menages": rp_couples_familles_menages,
+            "rp_activite_residents": rp_activite_residents,
+        }.items()
+        if df is not None
+    }
+    vintage = census_vintage(themes)
+    census, reports = join_census(themes)
+    base, more = build_iris_base(contours_iris, census, communes_epci)
+    reports += more
+    base["millesime_rp"] = vintage
+    unmatched = sum(len(r.unmatched_left) + len(r.unmatched_right) for r in reports)
+    report(context, f"iris_base: {len(base)} IRIS, RP {vintage}, {unmatched} code(s) non joint(s)")
+    minx, miny, maxx, maxy = base.total_bounds
+    return dg.Output(base, metadata={
+        **table_metadata(base),
+        "millesime_rp": vintage,
+        "crs": str(base.crs),
+        "bbox": [round(float(v), 1) for v in (minx, miny, maxx, maxy)],
+        "jointures": dg.MetadataValue.json([r.as_dict() for r in reports]),
+        "codes_non_joints": unmatched,
+    })
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas"},
+    owners=OWNERS,
+    tags={"maille": "iris"},
+)
+def iris_indicateurs(
+    context: dg.AssetExecutionContext,
+    fragilite: FragiliteConfig,
+    iris_base: gpd.GeoDataFrame,
+    filosofi_iris: pd.DataFrame | None,
+    filosofi_communes: pd.DataFrame | None,
+    arcep_debit: pd.DataFrame | None,
+) -> dg.Output:
+    """Numérateur, dénominateur et taux de chaque indicateur dont les sources sont fournies.
+
+    Les valeurs communales données aux IRIS (ARCEP, Filosofi hors seuil) sont signalées dans la
+    colonne `<id>_source`.
+    """
+    settings, catalogue = fragilite.settings, fragilite.catalogue
+    wanted = settings.run.indicators
+    unknown = sorted(set(wanted) - set(catalogue.by_id()))
+    if unknown:
+        raise ConfigError(f"run.indicators: unknown indicator id(s) {unknown}; known: {sorted(catalogue.by_id())}")
+    indicators = [i for i in catalogue.indicators if not wanted or i.id in wanted]
+    result = compute_indicators(
+        iris_base,
+        indicators,
+        IndicatorInputs(filosofi_iris=filosofi_iris, filosofi_communes=filosofi_communes, arcep_debit=arcep_debit),
+        legacy_2020=settings.run.legacy_2020,
+        commune_fallback=settings.run.filosofi_commune_fallback,
+    )
+    requested_missing = {k: v for k, v in result.skipped.items() if k in wanted}
+    if requested_missing:
+        raise ConfigError(
+            "run.indicators asks for indicators whose inputs are absent: "
+            + "; ".join(f"{k}: {v}" for k, v in requested_missing.items())
+        )
+    table = result.table
+    for warning in result.warnings:
+        context.log.warning(warning)
+    report(context, f"iris_indicateurs: {len(result.computed)} indicateurs calculés, "
+                    f"{len(result.skipped)} sans données ({', '.join(result.skipped)})")
+    return dg.Output(table, metadata={
+        **table_metadata(table),
+        "indicateurs_calcules": result.computed,
+        "indicateurs_absents": dg.MetadataValue.json(result.skipped),
+        "avertissements": dg.MetadataValue.json(result.warnings),
+        "jointures": dg.MetadataValue.json([r.as_dict() for r in result.reports]),
+    })

@@ -1,0 +1,293 @@
+"""What every parser shares: the input error, reading delimited text, codes and numbers.
+
+Public files change without notice. Each helper here fails with an `InputError` that names the
+file, the line or column, what was expected and how to fix it, rather than letting a bad value
+travel silently into a score.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+COMMUNE_RE = r"(?:\d{5}|2[AB]\d{3})"
+COMMUNE_PATTERN = re.compile(rf"^{COMMUNE_RE}$")
+IRIS_PATTERN = re.compile(rf"^{COMMUNE_RE}\d{{4}}$")
+EPCI_PATTERN = re.compile(r"^\d{9}$")
+
+# Markers INSEE and the CAF use for suppressed or unavailable values (secret statistique).
+MISSING_MARKERS = frozenset({"", "s", "nd", "nc", "ns", "so", "na", "n/a", "-", "secret"})
+
+
+@dataclass
+class InputError(Exception):
+    """An input file does not match the layout the parser expects."""
+
+    path: Path | str
+    problem: str
+    line: int | None = None
+    column: str | None = None
+    fix: str | None = None
+
+    def __str__(self) -> str:
+        where = str(self.path)
+        if self.line is not None:
+            where += f", line {self.line}"
+        if self.column is not None:
+            where += f", column {self.column!r}"
+        text = f"{where}: {self.problem}"
+        if self.fix:
+            text += f"\n  fix: {self.fix}"
+        return text
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """A delimited file read as text: cells are strings, codes keep their zeros."""
+
+    path: Path
+    frame: pd.DataFrame
+    header_line: int  # 1-based line number of the header in the file
+    encoding: str
+    key: str  # the key column found in the header
+
+    def file_line(self, row_position: int) -> int:
+        """File line (1-based) of the data row at this position."""
+        return self.header_line + 1 + row_position
+
+
+def _decode(path: Path, raw: bytes, encodings: Sequence[str]) -> tuple[str, str]:
+    for enc in encodings:
+        try:
+            return raw.decode(enc), enc
+        except UnicodeDecodeError as exc:
+            last = exc
+    line = raw[: last.start].count(b"\n") + 1
+    raise InputError(
+        path,
+        f"cannot be decoded as {' or '.join(encodings)} (byte 0x{raw[last.start]:02x})",
+        line=line,
+        fix="save the file as UTF-8, or declare its encoding in the source catalogue",
+    )
+
+
+def read_text_table(
+    path: Path,
+    *,
+    key_column: str | Sequence[str],
+    sep: str = ";",
+    encodings: Sequence[str] = ("utf-8-sig", "cp1252"),
+    max_header_line: int = 10,
+) -> TextTable:
+    """Read a `sep`-delimited file whose header is the first line holding `key_column`
+    (or one of several accepted key names).
+
+    Publishers put free-text lines above the header (ARCEP's disclaimer, INSEE's titles); the
+    header is found by its key column rather than by a fixed line number.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, "file not found", fix="check the path in the configuration (`fragilite config`)")
+    if not raw.strip():
+        raise InputError(path, "file is empty", fix="download the file again")
+    text, encoding = _decode(path, raw, encodings)
+    keys = (key_column,) if isinstance(key_column, str) else tuple(key_column)
+    lines = text.splitlines()
+    header_idx, key = None, ""
+    for i, line in enumerate(lines[:max_header_line]):
+        cells = [c.strip().strip('"').lstrip("\ufeff") for c in line.split(sep)]
+        key = next((k for k in keys if k in cells), "")
+        if key:
+            header_idx = i
+            break
+    if header_idx is None:
+        raise InputError(
+            path,
+            f"no header line with a {' or '.join(map(repr, keys))} column in the first {max_header_line} lines "
+            f"(separator {sep!r})",
+            fix=f"check that this is the expected file and that it is {sep!r}-separated",
+        )
+    body = "\n".join(lines[header_idx:])
+    try:
+        frame = pd.read_csv(
+            io.StringIO(body), sep=sep, dtype=str, keep_default_na=False, na_filter=False
+        )
+    except pd.errors.ParserError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        line = header_idx + int(match.group(1)) if match else None
+        raise InputError(path, f"malformed row: {exc}", line=line, fix="repair or re-download the file")
+    frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+    for col in frame.columns:
+        frame[col] = frame[col].str.strip()
+    return TextTable(path=path, frame=frame, header_line=header_idx + 1, encoding=encoding, key=key)
+
+
+def require_columns(path: Path, columns: Iterable[str], required: Iterable[str], what: str) -> None:
+    present = set(columns)
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise InputError(
+            path,
+            f"missing column(s) {missing} expected in {what}; found {sorted(present)[:20]}",
+            column=missing[0],
+            fix=f"use the {what} file, or check whether the publisher renamed the column",
+        )
+
+
+def parse_numbers(
+    values: pd.Series,
+    *,
+    path: Path,
+    column: str,
+    lines: Sequence[int] | None = None,
+    allow_negative: bool = False,
+) -> pd.Series:
+    """Numbers written with `.` or `,` as decimal mark; suppression markers become missing.
+
+    Any other text is refused with the line it stands on: a silently coerced NaN would turn
+    into a missing score no one asked for.
+    """
+    text = values.astype("string").str.strip().str.replace("\u00a0", "", regex=False)
+    text = text.str.replace(" ", "", regex=False)
+    missing = text.isna() | text.str.lower().isin(MISSING_MARKERS)
+    normalised = text.where(~missing).str.replace(",", ".", regex=False)
+    numbers = pd.to_numeric(normalised, errors="coerce")
+    bad = numbers.isna() & ~missing
+    if bad.any():
+        pos = int(bad.to_numpy().nonzero()[0][0])
+        raise InputError(
+            path,
+            f"{int(bad.sum())} non-numeric value(s), first {values.iloc[pos]!r}",
+            line=lines[pos] if lines is not None else None,
+            column=column,
+            fix="numbers must use '.' or ',' as decimal mark; blank, 's' or 'nd' mark a suppressed value",
+        )
+    if not allow_negative and (numbers < 0).any():
+        pos = int((numbers < 0).to_numpy().nonzero()[0][0])
+        raise InputError(
+            path,
+            f"negative count {values.iloc[pos]!r}",
+            line=lines[pos] if lines is not None else None,
+            column=column,
+            fix="counts cannot be negative: check the file against the publisher's",
+        )
+    return numbers.astype("float64")
+
+
+def normalise_codes(
+    values: pd.Series,
+    *,
+    path: Path,
+    column: str,
+    kind: str,
+    lines: Sequence[int] | None = None,
+    unique: bool = True,
+) -> pd.Series:
+    """Validate commune/IRIS/EPCI codes as text, restoring a leading zero a spreadsheet lost."""
+    pattern, width = {
+        "commune": (COMMUNE_PATTERN, 5),
+        "iris": (IRIS_PATTERN, 9),
+        "epci": (EPCI_PATTERN, 9),
+    }[kind]
+    codes = values.astype("string").str.strip().str.upper()
+    short = codes.str.fullmatch(r"\d+") & (codes.str.len() == width - 1)
+    codes = codes.where(~short, "0" + codes)
+    bad = ~codes.fillna("").str.fullmatch(pattern.pattern)
+    if bad.any():
+        pos = int(bad.to_numpy().nonzero()[0][0])
+        raise InputError(
+            path,
+            f"{int(bad.sum())} invalid {kind} code(s), first {values.iloc[pos]!r}",
+            line=lines[pos] if lines is not None else None,
+            column=column,
+            fix=f"{kind} codes are {width} characters (digits, or 2A/2B for Corsica), read as text",
+        )
+    if unique:
+        dup = codes.duplicated(keep="first")
+        if dup.any():
+            pos = int(dup.to_numpy().nonzero()[0][0])
+            raise InputError(
+                path,
+                f"duplicate {kind} code {codes.iloc[pos]!r} ({int(dup.sum())} duplicate row(s))",
+                line=lines[pos] if lines is not None else None,
+                column=column,
+                fix="each code must appear once: remove the repeated rows",
+            )
+    return codes.astype(str)
+
+
+def file_lines(table: TextTable) -> list[int]:
+    return [table.file_line(i) for i in range(len(table.frame))]
+
+
+def read_sheet_table(
+    path: Path,
+    *,
+    key_column: str | Sequence[str],
+    sheet: str | None = None,
+    variables: str | None = None,
+    max_header_row: int = 12,
+) -> TextTable:
+    """Read an INSEE xlsx sheet whose code row (the one holding `key_column`) follows title rows.
+
+    INSEE spreadsheets carry 4–5 title rows and a row of French labels above the row of variable
+    codes; the code row is found by its key column. Cells come back as text so codes keep their
+    zeros; numbers are parsed later by `parse_numbers`. `variables` is a regex that another cell of
+    the code row must match: the label row above it often repeats the key (`IRIS`).
+    """
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found", fix="check the path in the configuration (`fragilite config`)")
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        raise InputError(path, f"not a readable xlsx workbook ({exc})", fix="download the file again")
+    try:
+        if sheet is not None and sheet not in workbook.sheetnames:
+            raise InputError(path, f"no sheet {sheet!r}; sheets are {workbook.sheetnames}", fix="use the publisher's original workbook")
+        ws = workbook[sheet] if sheet is not None else workbook.worksheets[0]
+        keys = (key_column,) if isinstance(key_column, str) else tuple(key_column)
+        rows = ws.iter_rows(values_only=True)
+        header, header_row, key = None, 0, ""
+        for header_row, row in enumerate(rows, start=1):
+            cells = ["" if c is None else str(c).strip() for c in row]
+            key = next((k for k in keys if k in cells), "")
+            if key and (variables is None or any(re.match(variables, c) for c in cells)):
+                header = cells
+                break
+            if header_row >= max_header_row:
+                break
+        if header is None:
+            raise InputError(
+                path,
+                f"no row with a {' or '.join(map(repr, keys))} cell in the first {max_header_row} rows "
+                f"of sheet {ws.title!r}",
+                fix="use the publisher's original workbook (variable codes on the row above the data)",
+            )
+        width = max(i for i, c in enumerate(header) if c) + 1
+        records = []
+        for row in rows:
+            cells = ["" if c is None else _cell_text(c) for c in row[:width]]
+            if any(cells):
+                records.append(cells + [""] * (width - len(cells)))
+    finally:
+        workbook.close()
+    frame = pd.DataFrame(records, columns=header[:width], dtype=str)
+    return TextTable(path=path, frame=frame, header_line=header_row, encoding="xlsx", key=key)
+
+
+def _cell_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()

@@ -1,0 +1,105 @@
+"""INSEE census "bases infracommunales" (base-ic) at IRIS level, any vintage.
+
+Variables carry the vintage in their prefix (`P16_POP`, `C16_MEN`). The parser detects it, checks
+that every variable of the file shares it, and renames the variables to `P_POP`, `C_MEN` so the
+indicator catalogue is written once for all vintages. The vintage travels in `frame.attrs`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from sources.common import (
+    InputError,
+    TextTable,
+    file_lines,
+    normalise_codes,
+    parse_numbers,
+    read_sheet_table,
+    read_text_table,
+    require_columns,
+)
+
+ID_COLUMNS = ("IRIS", "COM", "TYP_IRIS")
+LABEL_COLUMNS = ("REG", "DEP", "LIBCOM", "LIBIRIS")
+_VARIABLE = re.compile(r"^([PC])(\d{2})_(\w+)$")
+TYP_IRIS_VALUES = {"H", "A", "D", "Z"}
+
+
+def detect_vintage(path: Path, columns: list[str]) -> int:
+    """Census vintage from the `Pyy_`/`Cyy_` prefixes; refuse a file that mixes vintages."""
+    years = {m.group(2) for c in columns if (m := _VARIABLE.match(c))}
+    if not years:
+        raise InputError(
+            path,
+            "no census variable with a Pyy_/Cyy_ prefix (e.g. P16_POP, C16_MEN)",
+            fix="use an INSEE base-ic file (bases infracommunales) of the census",
+        )
+    if len(years) > 1:
+        raise InputError(
+            path,
+            f"variables of several vintages mixed: prefixes {sorted('P' + y + '_' for y in years)}",
+            fix="use one base-ic file per vintage, as INSEE publishes them",
+        )
+    return 2000 + int(years.pop())
+
+
+def read_base_ic(path: Path, theme: str) -> pd.DataFrame:
+    """One base-ic file (CSV `;`, or an INSEE xlsx with title rows) → one row per IRIS.
+
+    Columns: `CODE_IRIS`, `INSEE_COM`, `TYP_IRIS`, the labels present, then every census
+    variable as float named `P_<VAR>` / `C_<VAR>`. `attrs`: `millesime`, `theme`, `path`.
+    """
+    path = Path(path)
+    table = _read(path)
+    frame = table.frame
+    require_columns(path, frame.columns, ID_COLUMNS, f"INSEE base-ic {theme!r}")
+    vintage = detect_vintage(path, list(frame.columns))
+    lines = file_lines(table)
+    out = pd.DataFrame(index=frame.index)
+    out["CODE_IRIS"] = normalise_codes(frame["IRIS"], path=path, column="IRIS", kind="iris", lines=lines)
+    out["INSEE_COM"] = normalise_codes(
+        frame["COM"], path=path, column="COM", kind="commune", lines=lines, unique=False
+    )
+    mismatch = out["CODE_IRIS"].str[:5] != out["INSEE_COM"]
+    if mismatch.any():
+        pos = int(mismatch.to_numpy().nonzero()[0][0])
+        raise InputError(
+            path,
+            f"IRIS {out['CODE_IRIS'].iloc[pos]} does not start with its commune code {out['INSEE_COM'].iloc[pos]}",
+            line=lines[pos],
+            column="COM",
+            fix="the first five characters of an IRIS code are its commune's code",
+        )
+    typ = frame["TYP_IRIS"].str.upper()
+    bad_typ = ~typ.isin(TYP_IRIS_VALUES)
+    if bad_typ.any():
+        pos = int(bad_typ.to_numpy().nonzero()[0][0])
+        raise InputError(path, f"unknown TYP_IRIS {frame['TYP_IRIS'].iloc[pos]!r}", line=lines[pos],
+                         column="TYP_IRIS", fix="TYP_IRIS is one of H, A, D, Z")
+    out["TYP_IRIS"] = typ
+    for col in LABEL_COLUMNS:
+        if col in frame.columns:
+            out[col] = frame[col]
+    for col in frame.columns:
+        m = _VARIABLE.match(col)
+        if m:
+            out[f"{m.group(1)}_{m.group(3)}"] = parse_numbers(frame[col], path=path, column=col, lines=lines)
+    out.attrs.update(millesime=vintage, theme=theme, path=str(path))
+    return out.reset_index(drop=True)
+
+
+def _read(path: Path) -> TextTable:
+    suffix = path.suffix.lower()
+    if suffix in {".xlsx", ".xlsm"}:
+        return read_sheet_table(path, key_column="IRIS", variables=_VARIABLE.pattern)
+    if suffix in {".csv", ".txt"}:
+        return read_text_table(path, key_column="IRIS")
+    raise InputError(
+        path,
+        f"unsupported format {suffix!r} for a base-ic file",
+        fix="give the CSV (or xlsx) file INSEE publishes inside its zip archive",
+    )

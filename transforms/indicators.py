@@ -1,0 +1,207 @@
+"""Indicator numerators, denominators and rates per IRIS (methodology §3).
+
+Every indicator is kept as a pair of counts so that any aggregate is Σnum / Σden. Values that
+come from a coarser maille (a commune figure given to its IRIS) are flagged in `<id>_source`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from config.settings import Indicator
+from transforms.geo_codes import lookup_commune_values
+from transforms.iris_base import JoinReport
+
+# Weight used to apportion commune counts to IRIS, by preference.
+HOUSEHOLD_WEIGHTS = ("C_MEN", "P_POP")
+
+
+@dataclass
+class IndicatorInputs:
+    """Parsed sources an indicator may draw on (None = not supplied for this run)."""
+
+    filosofi_iris: pd.DataFrame | None = None
+    filosofi_communes: pd.DataFrame | None = None
+    arcep_debit: pd.DataFrame | None = None
+
+
+@dataclass
+class IndicatorResult:
+    table: pd.DataFrame  # CODE_IRIS + <id>_num/_den/_taux[/_source] + non_residentiel
+    computed: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # indicator id → reason
+    reports: list[JoinReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def compute_indicators(
+    base: pd.DataFrame,
+    indicators: list[Indicator],
+    inputs: IndicatorInputs,
+    *,
+    legacy_2020: bool = False,
+    commune_fallback: bool = True,
+) -> IndicatorResult:
+    """Numerator, denominator and rate of each indicator whose inputs exist, per IRIS."""
+    out = pd.DataFrame({"CODE_IRIS": base["CODE_IRIS"].to_numpy()}, index=base.index)
+    result = IndicatorResult(table=out)
+    for ind in indicators:
+        reason = _compute_one(base, ind, inputs, result, legacy_2020, commune_fallback)
+        if reason:
+            result.skipped[ind.id] = reason
+        else:
+            result.computed.append(ind.id)
+    pop = base.get("P_POP")
+    out["non_residentiel"] = (pop.fillna(0) <= 0) if pop is not None else False
+    return result
+
+
+def _compute_one(
+    base: pd.DataFrame,
+    ind: Indicator,
+    inputs: IndicatorInputs,
+    result: IndicatorResult,
+    legacy_2020: bool,
+    commune_fallback: bool,
+) -> str | None:
+    out = result.table
+    if ind.computation == "census_ratio":
+        missing = [v for v in (ind.numerator, ind.denominator) if v not in base.columns]
+        if missing:
+            return f"census variable(s) {missing} not in the inputs ({ind.source})"
+        num, den = base[ind.numerator], base[ind.denominator]
+        over = num > den * (1 + 1e-9)
+        if over.any():
+            codes = base.loc[over, "CODE_IRIS"].tolist()
+            result.warnings.append(
+                f"{ind.id}: numerator {ind.numerator} above denominator {ind.denominator} for "
+                f"{len(codes)} IRIS ({', '.join(codes[:10])}); rates above 1 kept as published"
+            )
+        _store(out, ind.id, num, den)
+        return None
+    if ind.computation in ("filosofi_share", "filosofi_level"):
+        return _filosofi(base, ind, inputs, result, legacy_2020, commune_fallback)
+    if ind.computation == "arcep_non_thd":
+        if inputs.arcep_debit is None:
+            return "ARCEP 'Ma connexion internet' file not supplied (inputs.arcep_debit)"
+        _arcep_non_thd(base, ind, inputs.arcep_debit, result)
+        return None
+    return f"source {ind.source} has no parser in this version"
+
+
+def _store(out: pd.DataFrame, ind_id: str, num: pd.Series, den: pd.Series) -> None:
+    num = num.astype("float64").to_numpy()
+    den = den.astype("float64").to_numpy()
+    out[f"{ind_id}_num"] = num
+    out[f"{ind_id}_den"] = den
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[f"{ind_id}_taux"] = np.where(den > 0, num / den, np.nan)
+
+
+def _filosofi(
+    base: pd.DataFrame,
+    ind: Indicator,
+    inputs: IndicatorInputs,
+    result: IndicatorResult,
+    legacy_2020: bool,
+    commune_fallback: bool,
+) -> str | None:
+    """Filosofi value per IRIS, else its commune's (flagged), weighted by population.
+
+    Under `legacy_2020` income is the commune median for every IRIS (MedNum 2020), stored as
+    num = median, den = 1 so that the rate is the median itself.
+    """
+    variable = ind.variable
+    scale = 0.01 if ind.computation == "filosofi_share" else 1.0
+    communes = inputs.filosofi_communes
+    commune_value = pd.Series(np.nan, index=base.index)
+    if communes is not None and variable in communes.columns:
+        rows, _ = lookup_commune_values(base["INSEE_COM"], communes)
+        commune_value = rows[variable]
+
+    if legacy_2020 and ind.computation == "filosofi_level":
+        if communes is None or variable not in communes.columns:
+            return f"legacy_2020 needs the Filosofi commune file with {variable}yy (inputs.filosofi_communes)"
+        _store(result.table, ind.id, commune_value, pd.Series(np.where(commune_value.notna(), 1.0, 0.0)))
+        result.table[f"{ind.id}_source"] = np.where(commune_value.notna(), "commune", "")
+        _report_missing(base, ind, commune_value, result, "commune")
+        return None
+
+    iris = inputs.filosofi_iris
+    if iris is None and communes is None:
+        return "no Filosofi file supplied (inputs.filosofi_iris, inputs.filosofi_communes)"
+    if "P_POP" not in base.columns:
+        return "census population P_POP (evol-struct-pop) needed to weight Filosofi values"
+    iris_value = pd.Series(np.nan, index=base.index)
+    if iris is not None and variable in iris.columns:
+        iris_value = base[["CODE_IRIS"]].merge(iris[["CODE_IRIS", variable]], on="CODE_IRIS", how="left")[variable]
+        iris_value.index = base.index
+        if not any(r.join == "IRIS ↔ Filosofi IRIS" for r in result.reports):
+            codes, published = set(base["CODE_IRIS"]), set(iris["CODE_IRIS"])
+            result.reports.append(JoinReport(
+                join="IRIS ↔ Filosofi IRIS",
+                matched=len(codes & published),
+                unmatched_left=sorted(codes - published),
+                note="left: IRIS Filosofi does not publish (communes not split into IRIS, IRIS under "
+                "the threshold); they take the commune value where there is one. Codes of the "
+                "Filosofi file outside the territory are not listed.",
+            ))
+    if ind.computation == "filosofi_level":
+        # A median income of 0 is a suppressed value written as 0 (seen in MedNum's MED15).
+        zero = (iris_value <= 0) | (commune_value <= 0)
+        if zero.any():
+            result.warnings.append(
+                f"{ind.id}: {variable} <= 0 treated as missing for {int(zero.sum())} IRIS "
+                f"({', '.join(base.loc[zero, 'CODE_IRIS'].head(10))})"
+            )
+        iris_value, commune_value = iris_value.where(iris_value > 0), commune_value.where(commune_value > 0)
+    use_commune = iris_value.isna() & commune_value.notna() & commune_fallback
+    value = iris_value.where(~use_commune, commune_value) * scale
+    source = np.select([iris_value.notna(), use_commune], ["iris", "commune"], default="")
+    pop = base["P_POP"].fillna(0)
+    _store(result.table, ind.id, (value * pop).where(value.notna()), pop.where(value.notna(), 0.0))
+    result.table[f"{ind.id}_source"] = source
+    _report_missing(base, ind, value, result, "IRIS or commune")
+    return None
+
+
+def _report_missing(base: pd.DataFrame, ind: Indicator, value: pd.Series, result: IndicatorResult, level: str) -> None:
+    missing = base.loc[value.isna(), "CODE_IRIS"].tolist()
+    if missing:
+        result.warnings.append(
+            f"{ind.id}: no {level} value for {len(missing)} IRIS (not scored): {', '.join(missing[:10])}"
+            + (" …" if len(missing) > 10 else "")
+        )
+
+
+def _arcep_non_thd(base: pd.DataFrame, ind: Indicator, arcep: pd.DataFrame, result: IndicatorResult) -> None:
+    """Commune premises without ≥ 30 Mbit/s, apportioned to IRIS by their share of households.
+
+    The apportioned counts add up to the commune's, and every IRIS carries the commune rate,
+    flagged `commune`. Arrondissements take their city's row (69381 → 69123).
+    """
+    rows, used = lookup_commune_values(base["INSEE_COM"], arcep)
+    weight_col = next((c for c in HOUSEHOLD_WEIGHTS if c in base.columns), None)
+    weight = base[weight_col].fillna(0) if weight_col else pd.Series(1.0, index=base.index)
+    total = weight.groupby(used).transform("sum")
+    share = (weight / total).where(total > 0)
+    # A commune whose IRIS all have zero weight: split evenly rather than lose its premises.
+    even = 1.0 / used.groupby(used).transform("count")
+    share = share.fillna(even)
+    locaux = rows["locaux"] * share
+    sans_thd = (rows["locaux"] - rows["locaux_thd"]) * share
+    _store(result.table, ind.id, sans_thd, locaux.fillna(0.0))
+    result.table[f"{ind.id}_source"] = np.where(used.notna(), "commune", "")
+    communes, published = set(base["INSEE_COM"]), set(arcep["INSEE_COM"])
+    unmatched = sorted(set(base.loc[used.isna(), "INSEE_COM"]))
+    result.reports.append(JoinReport(
+        join="communes ↔ ARCEP",
+        matched=len(communes) - len(unmatched),
+        unmatched_left=unmatched,
+        note="arrondissements of Paris, Lyon and Marseille matched to their city's row",
+    ))
+    if unmatched:
+        result.warnings.append(f"{ind.id}: {len(unmatched)} commune(s) absent from the ARCEP file: {unmatched[:10]}")
