@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--legacy-2020", action="store_true", default=None,
                      help="reproduce the 2020 MedNum publication (see README)")
     run.add_argument("--out", metavar="DIR", help="output folder (default: build/)")
-    run.add_argument("--debug", action="store_true", help="show tracebacks on failure")
+    run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on failure")
 
     show = sub.add_parser("config", help="print the effective configuration (YAML)")
     _config_option(show)
@@ -69,13 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _user_error(exc: BaseException) -> BaseException:
-    """The user's own exception inside Dagster's wrappers."""
+    """The user's own exception inside Dagster's wrappers (our errors are not unwrapped)."""
+    from dagster._core.errors import DagsterError
+
     seen = exc
-    while True:
+    while isinstance(seen, DagsterError):
         inner = getattr(seen, "user_exception", None) or seen.__cause__
-        if inner is None or inner is seen:
-            return seen
+        if inner is None:
+            break
         seen = inner
+    return seen
 
 
 def _is_input_error(exc: BaseException) -> bool:

@@ -17,7 +17,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def build_definitions(fragilite: FragiliteConfig | None = None) -> dg.Definitions:
     """Assets and checks from `pipelines/defs/`, with the run configuration as a resource."""
     return dg.Definitions.merge(
-        dg.load_from_defs_folder(project_root=PROJECT_ROOT),
+        dg.load_from_defs_folder(path_within_project=Path(__file__).resolve().parent),
         dg.Definitions(resources={"fragilite": fragilite or FragiliteConfig()}),
     )
 

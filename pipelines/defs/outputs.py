@@ -50,7 +50,7 @@ def couche_iris(
         "indicateurs": indicator_ids,
         "date_calcul": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sources": {k: Path(v).name for k, v in settings.input_paths().items()},
-        "run_id": context.run_id,
+        "run_id": context.run.run_id,
     }
     out_dir = Path(settings.run.out_dir) / "layers"
     with output_lock(Path(settings.run.out_dir)):

@@ -1,0 +1,39 @@
+"""Shared fixtures: the embedded sample (never ../shared) and small hand-made tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from config import load_catalogue, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample-69"
+LYON_EPCI = "200046977"
+
+
+@pytest.fixture(scope="session")
+def catalogue():
+    return load_catalogue()
+
+
+@pytest.fixture(scope="session")
+def sample_settings():
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def published() -> pd.DataFrame:
+    """MedNum's published 2020 scores for the 751 IRIS of the sample."""
+    return pd.read_csv(
+        SAMPLE / "reference" / "mednum-2020-scores_dep69.csv",
+        sep=";",
+        dtype={"CODE_IRIS": str, "COM": str, "EPCI": str},
+    )
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
