@@ -127,12 +127,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if result.success else EXIT_FAILED
 
 
+class _ProgressHandler(logging.Handler):
+    """Writes to whatever `sys.stderr` is at the time of the record (not at set-up)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"  · {record.getMessage()}", file=sys.stderr, flush=True)
+
+
 def _show_progress() -> None:
     progress = logging.getLogger("fragilite.progress")
-    if not progress.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("  · %(message)s"))
-        progress.addHandler(handler)
+    if not any(isinstance(h, _ProgressHandler) for h in progress.handlers):
+        progress.addHandler(_ProgressHandler())
         progress.setLevel(logging.INFO)
         progress.propagate = False
 
