@@ -6,7 +6,9 @@ from config.settings import (
     Indicator,
     Settings,
     load_catalogue,
+    load_methods,
     load_settings,
+    load_tic,
     settings_as_yaml,
 )
 
@@ -16,6 +18,8 @@ __all__ = [
     "IndicatorCatalogue",
     "Settings",
     "load_catalogue",
+    "load_methods",
     "load_settings",
+    "load_tic",
     "settings_as_yaml",
 ]

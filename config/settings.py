@@ -7,7 +7,7 @@ user's file is reported with its path in the file, before anything is computed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -97,6 +97,104 @@ class IndicatorCatalogue(_Strict):
         return {i.id: i for i in self.indicators}
 
 
+# --- methods -------------------------------------------------------------------------------
+
+MethodId = Literal["mednum_2019", "ifn_2023", "opale_2022", "tic_2019"]
+ALL_METHODS: tuple[str, ...] = ("mednum_2019", "ifn_2023", "opale_2022", "tic_2019")
+METHODS_FILE = CONFIG_DIR / "methods.yaml"
+TIC_FILE = CONFIG_DIR / "tic_ratios.yaml"
+
+
+class Weighting(_Strict):
+    label: str
+    scheme: Literal["pooled", "axis_means"]
+    reference: Literal["departement", "epci", "territoire"] | None = None
+    threshold: float | None = None
+    axis_weights: dict[AxisId, float] = {}
+    indicator_weights: dict[str, float] = {}
+
+    @field_validator("axis_weights", "indicator_weights")
+    @classmethod
+    def _non_negative(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: w for k, w in v.items() if w < 0}
+        if bad:
+            raise ValueError(f"weights must be >= 0: {bad}")
+        return v
+
+
+class IfnConfig(_Strict):
+    mapping: Literal["decile", "minmax"] = "decile"
+    universe: Literal["territoire", "france"] = "territoire"
+    indicator_sets: dict[str, list[str]]
+
+    @field_validator("indicator_sets")
+    @classmethod
+    def _general_first(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        if "general" not in v:
+            raise ValueError("indicator_sets needs a 'general' set (the national index)")
+        return v
+
+
+class MethodsConfig(_Strict):
+    weightings: dict[str, Weighting]
+    ifn_2023: IfnConfig
+
+    @model_validator(mode="after")
+    def _presets(self) -> "MethodsConfig":
+        missing = {"mednum_2019", "opale_2022"} - set(self.weightings)
+        if missing:
+            raise ValueError(f"weightings needs presets {sorted(missing)}")
+        if self.weightings["opale_2022"].threshold is None:
+            raise ValueError("weightings.opale_2022 needs a threshold")
+        return self
+
+
+class TicGroup(_Strict):
+    label: str
+    count: str | None
+    alternative_counts: list[str] = []
+    rates: dict[str, float]
+    source: str
+    verified: bool
+
+    @field_validator("rates")
+    @classmethod
+    def _shares(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: r for k, r in v.items() if not 0 <= r <= 1}
+        if bad:
+            raise ValueError(f"rates are shares between 0 and 1: {bad}")
+        return v
+
+
+class AgeBand(_Strict):
+    label: str
+    counts: list[str]
+    rate: float = Field(ge=0, le=1)
+
+
+class AgeBands(_Strict):
+    outcome: str
+    source: str
+    verified: bool
+    bands: list[AgeBand]
+
+
+class TicConfig(_Strict):
+    outcomes: dict[str, str]
+    groups: dict[str, TicGroup]
+    age_bands: AgeBands | None = None
+
+    @model_validator(mode="after")
+    def _known_outcomes(self) -> "TicConfig":
+        for name, group in self.groups.items():
+            unknown = set(group.rates) - set(self.outcomes)
+            if unknown:
+                raise ValueError(f"groups.{name}: unknown outcome(s) {sorted(unknown)}")
+        if self.age_bands and self.age_bands.outcome not in self.outcomes:
+            raise ValueError(f"age_bands.outcome {self.age_bands.outcome!r} is not an outcome")
+        return self
+
+
 # --- run settings --------------------------------------------------------------------------
 
 
@@ -106,6 +204,10 @@ class RunOptions(_Strict):
     legacy_2020: bool = False
     indicators: list[str] = []
     filosofi_commune_fallback: bool = True
+    methods: list[MethodId] = list(ALL_METHODS)
+    # Study territory: a preset of territories.yaml, or département / commune / EPCI codes.
+    # Empty = every IRIS of the inputs.
+    territory: list[str] = []
     out_dir: Path
 
 
@@ -217,11 +319,47 @@ def load_settings(
         raise ConfigError(_format_validation(exc, " + ".join(sources))) from exc
 
 
-def load_catalogue(path: Path = INDICATORS_FILE) -> IndicatorCatalogue:
+M = TypeVar("M", bound=BaseModel)
+
+
+def _load(model: type[M], path: Path) -> M:
     try:
-        return IndicatorCatalogue.model_validate(read_yaml(path))
+        return model.model_validate(read_yaml(path))
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, str(path))) from exc
+
+
+def load_catalogue(path: Path = INDICATORS_FILE) -> IndicatorCatalogue:
+    return _load(IndicatorCatalogue, path)
+
+
+def load_methods(path: Path = METHODS_FILE) -> MethodsConfig:
+    return _load(MethodsConfig, path)
+
+
+def load_tic(path: Path = TIC_FILE) -> TicConfig:
+    return _load(TicConfig, path)
+
+
+class TerritoryPreset(_Strict):
+    label: str
+    codes: list[str]
+
+
+class TerritoryPresets(_Strict):
+    presets: dict[str, TerritoryPreset]
+
+
+def load_territories(path: Path = CONFIG_DIR / "territories.yaml") -> dict[str, TerritoryPreset]:
+    return _load(TerritoryPresets, path).presets
+
+
+class DepartementNames(_Strict):
+    departements: dict[str, str]
+
+
+def load_departement_names(path: Path = CONFIG_DIR / "departements.yaml") -> dict[str, str]:
+    return _load(DepartementNames, path).departements
 
 
 def settings_as_yaml(settings: Settings) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from config.settings import Indicator
+from indice.weighting import composite_score
 
 AXES = ("information", "interfaces", "administratif", "numerique")
 GLOBALS = {"acces": ("information", "interfaces"), "competences": ("administratif", "numerique")}
@@ -67,7 +68,9 @@ def reference_values(
         num, den = frame[f"{ind.id}_num"], frame[f"{ind.id}_den"]
         usable = num.notna() & (den > 0)
         if ind.id in commune_mean:
-            per_commune = pd.DataFrame({"key": keys, "com": frame["INSEE_COM"], "v": num / den})[usable]
+            # Coarser mailles have no commune column: each row is its own unit there.
+            units = frame["INSEE_COM"] if "INSEE_COM" in frame else pd.Series(frame.index, index=frame.index)
+            per_commune = pd.DataFrame({"key": keys, "com": units, "v": num / den})[usable]
             per_commune = per_commune.drop_duplicates(["key", "com"])
             ref = per_commune.groupby("key")["v"].mean()
         else:
@@ -109,24 +112,25 @@ def indicator_scores(
     return out
 
 
-def aggregate_scores(scores: pd.DataFrame, axis_of: Mapping[str, str]) -> pd.DataFrame:
+def aggregate_scores(
+    scores: pd.DataFrame, axis_of: Mapping[str, str], weights: Mapping[str, float] | None = None
+) -> pd.DataFrame:
     """Axis, `acces`, `competences` and global scores as pooled means of indicator scores.
 
-    `scores` has one `<id>_score` column per indicator; `axis_of` maps indicator id → axis.
-    Missing scores are skipped, never counted as 0.
+    `scores` has one `<id>_score` column per indicator; `axis_of` maps indicator id → axis;
+    `weights` (indicator id → weight, default 1) come from the `mednum_2019` preset. Missing
+    scores are skipped, never counted as 0.
     """
-    def pooled(ids: list[str]) -> pd.Series:
-        cols = [f"{i}_score" for i in ids if f"{i}_score" in scores.columns]
-        if not cols:
-            return pd.Series(np.nan, index=scores.index, dtype="float64")
-        return scores[cols].mean(axis=1, skipna=True)
+    def pooled(axes: tuple[str, ...]) -> pd.Series:
+        subset = {i: a for i, a in axis_of.items() if a in axes}
+        return composite_score(scores, subset, scheme="pooled", indicator_weights=weights)
 
     out = pd.DataFrame(index=scores.index)
     for axis in AXES:
-        out[f"score_{axis}"] = pooled([i for i, a in axis_of.items() if a == axis])
+        out[f"score_{axis}"] = pooled((axis,))
     for name, axes in GLOBALS.items():
-        out[f"score_{name}"] = pooled([i for i, a in axis_of.items() if a in axes])
-    out["score_global"] = pooled(list(axis_of))
+        out[f"score_{name}"] = pooled(axes)
+    out["score_global"] = pooled(AXES)
     return out
 
 
@@ -143,6 +147,7 @@ def score_mednum(
     reference: Reference,
     *,
     legacy_2020: bool = False,
+    weights: Mapping[str, float] | None = None,
 ) -> MednumResult:
     """The whole MedNum 2019 method (or its 2020 publication with `legacy_2020`)."""
     commune_mean = frozenset(i.id for i in indicators if legacy_2020 and i.higher_is_better)
@@ -154,5 +159,5 @@ def score_mednum(
     }
     # Unscored indicators keep an all-missing score column; means skip missing scores.
     per_indicator = indicator_scores(frame, indicators, refs, legacy_2020=legacy_2020)
-    aggregated = aggregate_scores(per_indicator, {i.id: i.axis for i in indicators})
+    aggregated = aggregate_scores(per_indicator, {i.id: i.axis for i in indicators}, weights)
     return MednumResult(pd.concat([per_indicator, aggregated], axis=1), refs, unscored)

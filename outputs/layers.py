@@ -1,7 +1,8 @@
-"""Map layers: the IRIS layer's column contract and its three file formats.
+"""Map layers: the column contract and the three file formats.
 
 GeoParquet 1.1 (EPSG:2154, bbox covering) for analysis, GeoPackage for QGIS builds without
-Parquet, GeoJSON RFC 7946 (EPSG:4326, 6 decimals) for the web.
+Parquet, GeoJSON RFC 7946 (EPSG:4326, 6 decimals) for the web; plus a JSON sidecar with the
+run's method, reference, vintages and date.
 """
 
 from __future__ import annotations
@@ -18,15 +19,20 @@ import pyogrio
 from indice.mednum import SCORE_COLUMNS
 from outputs.files import write_all
 
-IDENTITY_COLUMNS = ("CODE_IRIS", "NOM_IRIS", "TYP_IRIS", "INSEE_COM", "NOM_COM", "EPCI", "DEP")
-RUN_COLUMNS = ("methode", "reference", "millesime_rp")
+IDENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "iris": ("CODE_IRIS", "NOM_IRIS", "TYP_IRIS", "INSEE_COM", "NOM_COM", "EPCI", "DEP"),
+    "communes": ("INSEE_COM", "NOM_COM", "EPCI", "DEP"),
+    "epci": ("EPCI", "NOM_EPCI", "DEP"),
+    "departements": ("DEP", "NOM_DEP"),
+}
 INDICATOR_PARTS = ("num", "den", "taux", "score")
-FORMATS = ("parquet", "gpkg", "geojson")
+METHOD_PREFIXES = ("ifn2023_", "opale_", "est_")
+EXTRA_COLUMNS = ("P_POP", "n_iris", "non_residentiel")
 
 
-def iris_layer(
-    base: gpd.GeoDataFrame,
-    indicators: pd.DataFrame,
+def build_layer(
+    maille: str,
+    table: pd.DataFrame,
     scores: pd.DataFrame,
     indicator_ids: list[str],
     *,
@@ -34,28 +40,36 @@ def iris_layer(
     reference: str,
     millesime_rp: int,
 ) -> gpd.GeoDataFrame:
-    """Assemble the IRIS layer in contract order; extra columns (`<id>_source`, flags) last.
+    """Assemble a layer in contract order.
 
-    `base`, `indicators` and `scores` are row-aligned (one row per IRIS, same order).
+    `table` (a GeoDataFrame: identity, `<id>_num/_den/_taux`, flags) and `scores` (every score
+    column) are row-aligned. Order: identity; per indicator num, den, taux, score; MedNum axis
+    and global scores; `methode, reference, millesime_rp`; the other methods' columns
+    (`ifn2023_*`, `opale_*`, `est_*`); flags (`<id>_source`, population, …); geometry.
     """
-    parts = [base[list(IDENTITY_COLUMNS)].reset_index(drop=True)]
-    cols: dict[str, pd.Series] = {}
+    table = table.reset_index(drop=True)
+    scores = scores.reset_index(drop=True)
+    n = len(table)
+    cols: dict[str, pd.Series] = {c: table[c].astype(str) for c in IDENTITY_COLUMNS[maille]}
     for ind_id in indicator_ids:
         for part in INDICATOR_PARTS:
-            src = scores if part == "score" else indicators
-            cols[f"{ind_id}_{part}"] = src[f"{ind_id}_{part}"].reset_index(drop=True)
-    for col in SCORE_COLUMNS:
-        cols[col] = scores[col].reset_index(drop=True)
-    cols["methode"] = pd.Series(methode, index=range(len(base)))
-    cols["reference"] = pd.Series(reference, index=range(len(base)))
-    cols["millesime_rp"] = pd.Series(int(millesime_rp), index=range(len(base)), dtype="int32")
-    extras = [c for c in indicators.columns if c.endswith("_source") or c == "non_residentiel"]
-    for col in extras:
-        cols[col] = indicators[col].reset_index(drop=True)
-    layer = pd.concat([parts[0], pd.DataFrame(cols)], axis=1)
-    for col in IDENTITY_COLUMNS:
-        layer[col] = layer[col].astype(str)
-    return gpd.GeoDataFrame(layer, geometry=base.geometry.reset_index(drop=True), crs=base.crs)
+            source = scores if part == "score" else table
+            name = f"{ind_id}_{part}"
+            if name in source:
+                cols[name] = source[name]
+    for name in SCORE_COLUMNS:
+        if name in scores:
+            cols[name] = scores[name]
+    cols["methode"] = pd.Series(methode, index=range(n))
+    cols["reference"] = pd.Series(reference, index=range(n))
+    cols["millesime_rp"] = pd.Series(int(millesime_rp), index=range(n), dtype="int32")
+    for name in scores.columns:
+        if name.startswith(METHOD_PREFIXES):
+            cols[name] = scores[name]
+    for name in table.columns:
+        if name.endswith("_source") or name in EXTRA_COLUMNS:
+            cols[name] = table[name]
+    return gpd.GeoDataFrame(pd.DataFrame(cols), geometry=table.geometry, crs=table.crs)
 
 
 def write_layer(layer: gpd.GeoDataFrame, out_dir: Path, name: str, run_info: dict[str, Any]) -> dict[Path, int]:
@@ -69,8 +83,7 @@ def write_layer(layer: gpd.GeoDataFrame, out_dir: Path, name: str, run_info: dic
         pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
 
     def gpkg(tmp: Path) -> None:
-        pyogrio.write_dataframe(layer, tmp, layer=name, driver="GPKG",
-                                metadata={"fragilite": info})
+        pyogrio.write_dataframe(layer, tmp, layer=name, driver="GPKG", metadata={"fragilite": info})
 
     def geojson(tmp: Path) -> None:
         pyogrio.write_dataframe(

@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="reference territory of the scores (default: departement)")
     run.add_argument("--legacy-2020", action="store_true", default=None,
                      help="reproduce the 2020 MedNum publication (see README)")
+    run.add_argument("--territory", metavar="CODES",
+                     help="study territory: a preset of config/territories.yaml (rhone, metropole-lyon, "
+                          "pays-arbresle, …) or comma-separated département, commune or EPCI codes")
     run.add_argument("--out", metavar="DIR", help="output folder (default: build/)")
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on failure")
 
@@ -107,12 +110,14 @@ def _run(args: argparse.Namespace) -> int:
         reference=args.reference,
         legacy_2020=args.legacy_2020,
         out_dir=str(Path(args.out).resolve()) if args.out else None,
+        territory=[c for c in args.territory.split(",") if c.strip()] if args.territory else None,
     )
     settings = resource.settings  # validate the configuration before starting anything
     _use_local_instance()
     _show_progress()
     started = time.perf_counter()
-    print(f"fragilite: {settings.run.territory_label}, référence {settings.run.reference}"
+    territory = ",".join(settings.run.territory) or settings.run.territory_label
+    print(f"fragilite: {territory}, référence {settings.run.reference}"
           f"{', legacy 2020' if settings.run.legacy_2020 else ''}", file=sys.stderr)
     defs = build_definitions(resource)
     with dg.DagsterInstance.get() as instance:
@@ -143,22 +148,28 @@ def _show_progress() -> None:
 
 
 def _summary(result, out_dir: Path, seconds: float) -> None:
+    """What a user needs after a run: how many IRIS, which files, checks, warnings, exposure."""
+    metadata = {
+        event.asset_key.to_user_string(): {k: v.value for k, v in
+                                          event.step_materialization_data.materialization.metadata.items()}
+        for event in result.get_asset_materialization_events()
+    }
     checks = result.get_asset_check_evaluations()
     failed = [c for c in checks if not c.passed]
-    warnings = []
-    for event in result.get_asset_materialization_events():
-        mat = event.step_materialization_data.materialization
-        if "avertissements" in mat.metadata:
-            warnings = mat.metadata["avertissements"].value
-    scored = next((e.step_materialization_data.materialization.metadata["iris_scores"].value
-                   for e in result.get_asset_materialization_events()
-                   if "iris_scores" in e.step_materialization_data.materialization.metadata), 0)
-    print(f"\n{scored} IRIS scorés en {seconds:.1f} s. Fichiers écrits dans {out_dir / 'layers'} :")
-    for path in sorted((out_dir / "layers").glob("iris.*")):
-        print(f"  {path.name:<24} {path.stat().st_size / 1e6:6.2f} Mo")
+    scores = metadata.get("iris_scores", {})
+    print(f"\n{scores.get('iris_scores', 0)} IRIS notés en {seconds:.1f} s. Fichiers écrits dans {out_dir / 'layers'} :")
+    for path in sorted((out_dir / "layers").glob("*.*")):
+        print(f"  {path.name:<28} {path.stat().st_size / 1e6:7.2f} Mo")
     print(f"Contrôles : {len(checks) - len(failed)}/{len(checks)} réussis"
-          + ("".join(f"\n  ÉCHEC {c.asset_key.to_user_string()}:{c.check_name}" for c in failed)))
-    for warning in warnings:
+          + "".join(f"\n  ÉCHEC {c.asset_key.to_user_string()}:{c.check_name}" for c in failed))
+    opale = scores.get("opale_resume")
+    if opale:
+        arr = f", {len(opale['arrondissements'])} arrondissement(s)" if opale["arrondissements"] else ""
+        population = f"{opale['population']:,.0f}".replace(",", "\u202f")
+        print(f"Opale : {opale['iris_exposes']} IRIS exposés (score ≥ seuil) dans {opale['communes']} "
+              f"commune(s){arr} ({opale['communes_arrondissements_distincts']} en comptant les "
+              f"arrondissements), {population} habitants")
+    for warning in metadata.get("iris_indicateurs", {}).get("avertissements", []):
         print(f"  attention : {warning}")
     print("Lignage, métadonnées et contrôles : `fragilite ui`, puis http://127.0.0.1:3000")
 

@@ -12,6 +12,15 @@ from functools import cached_property
 import dagster as dg
 
 from config import IndicatorCatalogue, Settings, load_catalogue, load_settings
+from config.settings import (
+    MethodsConfig,
+    TerritoryPreset,
+    TicConfig,
+    load_departement_names,
+    load_methods,
+    load_territories,
+    load_tic,
+)
 
 
 class FragiliteConfig(dg.ConfigurableResource):
@@ -21,6 +30,7 @@ class FragiliteConfig(dg.ConfigurableResource):
     reference: str | None = None
     legacy_2020: bool | None = None
     out_dir: str | None = None
+    territory: list[str] | None = None
 
     def overrides(self) -> dict:
         run: dict = {}
@@ -30,6 +40,8 @@ class FragiliteConfig(dg.ConfigurableResource):
             run["legacy_2020"] = self.legacy_2020
         if self.out_dir is not None:
             run["out_dir"] = self.out_dir
+        if self.territory is not None:
+            run["territory"] = self.territory
         return {"run": run} if run else {}
 
     @cached_property
@@ -39,3 +51,19 @@ class FragiliteConfig(dg.ConfigurableResource):
     @cached_property
     def catalogue(self) -> IndicatorCatalogue:
         return load_catalogue()
+
+    @cached_property
+    def methods(self) -> MethodsConfig:
+        return load_methods()
+
+    @cached_property
+    def tic(self) -> TicConfig:
+        return load_tic()
+
+    @cached_property
+    def territory_presets(self) -> dict[str, TerritoryPreset]:
+        return load_territories()
+
+    @cached_property
+    def departement_names(self) -> dict[str, str]:
+        return load_departement_names()

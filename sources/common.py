@@ -19,6 +19,7 @@ COMMUNE_RE = r"(?:\d{5}|2[AB]\d{3})"
 COMMUNE_PATTERN = re.compile(rf"^{COMMUNE_RE}$")
 IRIS_PATTERN = re.compile(rf"^{COMMUNE_RE}\d{{4}}$")
 EPCI_PATTERN = re.compile(r"^\d{9}$")
+DEPARTEMENT_PATTERN = re.compile(r"^(?:\d{2}|2[AB]|97\d)$")
 
 # Markers INSEE and the CAF use for suppressed or unavailable values (secret statistique).
 MISSING_MARKERS = frozenset({"", "s", "nd", "nc", "ns", "so", "na", "n/a", "-", "secret"})

@@ -41,9 +41,10 @@ def test_run_succeeds_with_all_checks(materialized):
     result, _ = materialized
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 5 and all(c.passed for c in checks)
+    assert len(checks) == 9 and all(c.passed for c in checks)
     materialized_keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert {"iris_base", "iris_indicateurs", "iris_scores", "couche_iris"} <= materialized_keys
+    assert {"iris_base", "iris_indicateurs", "iris_scores", "mailles", "mailles_scores", "couche_iris",
+            "couche_communes", "couche_epci", "couche_departements"} <= materialized_keys
 
 
 def test_geoparquet(materialized):
@@ -56,7 +57,7 @@ def test_geoparquet(materialized):
     assert column["crs"]["id"] == {"authority": "EPSG", "code": 2154}
     assert table.num_rows == 751
     names = table.schema.names
-    assert names[: len(IDENTITY_COLUMNS)] == list(IDENTITY_COLUMNS)
+    assert names[: len(IDENTITY_COLUMNS["iris"])] == list(IDENTITY_COLUMNS["iris"])
     assert names.index("men_seul_num") < names.index("men_seul_den") < names.index("men_seul_taux") < names.index("men_seul_score")
     assert names.index("score_global") < names.index("methode") < names.index("millesime_rp")
     codes = table.column("CODE_IRIS").to_pylist()
@@ -102,7 +103,7 @@ def test_cli_legacy_epci_reproduces_publication(tmp_path, dagster_home, publishe
     out = tmp_path / "legacy"
     assert main(["run", "--reference", "epci", "--legacy-2020", "--out", str(out)]) == 0
     printed = capsys.readouterr()
-    assert "IRIS scorés" in printed.out and "iris.parquet" in printed.out
+    assert "IRIS notés" in printed.out and "iris.parquet" in printed.out
     layer = pq.read_table(out / "layers" / "iris.parquet").drop_columns(["geometry", "bbox"]).to_pandas()
     assert (layer["methode"] == "mednum_2019_legacy_2020").all() and (layer["reference"] == "epci").all()
     merged = layer.merge(published, on="CODE_IRIS", suffixes=("", "_pub"))

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from indice.methods import Scored
 from pipelines.resources import FragiliteConfig
-from sources.common import COMMUNE_PATTERN, IRIS_PATTERN
+from sources.common import COMMUNE_PATTERN, DEPARTEMENT_PATTERN, EPCI_PATTERN, IRIS_PATTERN
 from sources.ign_iris import EXPECTED_CRS
 
 
@@ -47,8 +48,8 @@ def recensement_complet(iris_base: gpd.GeoDataFrame) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset="iris_scores", blocking=True, description="Scores finis, positifs et plausibles (< 10 000).")
-def scores_plausibles(iris_scores: pd.DataFrame) -> dg.AssetCheckResult:
-    scores = iris_scores.filter(like="score").to_numpy(dtype="float64")
+def scores_plausibles(iris_scores: Scored) -> dg.AssetCheckResult:
+    scores = iris_scores.table.filter(like="score").to_numpy(dtype="float64")
     present = scores[~np.isnan(scores)]
     bad = (~np.isfinite(present)) | (present < 0) | (present > 10_000)
     return dg.AssetCheckResult(
@@ -58,11 +59,40 @@ def scores_plausibles(iris_scores: pd.DataFrame) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset="couche_iris", description="La couche GeoParquet écrite se relit : GeoParquet 1.1, CODE_IRIS texte de 9 caractères.")
-def couche_relisible(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
-    path = Path(fragilite.settings.run.out_dir) / "layers" / "iris.parquet"
-    table = pq.read_table(path, columns=["CODE_IRIS"])
-    geo = json.loads(table.schema.metadata[b"geo"])
-    codes = table.column("CODE_IRIS").to_pylist()
-    ok = geo.get("version") == "1.1.0" and all(isinstance(c, str) and len(c) == 9 for c in codes)
-    return dg.AssetCheckResult(passed=ok, metadata={"lignes": len(codes), "geoparquet": geo.get("version")})
+LAYER_KEYS = {"iris": ("CODE_IRIS", IRIS_PATTERN), "communes": ("INSEE_COM", COMMUNE_PATTERN),
+              "epci": ("EPCI", EPCI_PATTERN), "departements": ("DEP", DEPARTEMENT_PATTERN)}
+
+
+def _layer_check(maille: str) -> dg.AssetChecksDefinition:
+    key, pattern = LAYER_KEYS[maille]
+
+    @dg.asset_check(asset=f"couche_{maille}", name="couche_relisible",
+                    description=f"La couche {maille} écrite se relit : GeoParquet 1.1, EPSG:2154, "
+                    f"{key} en texte au bon format et unique.")
+    def _check(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
+        path = Path(fragilite.settings.run.out_dir) / "layers" / f"{maille}.parquet"
+        table = pq.read_table(path, columns=[key])
+        geo = json.loads(table.schema.metadata[b"geo"])
+        codes = table.column(key).to_pylist()
+        crs = geo["columns"]["geometry"].get("crs", {}).get("id", {})
+        bad = [c for c in codes if not (isinstance(c, str) and pattern.fullmatch(c))]
+        ok = geo.get("version") == "1.1.0" and not bad and len(set(codes)) == len(codes)
+        return dg.AssetCheckResult(passed=ok, metadata={
+            "lignes": len(codes), "geoparquet": geo.get("version"), "crs": str(crs), "codes_invalides": bad[:20]})
+
+    return _check
+
+
+couche_iris_relisible = _layer_check("iris")
+couche_communes_relisible = _layer_check("communes")
+couche_epci_relisible = _layer_check("epci")
+couche_departements_relisible = _layer_check("departements")
+
+
+@dg.asset_check(asset="mailles", blocking=True, additional_ins={"iris_base": dg.AssetIn("iris_base")},
+                description="Population cohérente entre mailles : somme des IRIS = communes = EPCI = départements.")
+def populations_coherentes(iris_base: gpd.GeoDataFrame, mailles: dict) -> dg.AssetCheckResult:
+    totals = {"iris": float(iris_base["P_POP"].sum())}
+    totals.update({name: float(t["P_POP"].sum()) for name, t in mailles.items()})
+    spread = max(totals.values()) - min(totals.values())
+    return dg.AssetCheckResult(passed=spread <= 1e-6 * max(1.0, totals["iris"]), metadata=totals)

@@ -1,5 +1,6 @@
-"""Group `indice`: scores of the MedNum 2019 method (or its 2020 publication)."""
+"""Group `indice`: every selected scoring method, on the IRIS and on the coarser mailles."""
 
+from dataclasses import replace
 
 import dagster as dg
 import geopandas as gpd
@@ -7,13 +8,14 @@ import pandas as pd
 
 from config import Settings
 from config.settings import ConfigError
-from indice.mednum import Reference, score_mednum
+from indice.mednum import Reference
+from indice.methods import MethodParams, Scored, exposure_summary, score_all
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
 
 GROUP = "indice"
 OWNERS = ["team:fragilite-numerique"]
-KEY_COLUMNS = ["CODE_IRIS", "INSEE_COM", "EPCI", "DEP", "REG"]
+GROUP_COLUMN = {"departement": "DEP", "epci": "EPCI", "region": "REG"}
 
 
 def reference_from_settings(settings: Settings, millesime_rp: int) -> Reference:
@@ -39,11 +41,35 @@ def method_label(settings: Settings) -> str:
     return "mednum_2019" + ("_legacy_2020" if settings.run.legacy_2020 else "")
 
 
+def method_params(fragilite: FragiliteConfig, frame: pd.DataFrame) -> MethodParams:
+    settings = fragilite.settings
+    methods = fragilite.methods
+    if methods.ifn_2023.universe == "france" and "ifn_2023" in settings.run.methods:
+        loaded = set(frame["DEP"])
+        if len(loaded) < 96:
+            raise ConfigError(
+                f"ifn_2023.universe is 'france' but the inputs cover {len(loaded)} département(s); "
+                "load national inputs or set universe: territoire in config/methods.yaml"
+            )
+    return MethodParams(
+        reference=reference_from_settings(settings, int(frame["millesime_rp"].iloc[0])),
+        weightings=methods.weightings,
+        ifn=methods.ifn_2023,
+        tic=fragilite.tic,
+        methods=tuple(settings.run.methods),
+        legacy_2020=settings.run.legacy_2020,
+    )
+
+
+def scored_indicators(fragilite: FragiliteConfig, table: pd.DataFrame) -> list:
+    return [i for i in fragilite.catalogue.indicators if f"{i.id}_num" in table.columns]
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas"},
     owners=OWNERS,
-    tags={"maille": "iris", "methode": "mednum_2019"},
+    tags={"maille": "iris"},
 )
 def iris_scores(
     context: dg.AssetExecutionContext,
@@ -51,32 +77,68 @@ def iris_scores(
     iris_base: gpd.GeoDataFrame,
     iris_indicateurs: pd.DataFrame,
 ) -> dg.Output:
-    """Scores MedNum par indicateur (100 = comme la référence), par axe, ACCÈS, COMPÉTENCES et
-    score global, moyennes des scores d'indicateurs disponibles (un indicateur absent est ignoré,
-    jamais compté 0)."""
-    settings, catalogue = fragilite.settings, fragilite.catalogue
-    millesime = int(iris_base["millesime_rp"].iloc[0])
-    reference = reference_from_settings(settings, millesime)
-    indicators = [i for i in catalogue.indicators if f"{i.id}_num" in iris_indicateurs.columns]
-    frame = pd.concat(
-        [iris_base[[c for c in KEY_COLUMNS if c in iris_base.columns]], iris_indicateurs.drop(columns="CODE_IRIS")],
-        axis=1,
-    )
-    result = score_mednum(frame, indicators, reference, legacy_2020=settings.run.legacy_2020)
-    scores = pd.concat([iris_base[["CODE_IRIS"]], result.scores], axis=1)
-    group_col = {"departement": "DEP", "epci": "EPCI", "region": "REG"}.get(reference.level)
-    refs = pd.concat([frame[[group_col]] if group_col else pd.DataFrame({"territoire": "territoire"}, index=frame.index),
-                      result.references], axis=1).drop_duplicates()
-    scored = int(scores["score_global"].notna().sum())
-    report(context, f"iris_scores: {scored}/{len(scores)} IRIS scorés ({method_label(settings)}, "
-                    f"référence {reference.level})")
-    return dg.Output(scores, metadata={
-        **table_metadata(scores),
-        "methode": method_label(settings),
-        "reference": reference.level,
+    """Scores de chaque méthode retenue, par IRIS : MedNum 2019 (par indicateur, 100 = comme la
+    référence ; axes, ACCÈS, COMPÉTENCES, global), IFN 2023 (notes 1–10), pondération locale type
+    Opale (IRIS exposés) et personnes à risque estimées avec les taux TIC 2019."""
+    frame = pd.concat([pd.DataFrame(iris_base.drop(columns="geometry")), iris_indicateurs.drop(columns="CODE_IRIS")], axis=1)
+    params = method_params(fragilite, frame)
+    scored = score_all(frame, scored_indicators(fragilite, iris_indicateurs), params)
+    meta = _method_metadata(scored, frame, params)
+    scored.metadata = meta
+    table = pd.concat([iris_base[["CODE_IRIS"]], scored.table], axis=1)
+    summary = meta.get("opale_resume")
+    report(context, f"iris_scores: {int(table['score_global'].notna().sum()) if 'score_global' in table else 0}"
+                    f"/{len(table)} IRIS notés ({', '.join(params.methods)}, référence {params.reference.level})"
+                    + (f"; {summary['iris_exposes']} IRIS exposés (Opale)" if summary else ""))
+    return dg.Output(scored, metadata={
+        **table_metadata(table),
+        "methode": method_label(fragilite.settings),
+        "reference": params.reference.level,
         "reference_source": "valeurs de la configuration (IRIS de ce niveau non chargés)"
-        if reference.level in ("region", "france") else "calculée sur les IRIS chargés",
-        "valeurs_de_reference": dg.MetadataValue.md(refs.to_markdown(index=False)),
-        "indicateurs_sans_score": dg.MetadataValue.json(result.unscored),
-        "iris_scores": scored,
+        if params.reference.level in ("region", "france") else "calculée sur les IRIS chargés",
+        "valeurs_de_reference": dg.MetadataValue.md(_reference_table(frame, scored, params).to_markdown(index=False)),
+        "iris_scores": int(table["score_global"].notna().sum()) if "score_global" in table else 0,
+        **{k: dg.MetadataValue.json(v) for k, v in meta.items()},
     })
+
+
+def _method_metadata(scored: Scored, frame: pd.DataFrame, params: MethodParams) -> dict:
+    """What produced the columns, per method, plus the Opale exposure summary."""
+    meta = {f"methode_{k}": v for k, v in scored.metadata.items()}
+    if "opale_expose" in scored.table:
+        meta["opale_resume"] = exposure_summary(frame, scored.table["opale_expose"])
+    return meta
+
+
+def _reference_table(frame: pd.DataFrame, scored: Scored, params: MethodParams) -> pd.DataFrame:
+    column = GROUP_COLUMN.get(params.reference.level)
+    keys = frame[[column]] if column else pd.DataFrame({"territoire": "territoire"}, index=frame.index)
+    return pd.concat([keys, scored.references], axis=1).drop_duplicates()
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas"},
+    owners=OWNERS,
+    tags={"maille": "commune-epci-departement"},
+)
+def mailles_scores(
+    context: dg.AssetExecutionContext,
+    fragilite: FragiliteConfig,
+    mailles: dict,
+) -> dg.Output:
+    """Les mêmes méthodes, avec la même référence, appliquées aux communes, EPCI et départements
+    à partir de leurs sommes d'effectifs (jamais des moyennes de scores d'IRIS)."""
+    out = {}
+    for name, table in mailles.items():
+        frame = pd.DataFrame(table.drop(columns="geometry"))
+        params = method_params(fragilite, frame)
+        column = GROUP_COLUMN.get(params.reference.level)
+        if column and column not in frame:
+            # e.g. --reference epci on the département layer: the study territory stands in.
+            params = replace(params, reference=Reference("territoire"))
+        scored = score_all(frame, scored_indicators(fragilite, table), params)
+        scored.metadata["reference"] = params.reference.level
+        out[name] = scored
+    report(context, "mailles_scores: " + ", ".join(f"{len(s.table)} {n}" for n, s in out.items()))
+    return dg.Output(out, metadata={f"lignes_{n}": len(s.table) for n, s in out.items()})

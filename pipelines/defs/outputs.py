@@ -1,5 +1,4 @@
-"""Group `outputs`: the IRIS layer in GeoParquet, GeoPackage and GeoJSON."""
-
+"""Group `outputs`: one layer per maille (IRIS, communes, EPCI, départements), three formats each."""
 
 from datetime import datetime, timezone
 from pathlib import Path
@@ -8,60 +7,94 @@ import dagster as dg
 import geopandas as gpd
 import pandas as pd
 
+from indice.methods import Scored
 from outputs.files import output_lock
-from outputs.layers import iris_layer, write_layer
+from outputs.layers import build_layer, write_layer
 from pipelines.defs.indice import method_label
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
 
 GROUP = "outputs"
 OWNERS = ["team:fragilite-numerique"]
+KINDS = {"geoparquet", "geopackage", "geojson"}
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"geoparquet", "geopackage", "geojson"},
-    owners=OWNERS,
-    tags={"maille": "iris"},
-)
+def _publish(
+    context: dg.AssetExecutionContext,
+    fragilite: FragiliteConfig,
+    maille: str,
+    table: gpd.GeoDataFrame,
+    scores: pd.DataFrame,
+    method_metadata: dict,
+) -> dg.MaterializeResult:
+    """Assemble the layer of one maille and write its files atomically, under the output lock."""
+    settings = fragilite.settings
+    indicator_ids = [c[: -len("_num")] for c in table.columns if c.endswith("_num")]
+    millesime = int(table["millesime_rp"].iloc[0])
+    reference = method_metadata.get("reference", settings.run.reference)
+    layer = build_layer(maille, table, scores, indicator_ids, methode=method_label(settings),
+                        reference=reference, millesime_rp=millesime)
+    run_info = {
+        "maille": maille,
+        "territoire": settings.run.territory_label,
+        "selection": settings.run.territory or "toutes les IRIS des fichiers d'entrée",
+        "methodes": settings.run.methods,
+        "methode": method_label(settings),
+        "reference": reference,
+        "millesime_rp": millesime,
+        "indicateurs": indicator_ids,
+        "date_calcul": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sources": {k: Path(v).name for k, v in settings.input_paths().items()},
+        "details_methodes": method_metadata,
+        "run_id": context.run.run_id,
+    }
+    out_root = Path(settings.run.out_dir)
+    with output_lock(out_root):
+        sizes = write_layer(layer, out_root / "layers", maille, run_info)
+    report(context, f"couche {maille}: {len(layer)} entités écrites dans {out_root / 'layers'}")
+    minx, miny, maxx, maxy = layer.total_bounds
+    return dg.MaterializeResult(metadata={
+        **table_metadata(layer),
+        "crs": str(layer.crs),
+        "bbox": [round(float(v), 1) for v in (minx, miny, maxx, maxy)],
+        "fichiers": dg.MetadataValue.json({str(p): size for p, size in sizes.items()}),
+        "dossier": dg.MetadataValue.path(str(out_root / "layers")),
+        "methodes": settings.run.methods,
+        "reference": reference,
+        "millesime_rp": millesime,
+    })
+
+
+@dg.asset(group_name=GROUP, kinds=KINDS, owners=OWNERS, tags={"maille": "iris"})
 def couche_iris(
     context: dg.AssetExecutionContext,
     fragilite: FragiliteConfig,
     iris_base: gpd.GeoDataFrame,
     iris_indicateurs: pd.DataFrame,
-    iris_scores: pd.DataFrame,
+    iris_scores: Scored,
 ) -> dg.MaterializeResult:
     """Couche IRIS publiée : `layers/iris.parquet` (GeoParquet 1.1, Lambert-93), `iris.gpkg` (QGIS)
-    et `iris.geojson` (web, WGS84), plus `iris.metadata.json` (méthode, référence, millésimes,
+    et `iris.geojson` (web, WGS84), plus `iris.metadata.json` (méthodes, référence, millésimes,
     date). Les fichiers sont écrits sous un nom temporaire puis renommés : un échec ne laisse
     jamais de fichier partiel ni n'écrase la couche précédente."""
-    settings = fragilite.settings
-    indicator_ids = [c[: -len("_num")] for c in iris_indicateurs.columns if c.endswith("_num")]
-    millesime = int(iris_base["millesime_rp"].iloc[0])
-    layer = iris_layer(
-        iris_base, iris_indicateurs, iris_scores, indicator_ids,
-        methode=method_label(settings), reference=settings.run.reference, millesime_rp=millesime,
-    )
-    run_info = {
-        "territoire": settings.run.territory_label,
-        "methode": method_label(settings),
-        "reference": settings.run.reference,
-        "millesime_rp": millesime,
-        "indicateurs": indicator_ids,
-        "date_calcul": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "sources": {k: Path(v).name for k, v in settings.input_paths().items()},
-        "run_id": context.run.run_id,
-    }
-    out_dir = Path(settings.run.out_dir) / "layers"
-    with output_lock(Path(settings.run.out_dir)):
-        sizes = write_layer(layer, out_dir, "iris", run_info)
-    report(context, f"couche_iris: {len(layer)} IRIS écrits dans {out_dir}")
-    return dg.MaterializeResult(metadata={
-        **table_metadata(layer),
-        "crs": str(layer.crs),
-        "fichiers": dg.MetadataValue.json({str(p): size for p, size in sizes.items()}),
-        "dossier": dg.MetadataValue.path(str(out_dir)),
-        "methode": run_info["methode"],
-        "reference": run_info["reference"],
-        "millesime_rp": millesime,
-    })
+    table = pd.concat([iris_base, iris_indicateurs.drop(columns="CODE_IRIS")], axis=1)
+    table = gpd.GeoDataFrame(table, geometry="geometry", crs=iris_base.crs)
+    return _publish(context, fragilite, "iris", table, iris_scores.table, iris_scores.metadata)
+
+
+def _maille_layer(maille: str, label: str) -> dg.AssetsDefinition:
+    @dg.asset(name=f"couche_{maille}", group_name=GROUP, kinds=KINDS, owners=OWNERS, tags={"maille": maille},
+              description=f"Couche des {label} : indicateurs recalculés sur les sommes de leurs IRIS, "
+              f"scores de toutes les méthodes retenues, avec la même référence que les IRIS. Fichiers "
+              f"`layers/{maille}.parquet`, `.gpkg`, `.geojson` et `.metadata.json`, écrits atomiquement.")
+    def _asset(context: dg.AssetExecutionContext, fragilite: FragiliteConfig, mailles: dict,
+               mailles_scores: dict) -> dg.MaterializeResult:
+        scored = mailles_scores[maille]
+        return _publish(context, fragilite, maille, mailles[maille], scored.table, scored.metadata)
+
+    return _asset
+
+
+couche_communes = _maille_layer("communes", "communes (arrondissements pour Paris, Lyon, Marseille)")
+couche_epci = _maille_layer("epci", "EPCI")
+couche_departements = _maille_layer("departements", "départements")

@@ -10,6 +10,8 @@ from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
 from transforms.indicators import IndicatorInputs, compute_indicators
 from transforms.iris_base import build_iris_base, census_vintage, join_census
+from transforms.mailles import MAILLES, aggregate_maille
+from transforms.territory import resolve_territory, select_territory
 
 GROUP = "transforms"
 OWNERS = ["team:fragilite-numerique"]
@@ -23,6 +25,7 @@ OWNERS = ["team:fragilite-numerique"]
 )
 def iris_base(
     context: dg.AssetExecutionContext,
+    fragilite: FragiliteConfig,
     contours_iris: gpd.GeoDataFrame,
     communes_epci: pd.DataFrame,
     rp_evol_struct_pop: pd.DataFrame | None,
@@ -30,7 +33,8 @@ def iris_base(
     rp_couples_familles_menages: pd.DataFrame | None,
     rp_activite_residents: pd.DataFrame | None,
 ) -> dg.Output:
-    """Une ligne par IRIS : contour, effectifs du recensement (tous thèmes), EPCI, département.
+    """Une ligne par IRIS du territoire d'étude : contour, effectifs du recensement (tous thèmes),
+    EPCI, département.
 
     Chaque code qui ne se joint pas (IRIS sans recensement, recensement sans contour, commune
     sans EPCI) est listé dans les métadonnées, jamais écarté en silence.
@@ -49,9 +53,14 @@ def iris_base(
     census, reports = join_census(themes)
     base, more = build_iris_base(contours_iris, census, communes_epci)
     reports += more
+    territory = resolve_territory(fragilite.settings.run.territory, fragilite.territory_presets)
+    inside = select_territory(base, territory)
+    outside = int((~inside).sum())
+    base = base[inside].reset_index(drop=True)
     base["millesime_rp"] = vintage
     unmatched = sum(len(r.unmatched_left) + len(r.unmatched_right) for r in reports)
-    report(context, f"iris_base: {len(base)} IRIS, RP {vintage}, {unmatched} code(s) non joint(s)")
+    report(context, f"iris_base: {len(base)} IRIS ({territory.label}), RP {vintage}, "
+                    f"{unmatched} code(s) non joint(s)")
     minx, miny, maxx, maxy = base.total_bounds
     return dg.Output(base, metadata={
         **table_metadata(base),
@@ -60,6 +69,8 @@ def iris_base(
         "bbox": [round(float(v), 1) for v in (minx, miny, maxx, maxy)],
         "jointures": dg.MetadataValue.json([r.as_dict() for r in reports]),
         "codes_non_joints": unmatched,
+        "territoire": territory.label,
+        "iris_hors_territoire": outside,
     })
 
 
@@ -112,4 +123,30 @@ def iris_indicateurs(
         "indicateurs_absents": dg.MetadataValue.json(result.skipped),
         "avertissements": dg.MetadataValue.json(result.warnings),
         "jointures": dg.MetadataValue.json([r.as_dict() for r in result.reports]),
+    })
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"geopandas"},
+    owners=OWNERS,
+    tags={"maille": "commune-epci-departement"},
+)
+def mailles(
+    context: dg.AssetExecutionContext,
+    fragilite: FragiliteConfig,
+    iris_base: gpd.GeoDataFrame,
+    iris_indicateurs: pd.DataFrame,
+) -> dg.Output:
+    """Communes, EPCI et départements : sommes des numérateurs, dénominateurs et effectifs de
+    leurs IRIS, contours réunis. Les scores de ces mailles sont recalculés sur ces sommes,
+    jamais moyennés à partir des scores des IRIS."""
+    iris = pd.concat([iris_base, iris_indicateurs.drop(columns="CODE_IRIS")], axis=1)
+    iris = gpd.GeoDataFrame(iris, geometry="geometry", crs=iris_base.crs)
+    out = {name: aggregate_maille(iris, name, fragilite.departement_names) for name in MAILLES}
+    report(context, "mailles: " + ", ".join(f"{len(t)} {name}" for name, t in out.items()))
+    return dg.Output(out, metadata={
+        **{f"lignes_{name}": len(t) for name, t in out.items()},
+        "population_par_maille": dg.MetadataValue.json(
+            {name: float(t["P_POP"].sum()) for name, t in out.items() if "P_POP" in t}),
     })

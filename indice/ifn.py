@@ -1,0 +1,58 @@
+"""National IFN 2023 (methodology §4.2): indicators mapped to 1–10, then unweighted means.
+
+The public pages do not say how the 1–10 mapping is done. Default: decile rank among the IRIS
+of the universe (ties share the lower note, missing values get no note); option: min–max.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+PREFIX = "ifn2023"
+
+
+def to_notes(values: pd.Series, mapping: str = "decile") -> pd.Series:
+    """1..10, 10 = highest value (highest risk). Missing values stay missing."""
+    present = values.dropna()
+    notes = pd.Series(np.nan, index=values.index, dtype="float64")
+    if present.empty:
+        return notes
+    if mapping == "decile":
+        rank = present.rank(method="min")  # ties share the lowest rank of their group
+        notes[present.index] = np.floor((rank - 1) * 10 / len(present)) + 1
+    elif mapping == "minmax":
+        low, high = present.min(), present.max()
+        notes[present.index] = 1 + 9 * (present - low) / (high - low) if high > low else 1.0
+    else:
+        raise ValueError(f"unknown mapping {mapping!r} (decile or minmax)")
+    return notes
+
+
+def score_ifn(
+    rates: pd.DataFrame,
+    sets: Mapping[str, list[str]],
+    *,
+    higher_is_better: frozenset[str] = frozenset(),
+    mapping: str = "decile",
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Notes per indicator and one score per indicator set.
+
+    `rates` has one column per indicator id (the rate x_k). Columns out:
+    `ifn2023_<id>_note`, `ifn2023_score` (set `general`), `ifn2023_<set>_score` (declinations).
+    Returns the table and, per set, the indicators it lacked (skipped in its mean).
+    """
+    out = pd.DataFrame(index=rates.index)
+    wanted = sorted({i for ids in sets.values() for i in ids if i in rates.columns})
+    for ind_id in wanted:
+        values = -rates[ind_id] if ind_id in higher_is_better else rates[ind_id]
+        out[f"{PREFIX}_{ind_id}_note"] = to_notes(values, mapping)
+    missing: dict[str, list[str]] = {}
+    for name, ids in sets.items():
+        cols = [f"{PREFIX}_{i}_note" for i in ids if i in rates.columns]
+        missing[name] = [i for i in ids if i not in rates.columns]
+        column = f"{PREFIX}_score" if name == "general" else f"{PREFIX}_{name}_score"
+        out[column] = out[cols].mean(axis=1, skipna=True) if cols else np.nan
+    return out, missing
