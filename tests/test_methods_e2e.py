@@ -99,3 +99,20 @@ def test_estimates_sum_to_rate_times_count(lyon_run):
         expected = tic.groups[group].rates[outcome] * iris[counts[group]].sum()
         assert iris[column].sum() == pytest.approx(expected), column
         assert epci[column].iloc[0] == pytest.approx(expected), column
+
+
+def test_configuration_chooses_the_methods(tmp_path):
+    import dagster as dg
+
+    from pipelines.definitions import build_definitions
+    from pipelines.resources import FragiliteConfig
+
+    config = write(tmp_path / "c.yaml", "run:\n  methods: [mednum_2019]\n  territory: [pays-arbresle]\n")
+    resource = FragiliteConfig(config_file=str(config), out_dir=str(tmp_path / "out"))
+    defs = build_definitions(resource)
+    result = dg.materialize([*defs.assets, *defs.asset_checks], instance=dg.DagsterInstance.ephemeral(),
+                            resources={"fragilite": resource})
+    assert result.success
+    iris = read(tmp_path / "out" / "layers" / "iris.parquet")
+    assert len(iris) == 18 and iris["INSEE_COM"].nunique() == 17  # L'Arbresle has 2 IRIS
+    assert "score_global" in iris and not [c for c in iris if c.startswith(("ifn2023_", "opale_", "est_"))]

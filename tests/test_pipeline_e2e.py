@@ -41,7 +41,7 @@ def test_run_succeeds_with_all_checks(materialized):
     result, _ = materialized
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 9 and all(c.passed for c in checks)
+    assert len(checks) == 10 and all(c.passed for c in checks)
     materialized_keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert {"iris_base", "iris_indicateurs", "iris_scores", "mailles", "mailles_scores", "couche_iris",
             "couche_communes", "couche_epci", "couche_departements"} <= materialized_keys
@@ -161,3 +161,17 @@ def test_dg_check_defs():
     done = subprocess.run([str(Path(sys.executable).with_name("dg")), "check", "defs"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dictionary_covers_every_column(materialized):
+    _, layers = materialized
+    dictionary = pd.read_csv(layers / "dictionnaire.csv", sep=";", dtype=str, keep_default_na=False)
+    columns = [c for c in pq.read_schema(layers / "iris.parquet").names if c not in ("geometry", "bbox")]
+    assert dictionary["code"].tolist() == columns
+    assert (dictionary["libelle"] != "").all()
+    est = dictionary[dictionary["code"].str.startswith("est_")]
+    assert len(est) > 0 and est["note"].str.contains("ne jamais additionner").all()
+    score = dictionary.set_index("code").loc["men_seul_score"]
+    assert score["methode"] == "mednum_2019" and score["reference"] == "departement"
+    assert dictionary.set_index("code").loc["non_thd_taux", "maille_source"] == "commune"
+    assert dictionary.set_index("code").loc["pauvrete_taux", "millesime"] == "2017"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 
@@ -35,6 +36,14 @@ class IndicatorResult:
     skipped: dict[str, str] = field(default_factory=dict)  # indicator id → reason
     reports: list[JoinReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    vintages: dict[str, str] = field(default_factory=dict)  # source → year or date of its data
+    frame: pd.DataFrame | None = None  # the IRIS spine joined with `table`, set by `join_to`
+
+    def join_to(self, base: gpd.GeoDataFrame) -> "IndicatorResult":
+        """One frame per IRIS: outline, keys, census counts and indicators (row-aligned)."""
+        joined = pd.concat([base, self.table.drop(columns="CODE_IRIS")], axis=1)
+        self.frame = gpd.GeoDataFrame(joined, geometry="geometry", crs=base.crs)
+        return self
 
 
 def compute_indicators(
@@ -48,6 +57,11 @@ def compute_indicators(
     """Numerator, denominator and rate of each indicator whose inputs exist, per IRIS."""
     out = pd.DataFrame({"CODE_IRIS": base["CODE_IRIS"].to_numpy()}, index=base.index)
     result = IndicatorResult(table=out)
+    for name, table, attr in (("filosofi_iris", inputs.filosofi_iris, "annee"),
+                              ("filosofi_communes", inputs.filosofi_communes, "annee"),
+                              ("arcep_debit", inputs.arcep_debit, "date")):
+        if table is not None and table.attrs.get(attr):
+            result.vintages[name] = str(table.attrs[attr])
     for ind in indicators:
         reason = _compute_one(base, ind, inputs, result, legacy_2020, commune_fallback)
         if reason:

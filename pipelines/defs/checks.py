@@ -96,3 +96,14 @@ def populations_coherentes(iris_base: gpd.GeoDataFrame, mailles: dict) -> dg.Ass
     totals.update({name: float(t["P_POP"].sum()) for name, t in mailles.items()})
     spread = max(totals.values()) - min(totals.values())
     return dg.AssetCheckResult(passed=spread <= 1e-6 * max(1.0, totals["iris"]), metadata=totals)
+
+
+@dg.asset_check(asset="dictionnaire", description="Le dictionnaire décrit chaque colonne de la couche IRIS publiée.")
+def dictionnaire_complet(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
+    layers = Path(fragilite.settings.run.out_dir) / "layers"
+    columns = [c for c in pq.read_schema(layers / "iris.parquet").names if c not in ("geometry", "bbox")]
+    described = pd.read_csv(layers / "dictionnaire.csv", sep=";", dtype=str, keep_default_na=False)
+    missing = sorted(set(columns) - set(described["code"]))
+    unlabelled = described.loc[described["libelle"] == "", "code"].tolist()
+    return dg.AssetCheckResult(passed=not missing and not unlabelled,
+                               metadata={"colonnes_non_decrites": missing, "sans_libelle": unlabelled})

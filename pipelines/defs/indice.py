@@ -3,7 +3,6 @@
 from dataclasses import replace
 
 import dagster as dg
-import geopandas as gpd
 import pandas as pd
 
 from config import Settings
@@ -12,6 +11,7 @@ from indice.mednum import Reference
 from indice.methods import MethodParams, Scored, exposure_summary, score_all
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
+from transforms.indicators import IndicatorResult
 
 GROUP = "indice"
 OWNERS = ["team:fragilite-numerique"]
@@ -74,18 +74,17 @@ def scored_indicators(fragilite: FragiliteConfig, table: pd.DataFrame) -> list:
 def iris_scores(
     context: dg.AssetExecutionContext,
     fragilite: FragiliteConfig,
-    iris_base: gpd.GeoDataFrame,
-    iris_indicateurs: pd.DataFrame,
+    iris_indicateurs: IndicatorResult,
 ) -> dg.Output:
     """Scores de chaque méthode retenue, par IRIS : MedNum 2019 (par indicateur, 100 = comme la
     référence ; axes, ACCÈS, COMPÉTENCES, global), IFN 2023 (notes 1–10), pondération locale type
     Opale (IRIS exposés) et personnes à risque estimées avec les taux TIC 2019."""
-    frame = pd.concat([pd.DataFrame(iris_base.drop(columns="geometry")), iris_indicateurs.drop(columns="CODE_IRIS")], axis=1)
+    frame = pd.DataFrame(iris_indicateurs.frame.drop(columns="geometry"))
     params = method_params(fragilite, frame)
-    scored = score_all(frame, scored_indicators(fragilite, iris_indicateurs), params)
-    meta = _method_metadata(scored, frame, params)
-    scored.metadata = meta
-    table = pd.concat([iris_base[["CODE_IRIS"]], scored.table], axis=1)
+    scored = score_all(frame, scored_indicators(fragilite, frame), params)
+    scored.metadata = _method_metadata(scored, frame, params)
+    meta = scored.metadata
+    table = pd.concat([frame[["CODE_IRIS"]], scored.table], axis=1)
     summary = meta.get("opale_resume")
     report(context, f"iris_scores: {int(table['score_global'].notna().sum()) if 'score_global' in table else 0}"
                     f"/{len(table)} IRIS notés ({', '.join(params.methods)}, référence {params.reference.level})"

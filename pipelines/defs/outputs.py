@@ -6,13 +6,16 @@ from pathlib import Path
 import dagster as dg
 import geopandas as gpd
 import pandas as pd
+import pyarrow.parquet as pq
 
 from indice.methods import Scored
-from outputs.files import output_lock
+from outputs.dictionary import RunContext, data_dictionary, write_dictionary
+from outputs.files import output_lock, write_all
 from outputs.layers import build_layer, write_layer
 from pipelines.defs.indice import method_label
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
+from transforms.indicators import IndicatorResult
 
 GROUP = "outputs"
 OWNERS = ["team:fragilite-numerique"]
@@ -69,17 +72,14 @@ def _publish(
 def couche_iris(
     context: dg.AssetExecutionContext,
     fragilite: FragiliteConfig,
-    iris_base: gpd.GeoDataFrame,
-    iris_indicateurs: pd.DataFrame,
+    iris_indicateurs: IndicatorResult,
     iris_scores: Scored,
 ) -> dg.MaterializeResult:
     """Couche IRIS publiée : `layers/iris.parquet` (GeoParquet 1.1, Lambert-93), `iris.gpkg` (QGIS)
     et `iris.geojson` (web, WGS84), plus `iris.metadata.json` (méthodes, référence, millésimes,
     date). Les fichiers sont écrits sous un nom temporaire puis renommés : un échec ne laisse
     jamais de fichier partiel ni n'écrase la couche précédente."""
-    table = pd.concat([iris_base, iris_indicateurs.drop(columns="CODE_IRIS")], axis=1)
-    table = gpd.GeoDataFrame(table, geometry="geometry", crs=iris_base.crs)
-    return _publish(context, fragilite, "iris", table, iris_scores.table, iris_scores.metadata)
+    return _publish(context, fragilite, "iris", iris_indicateurs.frame, iris_scores.table, iris_scores.metadata)
 
 
 def _maille_layer(maille: str, label: str) -> dg.AssetsDefinition:
@@ -98,3 +98,33 @@ def _maille_layer(maille: str, label: str) -> dg.AssetsDefinition:
 couche_communes = _maille_layer("communes", "communes (arrondissements pour Paris, Lyon, Marseille)")
 couche_epci = _maille_layer("epci", "EPCI")
 couche_departements = _maille_layer("departements", "départements")
+
+
+@dg.asset(group_name=GROUP, kinds={"csv"}, owners=OWNERS, tags={"maille": "iris"}, deps=["couche_iris"])
+def dictionnaire(
+    context: dg.AssetExecutionContext,
+    fragilite: FragiliteConfig,
+    iris_indicateurs: IndicatorResult,
+    iris_scores: Scored,
+) -> dg.MaterializeResult:
+    """Dictionnaire des colonnes publiées (`layers/dictionnaire.csv`) : libellé, définition, unité,
+    source, millésime, maille de la source, méthode, référence, et les mises en garde (valeurs
+    communales données aux IRIS, groupes d'estimations qui se recouvrent)."""
+    settings = fragilite.settings
+    columns = list(iris_indicateurs.frame.columns) + list(iris_scores.table.columns)
+    layer_columns = pq.read_schema(Path(settings.run.out_dir) / "layers" / "iris.parquet").names
+    run = RunContext(
+        millesime_rp=int(iris_indicateurs.frame["millesime_rp"].iloc[0]),
+        vintages=iris_indicateurs.vintages,
+        methode=method_label(settings),
+        reference=settings.run.reference,
+    )
+    table = data_dictionary([c for c in layer_columns if c in set(columns) | set(layer_columns)],
+                            fragilite.catalogue, fragilite.tic, run)
+    path = Path(settings.run.out_dir) / "layers" / "dictionnaire.csv"
+    with output_lock(Path(settings.run.out_dir)):
+        sizes = write_all({path: lambda tmp: write_dictionary(table, tmp)})
+    report(context, f"dictionnaire: {len(table)} colonnes décrites")
+    return dg.MaterializeResult(metadata={**table_metadata(table, preview_rows=20),
+                                          "fichier": dg.MetadataValue.path(str(path)),
+                                          "taille_octets": sizes[path]})

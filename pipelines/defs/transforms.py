@@ -8,7 +8,7 @@ import pandas as pd
 from config.settings import ConfigError
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
-from transforms.indicators import IndicatorInputs, compute_indicators
+from transforms.indicators import IndicatorInputs, IndicatorResult, compute_indicators
 from transforms.iris_base import build_iris_base, census_vintage, join_census
 from transforms.mailles import MAILLES, aggregate_maille
 from transforms.territory import resolve_territory, select_territory
@@ -112,14 +112,15 @@ def iris_indicateurs(
             "run.indicators asks for indicators whose inputs are absent: "
             + "; ".join(f"{k}: {v}" for k, v in requested_missing.items())
         )
-    table = result.table
+    result.join_to(iris_base)
     for warning in result.warnings:
         context.log.warning(warning)
     report(context, f"iris_indicateurs: {len(result.computed)} indicateurs calculés, "
                     f"{len(result.skipped)} sans données ({', '.join(result.skipped)})")
-    return dg.Output(table, metadata={
-        **table_metadata(table),
+    return dg.Output(result, metadata={
+        **table_metadata(result.table),
         "indicateurs_calcules": result.computed,
+        "millesimes": dg.MetadataValue.json(result.vintages),
         "indicateurs_absents": dg.MetadataValue.json(result.skipped),
         "avertissements": dg.MetadataValue.json(result.warnings),
         "jointures": dg.MetadataValue.json([r.as_dict() for r in result.reports]),
@@ -135,14 +136,12 @@ def iris_indicateurs(
 def mailles(
     context: dg.AssetExecutionContext,
     fragilite: FragiliteConfig,
-    iris_base: gpd.GeoDataFrame,
-    iris_indicateurs: pd.DataFrame,
+    iris_indicateurs: IndicatorResult,
 ) -> dg.Output:
     """Communes, EPCI et départements : sommes des numérateurs, dénominateurs et effectifs de
     leurs IRIS, contours réunis. Les scores de ces mailles sont recalculés sur ces sommes,
     jamais moyennés à partir des scores des IRIS."""
-    iris = pd.concat([iris_base, iris_indicateurs.drop(columns="CODE_IRIS")], axis=1)
-    iris = gpd.GeoDataFrame(iris, geometry="geometry", crs=iris_base.crs)
+    iris = iris_indicateurs.frame
     out = {name: aggregate_maille(iris, name, fragilite.departement_names) for name in MAILLES}
     report(context, "mailles: " + ", ".join(f"{len(t)} {name}" for name, t in out.items()))
     return dg.Output(out, metadata={
