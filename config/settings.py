@@ -354,6 +354,31 @@ def load_territories(path: Path = CONFIG_DIR / "territories.yaml") -> dict[str, 
     return _load(TerritoryPresets, path).presets
 
 
+class Classification(_Strict):
+    field: str = "score_global"
+    scheme: str = "Quantiles"
+    k: int = Field(5, ge=2, le=9)
+    colormap: str = "YlOrRd"
+
+
+class PublicationConfig(_Strict):
+    classification: Classification
+    web_tolerances_m: list[float] = Field(min_length=1)
+    secret_threshold: float = 5
+    report_top_iris: int = 20
+
+    @field_validator("web_tolerances_m")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(t <= 0 for t in v):
+            raise ValueError("tolerances are positive distances in metres")
+        return v
+
+
+def load_publication(path: Path = CONFIG_DIR / "publication.yaml") -> PublicationConfig:
+    return _load(PublicationConfig, path)
+
+
 class DepartementNames(_Strict):
     departements: dict[str, str]
 

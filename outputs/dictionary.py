@@ -22,6 +22,18 @@ SOURCE_LABELS = {
     "arcep_4g": "ARCEP, couverture mobile 4G (commune)",
     "caf_non_connectes": "CAF, allocataires non connectés",
 }
+# Short names of the sources whose year or date a layer records.
+VINTAGE_LABELS = {
+    "filosofi_iris": "Filosofi IRIS",
+    "filosofi_communes": "Filosofi communes",
+    "arcep_debit": "ARCEP Ma connexion internet",
+}
+
+
+def vintages_line(vintages: dict[str, str]) -> str:
+    return ", ".join(f"{VINTAGE_LABELS.get(k, k)} {v}" for k, v in sorted(vintages.items()))
+
+
 FIXED = {
     "CODE_IRIS": ("Code IRIS", "Code INSEE de l'IRIS (commune + 4 chiffres), texte", "code", "IGN CONTOURS-IRIS"),
     "NOM_IRIS": ("Nom de l'IRIS", "Libellé de l'IRIS", "texte", "IGN CONTOURS-IRIS"),

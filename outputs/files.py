@@ -36,19 +36,24 @@ def output_lock(out_dir: Path) -> Iterator[None]:
         handle.close()
 
 
-def write_all(targets: dict[Path, Callable[[Path], None]]) -> dict[Path, int]:
+def write_all(targets: dict[Path, Callable[[Path], object]]) -> dict[Path, int]:
     """Call each writer on a temporary sibling path, then rename all into place.
 
-    Returns the size in bytes of each final file. If any writer fails, every staged file is
-    removed and no final file is touched.
+    A writer that produces companion files (a shapefile's .dbf, .shx…) returns them as
+    {staged path: final path}; they are committed with the rest. Returns the size in bytes of
+    each final file. If any writer fails, every staged file is removed and no final file is
+    touched.
     """
-    staged: dict[Path, Path] = {}
+    staged: dict[Path, Path] = {}  # final → staged
     try:
         for final, writer in targets.items():
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.with_name(f".{final.stem}.{uuid.uuid4().hex[:8]}.tmp{final.suffix}")
             staged[final] = tmp
-            writer(tmp)
+            companions = writer(tmp)
+            if isinstance(companions, dict):
+                staged.update({dest: src for src, dest in companions.items()})
+        for tmp in staged.values():
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
     except BaseException:

@@ -147,6 +147,16 @@ def _show_progress() -> None:
         progress.propagate = False
 
 
+OUTPUTS = (
+    ("layers", "couches IRIS, communes, EPCI, départements (GeoParquet, GeoPackage, GeoJSON) et dictionnaire"),
+    ("geoclip", "paquet de publication type Geoclip (CSV, XLSX, contours)"),
+    ("web", "GeoJSON simplifiés pour le web"),
+    ("cartes", "cartes PNG"),
+    ("rapport.html", "rapport du territoire"),
+    ("fragilite.qgs", "projet QGIS (ouvre les quatre couches stylées)"),
+)
+
+
 def _summary(result, out_dir: Path, seconds: float) -> None:
     """What a user needs after a run: how many IRIS, which files, checks, warnings, exposure."""
     metadata = {
@@ -157,9 +167,15 @@ def _summary(result, out_dir: Path, seconds: float) -> None:
     checks = result.get_asset_check_evaluations()
     failed = [c for c in checks if not c.passed]
     scores = metadata.get("iris_scores", {})
-    print(f"\n{scores.get('iris_scores', 0)} IRIS notés en {seconds:.1f} s. Fichiers écrits dans {out_dir / 'layers'} :")
-    for path in sorted((out_dir / "layers").glob("*.*")):
-        print(f"  {path.name:<28} {path.stat().st_size / 1e6:7.2f} Mo")
+    print(f"\n{scores.get('iris_scores', 0)} IRIS notés en {seconds:.1f} s. Écrit dans {out_dir} :")
+    for name, what in OUTPUTS:
+        path = out_dir / name
+        if path.is_dir():
+            files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
+            size = sum(p.stat().st_size for p in files)
+            print(f"  {name + '/':<16} {len(files):3d} fichiers {size / 1e6:7.2f} Mo  {what}")
+        elif path.exists():
+            print(f"  {name:<16}               {path.stat().st_size / 1e6:7.2f} Mo  {what}")
     print(f"Contrôles : {len(checks) - len(failed)}/{len(checks)} réussis"
           + "".join(f"\n  ÉCHEC {c.asset_key.to_user_string()}:{c.check_name}" for c in failed))
     opale = scores.get("opale_resume")

@@ -37,3 +37,19 @@ def published() -> pd.DataFrame:
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     path.write_bytes(text.encode(encoding))
     return path
+
+
+@pytest.fixture(scope="session")
+def materialized(tmp_path_factory):
+    """Every asset and check of the sample, materialized once into a temporary folder."""
+    import dagster as dg
+
+    from pipelines.definitions import build_definitions
+    from pipelines.resources import FragiliteConfig
+
+    out = tmp_path_factory.mktemp("out")
+    resource = FragiliteConfig(out_dir=str(out))
+    defs = build_definitions(resource)
+    result = dg.materialize([*defs.assets, *defs.asset_checks], instance=dg.DagsterInstance.ephemeral(),
+                            resources={"fragilite": resource})
+    return result, out / "layers"

@@ -17,8 +17,6 @@ import pytest
 
 from outputs.layers import IDENTITY_COLUMNS
 from pipelines.cli import main
-from pipelines.definitions import build_definitions
-from pipelines.resources import FragiliteConfig
 
 from tests.conftest import LYON_EPCI, ROOT, write
 
@@ -27,21 +25,11 @@ CENSUS = {"men_seul": "CM Part des ménages EPCI", "fam_mono": "CM Part des fami
           "pop_65p": "CM Part des personnes âgées de 65 EPCI", "non_dipl": "CM Part des non ou peu diplômés EPCI"}
 
 
-@pytest.fixture(scope="module")
-def materialized(tmp_path_factory):
-    out = tmp_path_factory.mktemp("out")
-    resource = FragiliteConfig(out_dir=str(out))
-    defs = build_definitions(resource)
-    result = dg.materialize([*defs.assets, *defs.asset_checks], instance=dg.DagsterInstance.ephemeral(),
-                            resources={"fragilite": resource})
-    return result, out / "layers"
-
-
 def test_run_succeeds_with_all_checks(materialized):
     result, _ = materialized
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 10 and all(c.passed for c in checks)
+    assert len(checks) == 15 and all(c.passed for c in checks)
     materialized_keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert {"iris_base", "iris_indicateurs", "iris_scores", "mailles", "mailles_scores", "couche_iris",
             "couche_communes", "couche_epci", "couche_departements"} <= materialized_keys
@@ -103,7 +91,7 @@ def test_cli_legacy_epci_reproduces_publication(tmp_path, dagster_home, publishe
     out = tmp_path / "legacy"
     assert main(["run", "--reference", "epci", "--legacy-2020", "--out", str(out)]) == 0
     printed = capsys.readouterr()
-    assert "IRIS notés" in printed.out and "iris.parquet" in printed.out
+    assert "IRIS notés" in printed.out and "layers/" in printed.out and "rapport.html" in printed.out
     layer = pq.read_table(out / "layers" / "iris.parquet").drop_columns(["geometry", "bbox"]).to_pandas()
     assert (layer["methode"] == "mednum_2019_legacy_2020").all() and (layer["reference"] == "epci").all()
     merged = layer.merge(published, on="CODE_IRIS", suffixes=("", "_pub"))

@@ -2,6 +2,7 @@
 
 
 import json
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -107,3 +108,77 @@ def dictionnaire_complet(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
     unlabelled = described.loc[described["libelle"] == "", "code"].tolist()
     return dg.AssetCheckResult(passed=not missing and not unlabelled,
                                metadata={"colonnes_non_decrites": missing, "sans_libelle": unlabelled})
+
+
+def _out(fragilite: FragiliteConfig) -> Path:
+    return Path(fragilite.settings.run.out_dir)
+
+
+@dg.asset_check(asset="pack_geoclip", description="Chaque table du paquet se relit avec sa clé en texte unique, "
+                "le dictionnaire couvre chaque colonne d'indicateur, aucun effectif CAF < 5 n'est publié.")
+def pack_complet(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
+    from outputs.geoclip import PACK_KEYS
+
+    pack = _out(fragilite) / "geoclip"
+    described = set(pd.read_csv(pack / "dictionnaire_indicateurs.csv", sep=";", dtype=str)["code"])
+    caf = [i.id for i in fragilite.catalogue.indicators if i.source == "caf_non_connectes"]
+    problems = []
+    for maille, (_, key, _) in PACK_KEYS.items():
+        table = pd.read_csv(pack / f"{maille}.csv", sep=";", dtype={key: str})
+        if not table[key].is_unique:
+            problems.append(f"{maille}: clé {key} non unique")
+        columns = [c for c in table.columns if c.endswith(("_num", "_den", "_taux", "_score"))]
+        problems += [f"{maille}: {c} absent du dictionnaire" for c in columns if c not in described]
+        for ind_id in caf:
+            for c in (f"{ind_id}_num", f"{ind_id}_den"):
+                if c in table and (table[c] < 5).any():
+                    problems.append(f"{maille}: {c} < 5 publié")
+    return dg.AssetCheckResult(passed=not problems, metadata={"problemes": problems[:50]})
+
+
+@dg.asset_check(asset="couches_web", description="Les couches web simplifiées forment une couverture valide, "
+                "avec moins de sommets que la couche source.")
+def couverture_web_valide(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
+    import pyogrio
+    import shapely
+
+    from config.settings import load_publication
+
+    out, problems, counts = _out(fragilite), [], {}
+    source = gpd.read_parquet(out / "layers" / "iris.parquet")
+    before = int(shapely.get_num_coordinates(source.geometry.to_numpy()).sum())
+    for tolerance in load_publication().web_tolerances_m:
+        web = pyogrio.read_dataframe(out / "web" / f"iris_{tolerance:g}m.geojson").to_crs(2154)
+        counts[f"{tolerance:g}m"] = int(shapely.get_num_coordinates(web.geometry.to_numpy()).sum())
+        if not shapely.coverage_is_valid(web.geometry.to_numpy()):
+            problems.append(f"iris_{tolerance:g}m: couverture invalide")
+        if counts[f"{tolerance:g}m"] >= before:
+            problems.append(f"iris_{tolerance:g}m: pas moins de sommets que la source")
+    return dg.AssetCheckResult(passed=not problems, metadata={"sommets_source": before, "sommets": counts,
+                                                              "problemes": problems})
+
+
+@dg.asset_check(asset="styles_qgis", description="Le projet QGIS se lit et chaque couche qu'il cite existe.")
+def projet_qgis_valide(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
+    import xml.etree.ElementTree as ET
+
+    out = _out(fragilite)
+    root = ET.parse(out / "fragilite.qgs").getroot()
+    sources = [m.findtext("datasource") for m in root.iter("maplayer")]
+    missing = [s for s in sources if not (out / s.split("|")[0]).exists()]
+    return dg.AssetCheckResult(passed=bool(sources) and not missing, metadata={"couches": sources, "absentes": missing})
+
+
+@dg.asset_check(asset="cartes", description="Une carte PNG par maille.")
+def cartes_ecrites(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
+    pngs = {p.name: p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in sorted((_out(fragilite) / "cartes").glob("*.png"))}
+    return dg.AssetCheckResult(passed=len(pngs) == 4 and all(pngs.values()), metadata={"cartes": list(pngs)})
+
+
+@dg.asset_check(asset="rapport", description="Le rapport est autonome : images intégrées, aucune ressource réseau.")
+def rapport_autonome(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
+    html = (_out(fragilite) / "rapport.html").read_text(encoding="utf-8")
+    external = re.findall(r"""(?:src|href)=["'](https?://[^"']+)""", html)
+    images = html.count("data:image/png;base64,")
+    return dg.AssetCheckResult(passed=not external and images >= 2, metadata={"ressources_externes": external,
+                                                                              "images": images})

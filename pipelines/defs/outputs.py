@@ -29,6 +29,7 @@ def _publish(
     table: gpd.GeoDataFrame,
     scores: pd.DataFrame,
     method_metadata: dict,
+    vintages: dict[str, str] | None = None,
 ) -> dg.MaterializeResult:
     """Assemble the layer of one maille and write its files atomically, under the output lock."""
     settings = fragilite.settings
@@ -45,6 +46,7 @@ def _publish(
         "methode": method_label(settings),
         "reference": reference,
         "millesime_rp": millesime,
+        "millesimes": vintages or {},
         "indicateurs": indicator_ids,
         "date_calcul": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sources": {k: Path(v).name for k, v in settings.input_paths().items()},
@@ -79,7 +81,8 @@ def couche_iris(
     et `iris.geojson` (web, WGS84), plus `iris.metadata.json` (méthodes, référence, millésimes,
     date). Les fichiers sont écrits sous un nom temporaire puis renommés : un échec ne laisse
     jamais de fichier partiel ni n'écrase la couche précédente."""
-    return _publish(context, fragilite, "iris", iris_indicateurs.frame, iris_scores.table, iris_scores.metadata)
+    return _publish(context, fragilite, "iris", iris_indicateurs.frame, iris_scores.table, iris_scores.metadata,
+                    iris_indicateurs.vintages)
 
 
 def _maille_layer(maille: str, label: str) -> dg.AssetsDefinition:

@@ -1,0 +1,83 @@
+"""Static choropleth maps (PNG) for the report, the pack and the Dagster UI."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import geopandas as gpd
+import matplotlib
+
+matplotlib.use("Agg")  # no display: files only
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from outputs.styles import Classes  # noqa: E402
+
+MISSING_COLOR = "#d9d9d9"
+
+
+def choropleth_png(layer: gpd.GeoDataFrame, classes: Classes, *, title: str, sources: str, dpi: int = 150) -> bytes:
+    """A north-up map in Lambert-93 with legend, title, sources line, north arrow and scale bar."""
+    values = layer[classes.field].to_numpy(dtype="float64")
+    index = np.searchsorted(np.asarray(classes.breaks), values, side="left").clip(0, len(classes.breaks) - 1)
+    colors = np.where(np.isnan(values), MISSING_COLOR, np.asarray(classes.colors, dtype=object)[index])
+    fig, ax = plt.subplots(figsize=(8, 9), dpi=dpi)
+    layer.to_crs(2154).plot(ax=ax, color=list(colors), edgecolor="white", linewidth=0.15)
+    ax.set_axis_off()
+    ax.set_aspect("equal")
+    handles = [Patch(facecolor=c, edgecolor="#999999", label=label) for c, label in zip(classes.colors, classes.labels)]
+    if np.isnan(values).any():
+        handles.append(Patch(facecolor=MISSING_COLOR, edgecolor="#999999", label="non noté"))
+    ax.legend(handles=handles, title=classes.field.replace("_", " "), loc="lower right", fontsize=8,
+              title_fontsize=9, frameon=True)
+    ax.set_title(title, fontsize=12, loc="left")
+    _north_arrow(ax)
+    _scale_bar(ax)
+    fig.text(0.01, 0.01, sources, fontsize=7, color="#444444", ha="left", va="bottom", wrap=True)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _north_arrow(ax) -> None:
+    ax.annotate("N", xy=(0.05, 0.95), xytext=(0.05, 0.86), xycoords="axes fraction", ha="center",
+                fontsize=11, fontweight="bold", arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.5})
+
+
+def _scale_bar(ax) -> None:
+    """A round length (1, 2, 5 × 10^n m) about a fifth of the map width, bottom left."""
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    target = (x1 - x0) / 5
+    magnitude = 10 ** np.floor(np.log10(target))
+    length = max(m * magnitude for m in (1, 2, 5) if m * magnitude <= target)
+    x, y = x0 + (x1 - x0) * 0.05, y0 + (y1 - y0) * 0.04
+    ax.plot([x, x + length], [y, y], color="black", lw=3, solid_capstyle="butt")
+    label = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
+    ax.text(x + length / 2, y + (y1 - y0) * 0.012, label, ha="center", va="bottom", fontsize=8)
+
+
+def histogram_png(values, *, title: str, reference: float | None = 100.0, dpi: int = 120) -> bytes:
+    """Distribution of a score, with the reference level marked."""
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=dpi)
+    data = np.asarray(values, dtype="float64")
+    ax.hist(data[~np.isnan(data)], bins=40, color="#e34a33", edgecolor="white")
+    if reference is not None:
+        ax.axvline(reference, color="black", lw=1, ls="--")
+        ax.text(reference, ax.get_ylim()[1] * 0.95, " référence = 100", fontsize=8, va="top")
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_xlabel("score")
+    ax.set_ylabel("nombre d'IRIS")
+    ax.spines[["top", "right"]].set_visible(False)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_png(data: bytes, path: Path) -> None:
+    Path(path).write_bytes(data)
