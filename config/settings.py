@@ -34,10 +34,12 @@ INPUT_KEYS = (
     "contours_iris",
     "communes_epci",
     "arcep_debit",
+    "caf_non_connectes",
+    "cog_passage",
 )
 # Sources an indicator may name: the inputs above, plus those still without a parser (their
 # indicators are reported as "inputs absent" until one is added).
-KNOWN_SOURCES = INPUT_KEYS + ("arcep_4g", "caf_non_connectes")
+KNOWN_SOURCES = INPUT_KEYS + ("arcep_4g",)
 REQUIRED_INPUTS = ("contours_iris", "communes_epci", "rp_evol_struct_pop")
 
 
@@ -205,6 +207,8 @@ class RunOptions(_Strict):
     indicators: list[str] = []
     filosofi_commune_fallback: bool = True
     methods: list[MethodId] = list(ALL_METHODS)
+    # Census vintage to download (catalogue of sources.yaml); None = the files of `inputs`.
+    vintage: int | None = None
     # Study territory: a preset of territories.yaml, or département / commune / EPCI codes.
     # Empty = every IRIS of the inputs.
     territory: list[str] = []
@@ -221,6 +225,8 @@ class Inputs(_Strict):
     contours_iris: Path | None = None
     communes_epci: Path | None = None
     arcep_debit: Path | None = None
+    caf_non_connectes: Path | None = None
+    cog_passage: Path | None = None
 
     @model_validator(mode="after")
     def _required_present(self) -> "Inputs":
@@ -243,9 +249,32 @@ class ReferenceValues(_Strict):
         return {**self.values, **self.values_legacy_2020} if legacy_2020 else dict(self.values)
 
 
+class SourceOptions(_Strict):
+    """Where downloads come from and go (used when `run.vintage` is set)."""
+
+    catalogue: Path
+    cache_dir: Path | None = None  # default: $XDG_CACHE_HOME/fragilite-numerique
+    mirror: Path | None = None  # folder of files the user already holds, matched by name
+    offline: bool = False
+    accept_changed: bool = False
+    timeout_s: float = Field(60, gt=0)
+    retries: int = Field(4, ge=0, le=10)
+    max_extract_mb: int = Field(4096, gt=0)
+    caf_drop_folder: Path | None = None
+
+    def resolved_cache_dir(self) -> Path:
+        import os
+
+        if self.cache_dir is not None:
+            return Path(self.cache_dir)
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "fragilite-numerique"
+
+
 class Settings(_Strict):
     run: RunOptions
     inputs: Inputs
+    sources: SourceOptions
     reference_values: list[ReferenceValues] = []
 
     def input_paths(self) -> dict[str, Path]:
@@ -276,10 +305,14 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     for key, value in (data.get("inputs") or {}).items():
         if isinstance(value, str) and value:
-            data["inputs"][key] = str((base / value).resolve())
+            data["inputs"][key] = str((base / value).expanduser().resolve())
     run = data.get("run") or {}
     if isinstance(run.get("out_dir"), str):
-        run["out_dir"] = str((base / run["out_dir"]).resolve())
+        run["out_dir"] = str((base / run["out_dir"]).expanduser().resolve())
+    sources = data.get("sources") or {}
+    for key in ("catalogue", "cache_dir", "mirror", "caf_drop_folder"):
+        if isinstance(sources.get(key), str) and sources[key]:
+            sources[key] = str((base / sources[key]).expanduser().resolve())
     return data
 
 
@@ -377,6 +410,84 @@ class PublicationConfig(_Strict):
 
 def load_publication(path: Path = CONFIG_DIR / "publication.yaml") -> PublicationConfig:
     return _load(PublicationConfig, path)
+
+
+class SourceFile(_Strict):
+    """One published file of one vintage (dataset-level defaults filled in by `Dataset.file`)."""
+
+    url: str
+    member: str | None = None  # regex of the archive member(s) to extract
+    filename: str | None = None  # name in the cache when the URL does not end with one
+    format: str | None = None
+    sheet: str | None = None
+    separator: str | None = None
+    encoding: str | None = None
+    header_row: int | None = None
+    decimal: str | None = None
+    missing_markers: list[str] | None = None
+    size: int | None = None
+    md5: str | None = None
+    sha256: str | None = None
+    url_verified: bool = False
+    note: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("https://", "http://")):
+            raise ValueError(f"only http(s) URLs are allowed, not {v!r}")
+        return v
+
+    @property
+    def cache_name(self) -> str:
+        from urllib.parse import urlparse
+
+        return self.filename or Path(urlparse(self.url).path).name
+
+
+class Dataset(_Strict):
+    label: str
+    publisher: str
+    input: str | None  # the run input it feeds (None: listed, not read by this version)
+    vintage_rule: Literal["rp", "geography", "latest"]
+    format: str
+    sheet: str | None = None
+    separator: str | None = None
+    encoding: str | None = None
+    header_row: int | None = None
+    decimal: str | None = None
+    missing_markers: list[str] = []
+    files: dict[str, SourceFile]
+
+    def vintage_for(self, rp: int) -> str:
+        """The file vintage a census vintage needs (methodology §1: geography = RP + 2)."""
+        return {"rp": str(rp), "geography": str(rp + 2), "latest": "latest"}[self.vintage_rule]
+
+    def file(self, vintage: str) -> SourceFile:
+        entry = self.files[vintage]
+        defaults = {k: getattr(self, k) for k in ("format", "sheet", "separator", "encoding", "header_row", "decimal")}
+        defaults["missing_markers"] = self.missing_markers
+        return entry.model_copy(update={k: v for k, v in defaults.items() if getattr(entry, k) is None})
+
+
+class Catalogue(_Strict):
+    hosts: list[str]
+    datasets: dict[str, Dataset]
+
+    @model_validator(mode="after")
+    def _declared_hosts(self) -> "Catalogue":
+        from urllib.parse import urlparse
+
+        for name, dataset in self.datasets.items():
+            for vintage, entry in dataset.files.items():
+                host = urlparse(entry.url).hostname
+                if host not in self.hosts:
+                    raise ValueError(f"datasets.{name}.files.{vintage}: host {host!r} is not in hosts {self.hosts}")
+        return self
+
+
+def load_sources(path: Path = CONFIG_DIR / "sources.yaml") -> Catalogue:
+    return _load(Catalogue, Path(path))
 
 
 class DepartementNames(_Strict):

@@ -36,7 +36,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="study territory: a preset of config/territories.yaml (rhone, metropole-lyon, "
                           "pays-arbresle, …) or comma-separated département, commune or EPCI codes")
     run.add_argument("--out", metavar="DIR", help="output folder (default: build/)")
+    _source_options(run)
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on failure")
+
+    fetch = sub.add_parser("fetch", help="download (or check offline) every file a census vintage needs, without computing")
+    _config_option(fetch)
+    _source_options(fetch, vintage_required=True)
+
+    listing = sub.add_parser("sources", help="list the source catalogue (config/sources.yaml)")
+    _config_option(listing)
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
 
     show = sub.add_parser("config", help="print the effective configuration (YAML)")
     _config_option(show)
@@ -44,6 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="open the Dagster UI on http://127.0.0.1:3000")
     ui.add_argument("--port", type=int, default=3000)
     return parser
+
+
+def _source_options(parser: argparse.ArgumentParser, vintage_required: bool = False) -> None:
+    parser.add_argument("--vintage", type=int, required=vintage_required,
+                        help="census vintage (e.g. 2019): download its files from the catalogue instead of "
+                             "reading config inputs; the geography year follows (vintage + 2)")
+    parser.add_argument("--offline", action="store_true", default=None, help="use only the cache and --mirror")
+    parser.add_argument("--mirror", metavar="DIR", help="folder of files already downloaded, matched by file name")
+    parser.add_argument("--cache-dir", metavar="DIR", help="download cache (default: ~/.cache/fragilite-numerique)")
+    parser.add_argument("--accept-changed", action="store_true", default=None,
+                        help="accept files whose checksum differs from the catalogue")
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "ui":
             return _ui(args.port)
+        if args.command == "sources":
+            return _sources(args)
+        if args.command == "fetch":
+            return _fetch(_resource(args))
         return _run(args)
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("fragilite: interrupted; previous outputs are untouched", file=sys.stderr)
         return 130
@@ -86,10 +113,13 @@ def _user_error(exc: BaseException) -> BaseException:
 
 def _is_input_error(exc: BaseException) -> bool:
     from outputs.files import OutputLockedError
+    from sources.archives import ArchiveError
     from sources.common import InputError
+    from sources.download import DownloadError
     from transforms.iris_base import VintageError
 
-    return isinstance(_user_error(exc), (InputError, ConfigError, VintageError, OutputLockedError))
+    return isinstance(_user_error(exc), (InputError, ConfigError, VintageError, OutputLockedError,
+                                         DownloadError, ArchiveError))
 
 
 def _use_local_instance() -> None:
@@ -99,20 +129,71 @@ def _use_local_instance() -> None:
         os.chdir(PROJECT_ROOT)
 
 
+def _resource(args: argparse.Namespace):
+    from pipelines.resources import FragiliteConfig
+
+    def absolute(value: str | None) -> str | None:
+        return str(Path(value).expanduser().resolve()) if value else None
+
+    return FragiliteConfig(
+        config_file=absolute(args.config),
+        reference=getattr(args, "reference", None),
+        legacy_2020=getattr(args, "legacy_2020", None),
+        out_dir=absolute(getattr(args, "out", None)),
+        territory=[c.strip() for c in args.territory.split(",") if c.strip()] if getattr(args, "territory", None) else None,
+        vintage=args.vintage,
+        offline=args.offline,
+        mirror=absolute(args.mirror),
+        cache_dir=absolute(args.cache_dir),
+        accept_changed=args.accept_changed,
+    )
+
+
+def _fetch(resource) -> int:
+    """Every catalogued file of the vintage, in the cache (offline: all missing listed at once)."""
+    from sources.catalogue import resolve_inputs
+    from sources.download import fetcher_from_settings
+
+    settings = resource.settings
+    fetcher = fetcher_from_settings(settings)
+    print(f"fragilite: fichiers du RP {settings.run.vintage} (cache {fetcher.cache_dir})", file=sys.stderr)
+    resolved = resolve_inputs(resource.source_catalogue, settings.run.vintage, fetcher,
+                              settings.sources.max_extract_mb << 20)
+    for key, (path, provenance) in resolved.items():
+        print(f"  {key:<28} {provenance['vintage']:<7} {path}")
+    return 0
+
+
+def _sources(args: argparse.Namespace) -> int:
+    import json
+
+    from config.settings import load_sources
+
+    catalogue = load_sources(load_settings(args.config).sources.catalogue)
+    rows = [
+        {"dataset": name, "publisher": d.publisher, "input": d.input, "vintage": v, "url": f.url,
+         "url_verified": f.url_verified, "format": d.file(v).format, "member": f.member,
+         "checksum": f.md5 or f.sha256, "size": f.size, "note": f.note}
+        for name, d in catalogue.datasets.items() for v, f in d.files.items()
+    ]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    for r in rows:
+        flag = "" if r["url_verified"] else "  [adresse non confirmée]"
+        print(f"{r['dataset']:<28} {r['vintage']:<7} {r['url']}{flag}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from pipelines.definitions import build_definitions
-    from pipelines.resources import FragiliteConfig
 
-    resource = FragiliteConfig(
-        config_file=str(Path(args.config).resolve()) if args.config else None,
-        reference=args.reference,
-        legacy_2020=args.legacy_2020,
-        out_dir=str(Path(args.out).resolve()) if args.out else None,
-        territory=[c for c in args.territory.split(",") if c.strip()] if args.territory else None,
-    )
+    resource = _resource(args)
     settings = resource.settings  # validate the configuration before starting anything
+    if settings.run.vintage is not None:
+        _fetch(resource)  # downloads with progress (or the offline list of missing files), before the run
     _use_local_instance()
     _show_progress()
     started = time.perf_counter()

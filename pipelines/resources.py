@@ -8,19 +8,24 @@ fields set here (the command line sets them), then validated by the pydantic mod
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 
 import dagster as dg
 
 from config import IndicatorCatalogue, Settings, load_catalogue, load_settings
 from config.settings import (
+    Catalogue,
     MethodsConfig,
     TerritoryPreset,
     TicConfig,
     load_departement_names,
     load_methods,
+    load_sources,
     load_territories,
     load_tic,
 )
+from sources.catalogue import catalogued_inputs, resolve_input
+from sources.download import fetcher_from_settings
 
 
 class FragiliteConfig(dg.ConfigurableResource):
@@ -31,6 +36,11 @@ class FragiliteConfig(dg.ConfigurableResource):
     legacy_2020: bool | None = None
     out_dir: str | None = None
     territory: list[str] | None = None
+    vintage: int | None = None
+    offline: bool | None = None
+    mirror: str | None = None
+    cache_dir: str | None = None
+    accept_changed: bool | None = None
 
     def overrides(self) -> dict:
         run: dict = {}
@@ -42,7 +52,32 @@ class FragiliteConfig(dg.ConfigurableResource):
             run["out_dir"] = self.out_dir
         if self.territory is not None:
             run["territory"] = self.territory
-        return {"run": run} if run else {}
+        if self.vintage is not None:
+            run["vintage"] = self.vintage
+        sources = {k: getattr(self, k) for k in ("offline", "mirror", "cache_dir", "accept_changed")
+                   if getattr(self, k) is not None}
+        return {k: v for k, v in (("run", run), ("sources", sources)) if v}
+
+    def input_file(self, key: str) -> tuple[Path | None, dict]:
+        """The file an input reads, and where it came from.
+
+        Without a vintage: the path of `inputs.<key>` (the embedded sample by default). With
+        one: the catalogue's file for that census vintage, downloaded or taken from the cache
+        or mirror, verified and extracted.
+        """
+        settings = self.settings
+        if settings.run.vintage is None or key not in catalogued_inputs(self.source_catalogue):
+            path = settings.input_paths().get(key)
+            return path, ({"fichier": str(path)} if path else {})
+        resolved = resolve_input(self.source_catalogue, key, settings.run.vintage,
+                                 fetcher_from_settings(settings), settings.sources.max_extract_mb << 20)
+        if resolved is None:
+            return None, {}
+        return resolved
+
+    @cached_property
+    def source_catalogue(self) -> Catalogue:
+        return load_sources(self.settings.sources.catalogue)
 
     @cached_property
     def settings(self) -> Settings:

@@ -236,59 +236,51 @@ def read_sheet_table(
     variables: str | None = None,
     max_header_row: int = 12,
 ) -> TextTable:
-    """Read an INSEE xlsx sheet whose code row (the one holding `key_column`) follows title rows.
+    """Read an INSEE spreadsheet (xlsx or old xls) whose code row follows title rows.
 
     INSEE spreadsheets carry 4–5 title rows and a row of French labels above the row of variable
-    codes; the code row is found by its key column. Cells come back as text so codes keep their
-    zeros; numbers are parsed later by `parse_numbers`. `variables` is a regex that another cell of
-    the code row must match: the label row above it often repeats the key (`IRIS`).
+    codes; the code row is found by its key column. `variables` is a regex that another cell of
+    the code row must match: the label row above it often repeats the key (`IRIS`). Cells come
+    back as text so codes keep their zeros; numbers are parsed later by `parse_numbers`.
     """
-    import zipfile
-
-    from openpyxl import load_workbook
+    from python_calamine import CalamineError, CalamineWorkbook
 
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found", fix="check the path in the configuration (`fragilite config`)")
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise InputError(path, f"not a readable xlsx workbook ({exc})", fix="download the file again")
-    try:
-        if sheet is not None and sheet not in workbook.sheetnames:
-            raise InputError(path, f"no sheet {sheet!r}; sheets are {workbook.sheetnames}", fix="use the publisher's original workbook")
-        ws = workbook[sheet] if sheet is not None else workbook.worksheets[0]
-        keys = (key_column,) if isinstance(key_column, str) else tuple(key_column)
-        rows = ws.iter_rows(values_only=True)
-        header, header_row, key = None, 0, ""
-        for header_row, row in enumerate(rows, start=1):
-            cells = ["" if c is None else str(c).strip() for c in row]
-            key = next((k for k in keys if k in cells), "")
-            if key and (variables is None or any(re.match(variables, c) for c in cells)):
-                header = cells
-                break
-            if header_row >= max_header_row:
-                break
-        if header is None:
-            raise InputError(
-                path,
-                f"no row with a {' or '.join(map(repr, keys))} cell in the first {max_header_row} rows "
-                f"of sheet {ws.title!r}",
-                fix="use the publisher's original workbook (variable codes on the row above the data)",
-            )
-        width = max(i for i, c in enumerate(header) if c) + 1
-        records = []
-        for row in rows:
-            cells = ["" if c is None else _cell_text(c) for c in row[:width]]
-            if any(cells):
-                records.append(cells + [""] * (width - len(cells)))
-    finally:
-        workbook.close()
-    frame = pd.DataFrame(records, columns=header[:width], dtype=str)
-    return TextTable(path=path, frame=frame, header_line=header_row, encoding="xlsx", key=key)
+        workbook = CalamineWorkbook.from_path(str(path))
+        if sheet is not None and sheet not in workbook.sheet_names:
+            raise InputError(path, f"no sheet {sheet!r}; sheets are {workbook.sheet_names}",
+                             fix="use the publisher's original workbook")
+        name = sheet if sheet is not None else workbook.sheet_names[0]
+        rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
+    except (CalamineError, ValueError, OSError) as exc:
+        raise InputError(path, f"not a readable spreadsheet ({exc})", fix="download the file again")
+    keys = (key_column,) if isinstance(key_column, str) else tuple(key_column)
+    header, header_row, key = None, 0, ""
+    for header_row, row in enumerate(rows[:max_header_row], start=1):
+        cells = [_cell_text(c) for c in row]
+        key = next((k for k in keys if k in cells), "")
+        if key and (variables is None or any(re.match(variables, c) for c in cells)):
+            header = cells
+            break
+    if header is None:
+        raise InputError(
+            path,
+            f"no row with a {' or '.join(map(repr, keys))} cell in the first {max_header_row} rows "
+            f"of sheet {name!r}",
+            fix="use the publisher's original workbook (variable codes on the row above the data)",
+        )
+    width = max(i for i, c in enumerate(header) if c) + 1
+    records = [[_cell_text(c) for c in row[:width]] for row in rows[header_row:]]
+    frame = pd.DataFrame([r + [""] * (width - len(r)) for r in records if any(r)], columns=header[:width], dtype=str)
+    return TextTable(path=path, frame=frame, header_line=header_row, encoding="spreadsheet", key=key)
 
 
 def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()

@@ -31,7 +31,7 @@ _COMMUNE_VAR = re.compile(r"^(MED|TP60|PPMINI|NBMENFISC|NBPERSMENFISC)(\d{2})$")
 
 def _read(path: Path, key_column: str | tuple[str, ...], sheet: str | None, variables: str) -> TextTable:
     suffix = path.suffix.lower()
-    if suffix in {".xlsx", ".xlsm"}:
+    if suffix in {".xlsx", ".xlsm", ".xls"}:
         return read_sheet_table(path, key_column=key_column, sheet=sheet, variables=variables)
     if suffix in {".csv", ".txt"}:
         return read_text_table(path, key_column=key_column)

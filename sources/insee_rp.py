@@ -94,7 +94,7 @@ def read_base_ic(path: Path, theme: str) -> pd.DataFrame:
 
 def _read(path: Path) -> TextTable:
     suffix = path.suffix.lower()
-    if suffix in {".xlsx", ".xlsm"}:
+    if suffix in {".xlsx", ".xlsm", ".xls"}:
         return read_sheet_table(path, key_column="IRIS", variables=_VARIABLE.pattern)
     if suffix in {".csv", ".txt"}:
         return read_text_table(path, key_column="IRIS")

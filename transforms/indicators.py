@@ -27,6 +27,9 @@ class IndicatorInputs:
     filosofi_iris: pd.DataFrame | None = None
     filosofi_communes: pd.DataFrame | None = None
     arcep_debit: pd.DataFrame | None = None
+    caf_non_connectes: pd.DataFrame | None = None
+    cog_passage: pd.DataFrame | None = None
+    geography_year: int | None = None  # census vintage + 2: the year commune codes are aligned to
 
 
 @dataclass
@@ -59,7 +62,8 @@ def compute_indicators(
     result = IndicatorResult(table=out)
     for name, table, attr in (("filosofi_iris", inputs.filosofi_iris, "annee"),
                               ("filosofi_communes", inputs.filosofi_communes, "annee"),
-                              ("arcep_debit", inputs.arcep_debit, "date")):
+                              ("arcep_debit", inputs.arcep_debit, "date"),
+                              ("caf_non_connectes", inputs.caf_non_connectes, "millesime")):
         if table is not None and table.attrs.get(attr):
             result.vintages[name] = str(table.attrs[attr])
     for ind in indicators:
@@ -101,9 +105,47 @@ def _compute_one(
     if ind.computation == "arcep_non_thd":
         if inputs.arcep_debit is None:
             return "ARCEP 'Ma connexion internet' file not supplied (inputs.arcep_debit)"
-        _arcep_non_thd(base, ind, inputs.arcep_debit, result)
+        arcep = inputs.arcep_debit
+        counts = pd.DataFrame({"INSEE_COM": arcep["INSEE_COM"], "num": arcep["locaux"] - arcep["locaux_thd"],
+                               "den": arcep["locaux"]})
+        _apportioned(base, ind, _aligned(base, counts, inputs, result, "ARCEP"), result, "ARCEP")
+        return None
+    if ind.computation == "caf_ratio":
+        caf = inputs.caf_non_connectes
+        if caf is None:
+            return "CAF 'allocataires non connectés' file not supplied (inputs.caf_non_connectes)"
+        communes = caf[caf["niveau"] == "commune"]
+        counts = pd.DataFrame({"INSEE_COM": communes["code_geo"], "num": communes["non_connectes"],
+                               "den": communes["allocataires"]})
+        _apportioned(base, ind, _aligned(base, counts, inputs, result, "CAF"), result, "CAF")
+        iris = caf[caf["niveau"] == "iris"].set_index("code_geo")
+        direct = base["CODE_IRIS"].isin(iris.index)
+        if direct.any():
+            rows = iris.reindex(base.loc[direct, "CODE_IRIS"])
+            table = result.table
+            table.loc[direct, f"{ind.id}_num"] = rows["non_connectes"].to_numpy()
+            table.loc[direct, f"{ind.id}_den"] = rows["allocataires"].to_numpy()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                num, den = table[f"{ind.id}_num"], table[f"{ind.id}_den"]
+                table[f"{ind.id}_taux"] = (num / den).where(den > 0)
+            table.loc[direct, f"{ind.id}_source"] = "iris"
         return None
     return f"source {ind.source} has no parser in this version"
+
+
+def _aligned(base: pd.DataFrame, counts: pd.DataFrame, inputs: IndicatorInputs, result: IndicatorResult,
+             label: str) -> pd.DataFrame:
+    """Commune counts re-keyed onto the census communes when a table de passage is given."""
+    if inputs.cog_passage is None or inputs.geography_year is None:
+        return counts
+    from transforms.geo_codes import city_code
+    from transforms.vintages import align_commune_counts, code_mapping
+
+    known = set(base["INSEE_COM"]) | set(city_code(base["INSEE_COM"]))
+    aligned, report = align_commune_counts(counts, known, code_mapping(inputs.cog_passage, inputs.geography_year),
+                                           ["num", "den"], label)
+    result.reports.append(report)
+    return aligned
 
 
 def _store(out: pd.DataFrame, ind_id: str, num: pd.Series, den: pd.Series) -> None:
@@ -191,31 +233,29 @@ def _report_missing(base: pd.DataFrame, ind: Indicator, value: pd.Series, result
         )
 
 
-def _arcep_non_thd(base: pd.DataFrame, ind: Indicator, arcep: pd.DataFrame, result: IndicatorResult) -> None:
-    """Commune premises without ≥ 30 Mbit/s, apportioned to IRIS by their share of households.
+def _apportioned(base: pd.DataFrame, ind: Indicator, counts: pd.DataFrame, result: IndicatorResult, label: str) -> None:
+    """Commune counts (`INSEE_COM`, `num`, `den`) apportioned to IRIS by their share of households.
 
     The apportioned counts add up to the commune's, and every IRIS carries the commune rate,
-    flagged `commune`. Arrondissements take their city's row (69381 → 69123).
+    flagged `commune`. Arrondissements take their city's row (69381 → 69123). A blank count
+    (secret statistique) stays blank.
     """
-    rows, used = lookup_commune_values(base["INSEE_COM"], arcep)
+    rows, used = lookup_commune_values(base["INSEE_COM"], counts)
     weight_col = next((c for c in HOUSEHOLD_WEIGHTS if c in base.columns), None)
     weight = base[weight_col].fillna(0) if weight_col else pd.Series(1.0, index=base.index)
     total = weight.groupby(used).transform("sum")
     share = (weight / total).where(total > 0)
-    # A commune whose IRIS all have zero weight: split evenly rather than lose its premises.
-    even = 1.0 / used.groupby(used).transform("count")
-    share = share.fillna(even)
-    locaux = rows["locaux"] * share
-    sans_thd = (rows["locaux"] - rows["locaux_thd"]) * share
-    _store(result.table, ind.id, sans_thd, locaux.fillna(0.0))
+    # A commune whose IRIS all have zero weight: split evenly rather than lose its counts.
+    share = share.fillna(1.0 / used.groupby(used).transform("count"))
+    _store(result.table, ind.id, rows["num"] * share, (rows["den"] * share).fillna(0.0))
     result.table[f"{ind.id}_source"] = np.where(used.notna(), "commune", "")
-    communes, published = set(base["INSEE_COM"]), set(arcep["INSEE_COM"])
+    communes = set(base["INSEE_COM"])
     unmatched = sorted(set(base.loc[used.isna(), "INSEE_COM"]))
     result.reports.append(JoinReport(
-        join="communes ↔ ARCEP",
+        join=f"communes ↔ {label}",
         matched=len(communes) - len(unmatched),
         unmatched_left=unmatched,
         note="arrondissements of Paris, Lyon and Marseille matched to their city's row",
     ))
     if unmatched:
-        result.warnings.append(f"{ind.id}: {len(unmatched)} commune(s) absent from the ARCEP file: {unmatched[:10]}")
+        result.warnings.append(f"{ind.id}: {len(unmatched)} commune(s) absent from the {label} file: {unmatched[:10]}")

@@ -10,7 +10,8 @@ import pandas as pd
 from pipelines.reporting import file_metadata, report, table_metadata
 from pipelines.resources import FragiliteConfig
 from sources.arcep import read_arcep_debit
-from sources.cog import read_communes_epci
+from sources.caf import read_caf_non_connectes
+from sources.cog import read_cog_passage, read_communes_epci
 from sources.filosofi import read_filosofi_communes, read_filosofi_iris
 from sources.ign_iris import read_contours_iris
 from sources.insee_rp import read_base_ic
@@ -37,12 +38,17 @@ def _source_asset(
         tags={"publisher": publisher},
     )
     def _asset(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -> dg.Output:
-        path = fragilite.settings.input_paths().get(key)
+        path, provenance = fragilite.input_file(key)
         if path is None:
             report(context, f"{key}: non fourni (optionnel), indicateurs correspondants absents")
             return dg.Output(None, metadata={"fourni": False})
         frame = parse(path)
         meta = {"fourni": True, **file_metadata(Path(path)), **table_metadata(frame)}
+        if "url" in provenance:
+            meta.update({"url_source": dg.MetadataValue.url(provenance["url"]),
+                         "url_verifiee": provenance["url_verified"],
+                         "millesime_catalogue": provenance["vintage"],
+                         "sha256_telechargement": provenance["sha256"]})
         if vintage_attr:
             meta["millesime"] = int(frame.attrs[vintage_attr])
         report(context, f"{key}: {len(frame)} lignes lues ({Path(path).name})")
@@ -110,5 +116,23 @@ arcep_debit = _source_asset(
     publisher="ARCEP",
     kinds={"csv", "pandas"},
     parse=read_arcep_debit,
+    vintage_attr=None,
+)
+caf_non_connectes = _source_asset(
+    "caf_non_connectes",
+    description="Allocataires CAF non connectés à leur compte (fichier fourni par la CAF du département, "
+    "au format documenté : code_geo, niveau, millesime, allocataires, non_connectes). Vide = secret, jamais 0.",
+    publisher="CAF",
+    kinds={"csv", "pandas"},
+    parse=read_caf_non_connectes,
+    vintage_attr=None,
+)
+cog_passage = _source_asset(
+    "cog_passage",
+    description="Table de passage annuelle des codes communes (INSEE) : rattache les sources communales "
+    "d'un autre millésime (fusions de communes) à la géographie du recensement.",
+    publisher="INSEE",
+    kinds={"excel", "pandas"},
+    parse=read_cog_passage,
     vintage_attr=None,
 )

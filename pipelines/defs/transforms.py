@@ -87,6 +87,8 @@ def iris_indicateurs(
     filosofi_iris: pd.DataFrame | None,
     filosofi_communes: pd.DataFrame | None,
     arcep_debit: pd.DataFrame | None,
+    caf_non_connectes: pd.DataFrame | None,
+    cog_passage: pd.DataFrame | None,
 ) -> dg.Output:
     """Numérateur, dénominateur et taux de chaque indicateur dont les sources sont fournies.
 
@@ -102,7 +104,9 @@ def iris_indicateurs(
     result = compute_indicators(
         iris_base,
         indicators,
-        IndicatorInputs(filosofi_iris=filosofi_iris, filosofi_communes=filosofi_communes, arcep_debit=arcep_debit),
+        IndicatorInputs(filosofi_iris=filosofi_iris, filosofi_communes=filosofi_communes, arcep_debit=arcep_debit,
+                        caf_non_connectes=caf_non_connectes, cog_passage=cog_passage,
+                        geography_year=int(iris_base["millesime_rp"].iloc[0]) + 2),
         legacy_2020=settings.run.legacy_2020,
         commune_fallback=settings.run.filosofi_commune_fallback,
     )
