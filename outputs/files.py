@@ -31,9 +31,20 @@ def output_lock(out_dir: Path) -> Iterator[None]:
             raise OutputLockedError(
                 f"{out_dir}: another fragilite run is writing here; wait for it to finish or use --out"
             ) from None
+        _remove_stale_temporaries(out_dir)
         yield
     finally:
         handle.close()
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    """Temporary files left by a run that was killed (SIGKILL cannot clean up after itself).
+
+    Only called while holding the lock, so no other writer is using them.
+    """
+    for tmp in out_dir.rglob(".*.tmp*"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
 
 
 def write_all(targets: dict[Path, Callable[[Path], object]]) -> dict[Path, int]:

@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     _config_option(fetch)
     _source_options(fetch, vintage_required=True)
 
+    check = sub.add_parser("validate", help="check the inputs of a run (layout, codes, joins, vintages) without computing")
+    _config_option(check)
+    _source_options(check)
+
     listing = sub.add_parser("sources", help="list the source catalogue (config/sources.yaml)")
     _config_option(listing)
     listing.add_argument("--json", action="store_true", help="machine-readable output")
@@ -83,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sources(args)
         if args.command == "fetch":
             return _fetch(_resource(args))
+        if args.command == "validate":
+            return _validate(_resource(args))
         return _run(args)
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
@@ -162,6 +168,22 @@ def _fetch(resource) -> int:
     for key, (path, provenance) in resolved.items():
         print(f"  {key:<28} {provenance['vintage']:<7} {path}")
     return 0
+
+
+def _validate(resource) -> int:
+    """Every problem of every input at once; exit 2 if any would stop a run."""
+    from sources.validation import validate_inputs
+
+    settings = resource.settings
+    if settings.run.vintage is not None:
+        _fetch(resource)
+    paths = {key: resource.input_file(key)[0] for key in type(settings.inputs).model_fields}
+    problems = validate_inputs(paths, settings.run.vintage)
+    errors = [p for p in problems if p.level == "erreur"]
+    for problem in problems:
+        print(problem)
+    print(f"fragilite validate: {len(errors)} erreur(s), {len(problems) - len(errors)} avertissement(s)")
+    return EXIT_INPUT if errors else 0
 
 
 def _sources(args: argparse.Namespace) -> int:

@@ -224,6 +224,11 @@ def normalise_codes(
     return codes.astype(str)
 
 
+def completed_codes(raw: pd.Series, codes: pd.Series) -> int:
+    """How many codes `normalise_codes` had to complete (a lost leading zero)."""
+    return int((raw.astype("string").str.strip().str.upper() != codes).sum())
+
+
 def file_lines(table: TextTable) -> list[int]:
     return [table.file_line(i) for i in range(len(table.frame))]
 

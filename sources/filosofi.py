@@ -16,6 +16,7 @@ import pandas as pd
 
 from sources.common import (
     InputError,
+    completed_codes,
     TextTable,
     file_lines,
     normalise_codes,
@@ -57,6 +58,7 @@ def read_filosofi_iris(path: Path) -> pd.DataFrame:
     year = _year(path, {m.group(2) for m in matches.values()}, "DISP_MED17")
     lines = file_lines(table)
     out = pd.DataFrame({"CODE_IRIS": normalise_codes(frame["IRIS"], path=path, column="IRIS", kind="iris", lines=lines)})
+    out.attrs["codes_completes"] = completed_codes(frame["IRIS"], out["CODE_IRIS"])
     for col, m in matches.items():
         # Shares in Filosofi can be negative (DISP_PIMPOT, taxes); levels cannot.
         out[m.group(1)] = parse_numbers(frame[col], path=path, column=col, lines=lines, allow_negative=True)

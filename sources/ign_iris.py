@@ -6,6 +6,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import pyogrio
+import shapely
 from pyogrio.errors import DataSourceError
 
 from sources.common import InputError, normalise_codes, require_columns
@@ -46,5 +47,12 @@ def read_contours_iris(path: Path, layer: str | None = None) -> gpd.GeoDataFrame
         raise InputError(path, f"{int(empty.sum())} IRIS without geometry, first {gdf.loc[empty, 'CODE_IRIS'].iloc[0]}",
                          column="geometry", fix="use IGN's original file")
     gdf = gdf[list(COLUMNS) + ["geometry"]].copy()
-    gdf.attrs.update(path=str(path), layer=layer)
+    invalid = ~gdf.geometry.is_valid
+    repaired = gdf.loc[invalid, "CODE_IRIS"].tolist()
+    if repaired:
+        # Self-intersections and the like: repaired by GEOS's "structure" method (polygons stay
+        # polygons, collapsed parts dropped), and reported (asset metadata, warning check).
+        gdf.loc[invalid, "geometry"] = shapely.make_valid(
+            gdf.geometry[invalid].to_numpy(), method="structure", keep_collapsed=False)
+    gdf.attrs.update(path=str(path), layer=layer, geometries_reparees=repaired)
     return gdf

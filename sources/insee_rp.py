@@ -14,6 +14,7 @@ import pandas as pd
 
 from sources.common import (
     InputError,
+    completed_codes,
     TextTable,
     file_lines,
     normalise_codes,
@@ -88,7 +89,8 @@ def read_base_ic(path: Path, theme: str) -> pd.DataFrame:
         m = _VARIABLE.match(col)
         if m:
             out[f"{m.group(1)}_{m.group(3)}"] = parse_numbers(frame[col], path=path, column=col, lines=lines)
-    out.attrs.update(millesime=vintage, theme=theme, path=str(path))
+    out.attrs.update(millesime=vintage, theme=theme, path=str(path),
+                     codes_completes=completed_codes(frame["IRIS"], out["CODE_IRIS"]))
     return out.reset_index(drop=True)
 
 

@@ -182,3 +182,40 @@ def rapport_autonome(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
     images = html.count("data:image/png;base64,")
     return dg.AssetCheckResult(passed=not external and images >= 2, metadata={"ressources_externes": external,
                                                                               "images": images})
+
+
+@dg.asset_check(asset="iris_indicateurs", description="Taux entre 0 et 1 (numérateur ≤ dénominateur) : un "
+                "dépassement est gardé tel que publié et signalé ici.")
+def taux_dans_les_bornes(iris_indicateurs) -> dg.AssetCheckResult:
+    table = iris_indicateurs.table
+    over = {}
+    for column in [c for c in table.columns if c.endswith("_taux") and not c.startswith("revenu_median")]:
+        bad = table.loc[table[column] > 1 + 1e-9, "CODE_IRIS"].tolist()
+        if bad:
+            over[column] = bad[:20]
+    return dg.AssetCheckResult(passed=not over, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"taux_superieurs_a_1": dg.MetadataValue.json(over)})
+
+
+@dg.asset_check(asset="iris_indicateurs", description="Part des IRIS sans valeur Filosofi (revenu médian) "
+                "sous le seuil d'alerte (50 %).")
+def couverture_filosofi(iris_indicateurs) -> dg.AssetCheckResult:
+    table = iris_indicateurs.table
+    if "revenu_median_source" not in table:
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata={"filosofi": "absent"})
+    share_iris = float((table["revenu_median_source"] == "iris").mean())
+    share_none = float((table["revenu_median_source"] == "").mean())
+    return dg.AssetCheckResult(passed=share_none <= 0.5, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"part_valeur_iris": round(share_iris, 4), "part_valeur_commune":
+                                         round(1 - share_iris - share_none, 4), "part_sans_valeur": round(share_none, 4)})
+
+
+@dg.asset_check(asset="iris_base", description="Géométries valides et couverture sans chevauchement ni trou "
+                "entre voisins (les géométries réparées à la lecture sont listées).")
+def geometries_valides(iris_base: gpd.GeoDataFrame) -> dg.AssetCheckResult:
+    import shapely
+
+    invalid = iris_base.loc[~iris_base.geometry.is_valid, "CODE_IRIS"].tolist()
+    coverage = bool(shapely.coverage_is_valid(iris_base.geometry.to_numpy()))
+    return dg.AssetCheckResult(passed=not invalid and coverage, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"invalides": invalid[:50], "couverture_valide": coverage})

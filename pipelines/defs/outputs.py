@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from indice.methods import Scored
+from outputs.disclosure import apply_secret
 from outputs.dictionary import RunContext, data_dictionary, write_dictionary
 from outputs.files import output_lock, write_all
 from outputs.layers import build_layer, write_layer
@@ -38,6 +39,8 @@ def _publish(
     reference = method_metadata.get("reference", settings.run.reference)
     layer = build_layer(maille, table, scores, indicator_ids, methode=method_label(settings),
                         reference=reference, millesime_rp=millesime)
+    # Published layers keep the secret statistique too (no CAF count under 5).
+    layer = apply_secret(layer, [i.id for i in fragilite.catalogue.indicators if i.source == "caf_non_connectes"])
     run_info = {
         "maille": maille,
         "territoire": settings.run.territory_label,

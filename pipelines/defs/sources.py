@@ -2,19 +2,12 @@
 
 
 from pathlib import Path
-from typing import Callable
 
 import dagster as dg
-import pandas as pd
 
 from pipelines.reporting import file_metadata, report, table_metadata
 from pipelines.resources import FragiliteConfig
-from sources.arcep import read_arcep_debit
-from sources.caf import read_caf_non_connectes
-from sources.cog import read_cog_passage, read_communes_epci
-from sources.filosofi import read_filosofi_communes, read_filosofi_iris
-from sources.ign_iris import read_contours_iris
-from sources.insee_rp import read_base_ic
+from sources.registry import PARSERS
 
 GROUP = "sources"
 OWNERS = ["team:fragilite-numerique"]
@@ -26,8 +19,8 @@ def _source_asset(
     description: str,
     publisher: str,
     kinds: set[str],
-    parse: Callable[[Path], pd.DataFrame],
     vintage_attr: str | None,
+    preview: bool = True,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name=key,
@@ -42,8 +35,9 @@ def _source_asset(
         if path is None:
             report(context, f"{key}: non fourni (optionnel), indicateurs correspondants absents")
             return dg.Output(None, metadata={"fourni": False})
-        frame = parse(path)
-        meta = {"fourni": True, **file_metadata(Path(path)), **table_metadata(frame)}
+        frame = PARSERS[key](path)
+        # No preview of CAF rows: they may hold counts under the secret threshold.
+        meta = {"fourni": True, **file_metadata(Path(path)), **table_metadata(frame, 5 if preview else 0)}
         if "url" in provenance:
             meta.update({"url_source": dg.MetadataValue.url(provenance["url"]),
                          "url_verifiee": provenance["url_verified"],
@@ -51,6 +45,11 @@ def _source_asset(
                          "sha256_telechargement": provenance["sha256"]})
         if vintage_attr:
             meta["millesime"] = int(frame.attrs[vintage_attr])
+        repairs = {k: frame.attrs[k] for k in ("codes_completes", "geometries_reparees") if frame.attrs.get(k)}
+        for name, value in repairs.items():
+            count = value if isinstance(value, int) else len(value)
+            context.log.warning(f"{key}: {count} {name.replace('_', ' ')} (règle documentée, docs/robustesse.md)")
+            meta[name] = dg.MetadataValue.json(value)
         report(context, f"{key}: {len(frame)} lignes lues ({Path(path).name})")
         return dg.Output(frame, metadata=meta)
 
@@ -65,7 +64,6 @@ def _census(theme: str, label: str) -> dg.AssetsDefinition:
         "Le millésime est lu dans le préfixe des variables (P16_, C16_…).",
         publisher="INSEE",
         kinds={"csv", "pandas"},
-        parse=lambda path: read_base_ic(path, theme),
         vintage_attr="millesime",
     )
 
@@ -81,7 +79,6 @@ filosofi_iris = _source_asset(
     "consommation, part des minima sociaux. Les IRIS sous le seuil de diffusion sont absents.",
     publisher="INSEE",
     kinds={"excel", "pandas"},
-    parse=read_filosofi_iris,
     vintage_attr="annee",
 )
 filosofi_communes = _source_asset(
@@ -90,7 +87,6 @@ filosofi_communes = _source_asset(
     "IRIS ne publie pas (valeur signalée « commune »).",
     publisher="INSEE",
     kinds={"csv", "pandas"},
-    parse=read_filosofi_communes,
     vintage_attr="annee",
 )
 contours_iris = _source_asset(
@@ -98,7 +94,6 @@ contours_iris = _source_asset(
     description="Contours des IRIS (IGN CONTOURS-IRIS), en Lambert-93 : la géométrie des couches.",
     publisher="IGN",
     kinds={"geopackage", "geopandas"},
-    parse=read_contours_iris,
     vintage_attr=None,
 )
 communes_epci = _source_asset(
@@ -106,7 +101,6 @@ communes_epci = _source_asset(
     description="Appartenance des communes aux EPCI (INSEE), pour la référence « epci ».",
     publisher="INSEE",
     kinds={"csv", "pandas"},
-    parse=read_communes_epci,
     vintage_attr=None,
 )
 arcep_debit = _source_asset(
@@ -115,7 +109,6 @@ arcep_debit = _source_asset(
     "(Lyon, Paris et Marseille en une ligne).",
     publisher="ARCEP",
     kinds={"csv", "pandas"},
-    parse=read_arcep_debit,
     vintage_attr=None,
 )
 caf_non_connectes = _source_asset(
@@ -124,8 +117,8 @@ caf_non_connectes = _source_asset(
     "au format documenté : code_geo, niveau, millesime, allocataires, non_connectes). Vide = secret, jamais 0.",
     publisher="CAF",
     kinds={"csv", "pandas"},
-    parse=read_caf_non_connectes,
     vintage_attr=None,
+    preview=False,
 )
 cog_passage = _source_asset(
     "cog_passage",
@@ -133,6 +126,5 @@ cog_passage = _source_asset(
     "d'un autre millésime (fusions de communes) à la géographie du recensement.",
     publisher="INSEE",
     kinds={"excel", "pandas"},
-    parse=read_cog_passage,
     vintage_attr=None,
 )

@@ -9,7 +9,7 @@ from config.settings import ConfigError
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
 from transforms.indicators import IndicatorInputs, IndicatorResult, compute_indicators
-from transforms.iris_base import build_iris_base, census_vintage, join_census
+from transforms.iris_base import VintageError, build_iris_base, census_vintage, join_census
 from transforms.mailles import MAILLES, aggregate_maille
 from transforms.territory import resolve_territory, select_territory
 
@@ -50,6 +50,10 @@ def iris_base(
         if df is not None
     }
     vintage = census_vintage(themes)
+    expected = fragilite.settings.run.vintage
+    if expected is not None and vintage != expected:
+        raise VintageError(f"the census files are RP {vintage} (variables P{vintage % 100:02d}_…) but the run asks "
+                           f"for RP {expected}; give files of RP {expected} or run with --vintage {vintage}")
     census, reports = join_census(themes)
     base, more = build_iris_base(contours_iris, census, communes_epci)
     reports += more

@@ -1,0 +1,176 @@
+"""Bad inputs and faults (docs/robustesse.md): each case refused with a clear message or repaired
+with a warning, and no fault loses or corrupts an output."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+from shapely.geometry import Polygon, box
+
+from config import ConfigError, load_catalogue, load_settings
+from outputs.files import OutputLockedError, output_lock, write_all
+from pipelines.cli import main
+from sources.common import InputError
+from sources.filosofi import read_filosofi_iris
+from sources.ign_iris import read_contours_iris
+from sources.validation import validate_inputs
+from transforms.indicators import IndicatorInputs, compute_indicators
+
+from tests.conftest import ROOT, SAMPLE, write
+
+
+def test_validate_reports_every_problem_at_once(tmp_path, capsys):
+    bad_pop = write(tmp_path / "pop.csv", "IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;douze\n")
+    bad_epci = write(tmp_path / "epci.csv", "COM;LIBCOM;LIBEPCI\n69001;Affoux;CA\n")
+    config = write(tmp_path / "c.yaml", f"inputs:\n  rp_evol_struct_pop: {bad_pop.name}\n  communes_epci: {bad_epci.name}\n")
+    assert main(["validate", "--config", str(config)]) == 2
+    out = capsys.readouterr().out
+    assert "[erreur] rp_evol_struct_pop" in out and "line 2" in out
+    assert "[erreur] communes_epci" in out and "'EPCI'" in out
+    assert "2 erreur(s)" in out
+
+
+def test_validate_warns_on_mixed_vintages_and_wrong_vintage(sample_settings, tmp_path):
+    paths = dict(sample_settings.input_paths())
+    problems = validate_inputs(paths, expected_vintage=2019)
+    assert any(p.level == "erreur" and "RP 2016" in p.message and "RP 2019" in p.message for p in problems)
+    paths["filosofi_iris"] = write(tmp_path / "f.csv", "IRIS;DISP_TP6020;DISP_MED20\n10040101;13,0;21450\n")
+    problems = validate_inputs(paths)
+    assert any(p.level == "avertissement" and "income year 2020 for census RP 2016" in p.message for p in problems)
+    assert any(p.input == "filosofi_iris" and "1 code(s) completed" in p.message for p in problems)
+
+
+def test_corrupt_spreadsheet_and_geopackage(tmp_path):
+    broken = tmp_path / "BASE_TD_FILO_DISP_IRIS_2017.xlsx"
+    broken.write_bytes((SAMPLE / "filosofi" / "BASE_TD_FILO_DISP_IRIS_2017.xlsx").read_bytes()[:5000])
+    with pytest.raises(InputError, match="not a readable spreadsheet") as err:
+        read_filosofi_iris(broken)
+    assert "download the file again" in str(err.value)
+    gpkg = tmp_path / "c.gpkg"
+    gpkg.write_bytes((SAMPLE / "ign" / "CONTOURS-IRIS_2016_dep69.gpkg").read_bytes()[:4096])
+    with pytest.raises(InputError, match="not a readable"):
+        read_contours_iris(gpkg)
+
+
+def test_self_intersecting_geometry_is_repaired_and_reported(tmp_path):
+    bowtie = Polygon([(0, 0), (10, 10), (10, 0), (0, 10), (0, 0)])
+    gdf = gpd.GeoDataFrame({"INSEE_COM": ["69001", "69002"], "NOM_COM": ["A", "B"], "IRIS": ["0000", "0000"],
+                            "CODE_IRIS": ["690010000", "690020000"], "NOM_IRIS": ["A", "B"], "TYP_IRIS": ["Z", "Z"]},
+                           geometry=[bowtie, box(20, 0, 30, 10)], crs=2154)
+    path = tmp_path / "c.gpkg"
+    gdf.to_file(path, layer="CONTOURS_IRIS")
+    out = read_contours_iris(path)
+    assert out.geometry.is_valid.all()
+    assert out.attrs["geometries_reparees"] == ["690010000"]
+    assert out.geometry.iloc[0].area == pytest.approx(50.0)  # both lobes of the bow-tie kept
+
+
+def test_numerator_above_denominator_is_kept_and_warned():
+    base = pd.DataFrame({"CODE_IRIS": ["690010000"], "INSEE_COM": ["69001"], "C_MEN": [10.0], "C_MENPSEUL": [12.0]})
+    men_seul = [i for i in load_catalogue().indicators if i.id == "men_seul"]
+    result = compute_indicators(base, men_seul, IndicatorInputs())
+    assert result.table["men_seul_taux"].iloc[0] == pytest.approx(1.2)
+    assert any("above denominator" in w and "690010000" in w for w in result.warnings)
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    marker = tmp_path / "pwned"
+    config = write(tmp_path / "c.yaml", f"run: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(config)
+    assert not marker.exists()
+
+
+def test_swapping_an_input_goes_through_the_same_validation(tmp_path):
+    other = write(tmp_path / "arcep.csv", "code_insee;nbr\n69001;10\n")
+    config = write(tmp_path / "c.yaml", f"inputs:\n  arcep_debit: {other.name}\n")
+    settings = load_settings(config)
+    assert settings.inputs.arcep_debit == other.resolve()
+    problems = validate_inputs(dict(settings.input_paths()))
+    assert any(p.input == "arcep_debit" and "inel_hd" in p.message for p in problems)
+
+
+def test_failed_writer_leaves_previous_outputs(tmp_path):
+    final = tmp_path / "a.txt"
+    final.write_text("previous")
+
+    def fails(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_all({final: lambda tmp: tmp.write_text("new"), tmp_path / "b.txt": fails})
+    assert final.read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_two_runs_cannot_share_an_output_folder(tmp_path):
+    with output_lock(tmp_path):
+        with pytest.raises(OutputLockedError, match="another fragilite run"):
+            with output_lock(tmp_path):
+                pass
+    with output_lock(tmp_path):  # released: usable again
+        pass
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_run_killed_mid_write_keeps_previous_outputs(tmp_path, sig):
+    home = tmp_path / "home"
+    home.mkdir()
+    write(home / "dagster.yaml", "telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pipelines.cli", "run", "--territory", "pays-arbresle", "--out", str(out)]
+    subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    before = _digest(out)
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(out.rglob(".*.tmp*")):  # a file is being written right now
+                os.killpg(proc.pid, sig)
+                break
+            time.sleep(0.005)
+        else:
+            pytest.fail("the run ended before it could be interrupted mid-write")
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert _digest(out) == before  # every published file byte for byte
+    if sig == signal.SIGINT:
+        assert not list(out.rglob(".*.tmp*"))  # an interrupted run cleans up after itself
+    with output_lock(out):  # the next run removes what a killed one could not
+        pass
+    assert not list(out.rglob(".*.tmp*"))
+
+
+def test_unprojected_outlines_refused(tmp_path):
+    gdf = read_contours_iris(SAMPLE / "ign" / "CONTOURS-IRIS_2016_dep69.gpkg").head(3).to_crs(4326)
+    path = tmp_path / "wgs84.gpkg"
+    gdf.to_file(path, layer="CONTOURS_IRIS")
+    with pytest.raises(InputError, match="is not projected"):
+        read_contours_iris(path)
+
+
+def test_dagster_ui_binds_to_loopback(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(os, "execv", lambda path, argv: seen.update(argv=argv))
+    monkeypatch.setenv("DAGSTER_HOME", str(ROOT))
+    main(["ui", "--port", "3999"])
+    argv = seen["argv"]
+    assert argv[argv.index("--host") + 1] == "127.0.0.1" and "3999" in argv
