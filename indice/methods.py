@@ -36,48 +36,57 @@ class Scored:
     metadata: dict = field(default_factory=dict)  # per method: what produced the columns
 
 
-def score_all(frame: pd.DataFrame, indicators: list[Indicator], params: MethodParams) -> Scored:
-    parts: list[pd.DataFrame] = []
-    meta: dict = {}
+def score_method(method: str, frame: pd.DataFrame, indicators: list[Indicator], params: MethodParams) -> Scored:
+    """One method's columns (and what produced them)."""
     axis_of = {i.id: i.axis for i in indicators}
-    references = pd.DataFrame(index=frame.index)
-    if "mednum_2019" in params.methods:
+    if method == "mednum_2019":
         preset = params.weightings["mednum_2019"]
         result = score_mednum(frame, indicators, params.reference, legacy_2020=params.legacy_2020,
                               weights=preset.indicator_weights)
-        parts.append(result.scores)
-        references = result.references
-        meta["mednum_2019"] = {
+        return Scored(result.scores, result.references, {"mednum_2019": {
             "libelle": preset.label, "reference": params.reference.level, "legacy_2020": params.legacy_2020,
             "poids_indicateurs": preset.indicator_weights or "égaux", "indicateurs_sans_score": result.unscored,
-        }
-    if "ifn_2023" in params.methods:
+        }})
+    if method == "ifn_2023":
         table, missing = score_ifn(
             pd.DataFrame({i.id: rates(frame, i.id) for i in indicators}, index=frame.index),
             params.ifn.indicator_sets,
             higher_is_better=frozenset(i.id for i in indicators if i.higher_is_better),
             mapping=params.ifn.mapping,
         )
-        parts.append(table)
-        meta["ifn_2023"] = {"notation": params.ifn.mapping, "univers": params.ifn.universe,
-                            "ensembles": params.ifn.indicator_sets, "indicateurs_absents": missing}
-    if "opale_2022" in params.methods:
+        return Scored(table, pd.DataFrame(index=frame.index), {"ifn_2023": {
+            "notation": params.ifn.mapping, "univers": params.ifn.universe,
+            "ensembles": params.ifn.indicator_sets, "indicateurs_absents": missing}})
+    if method == "opale_2022":
         preset = params.weightings["opale_2022"]
         level = preset.reference or "territoire"
         local = score_mednum(frame, indicators, Reference(level)).scores
         score = composite_score(local, axis_of, scheme=preset.scheme,
                                 indicator_weights=preset.indicator_weights, axis_weights=preset.axis_weights)
         expose = (score >= preset.threshold).astype("boolean").mask(score.isna())
-        parts.append(pd.DataFrame({"opale_score": score, "opale_expose": expose}, index=frame.index))
-        meta["opale_2022"] = {"libelle": preset.label, "reference": level, "seuil": preset.threshold,
-                              "poids_axes": preset.axis_weights, "poids_indicateurs": preset.indicator_weights or "égaux"}
-    if "tic_2019" in params.methods:
+        return Scored(pd.DataFrame({"opale_score": score, "opale_expose": expose}, index=frame.index),
+                      pd.DataFrame(index=frame.index), {"opale_2022": {
+                          "libelle": preset.label, "reference": level, "seuil": preset.threshold,
+                          "poids_axes": preset.axis_weights, "poids_indicateurs": preset.indicator_weights or "égaux"}})
+    if method == "tic_2019":
         tic = estimate_people(frame, params.tic)
-        parts.append(tic.estimates)
-        meta["tic_2019"] = {"groupes": tic.groups, "groupes_non_estimes": tic.skipped,
-                            "avertissement": "les groupes se recouvrent : ne jamais additionner les colonnes est_*"}
-    table = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=frame.index)
-    return Scored(table, references, meta)
+        return Scored(tic.estimates, pd.DataFrame(index=frame.index), {"tic_2019": {
+            "groupes": tic.groups, "groupes_non_estimes": tic.skipped,
+            "avertissement": "les groupes se recouvrent : ne jamais additionner les colonnes est_*"}})
+    raise ValueError(f"unknown method {method!r}")
+
+
+def combine(parts: list[Scored], index: pd.Index) -> Scored:
+    """The methods' columns side by side, in the order given."""
+    table = pd.concat([p.table for p in parts], axis=1) if parts else pd.DataFrame(index=index)
+    references = next((p.references for p in parts if len(p.references.columns)), pd.DataFrame(index=index))
+    metadata = {k: v for p in parts for k, v in p.metadata.items()}
+    return Scored(table, references, metadata)
+
+
+def score_all(frame: pd.DataFrame, indicators: list[Indicator], params: MethodParams) -> Scored:
+    """Every method of `params.methods` in one pass."""
+    return combine([score_method(m, frame, indicators, params) for m in params.methods], frame.index)
 
 
 def exposure_summary(frame: pd.DataFrame, expose: pd.Series, population: str = "P_POP") -> dict:

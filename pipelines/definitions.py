@@ -15,10 +15,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def build_definitions(fragilite: FragiliteConfig | None = None) -> dg.Definitions:
-    """Assets and checks from `pipelines/defs/`, with the run configuration as a resource."""
-    return dg.Definitions.merge(
-        dg.load_from_defs_folder(path_within_project=Path(__file__).resolve().parent),
-        dg.Definitions(resources={"fragilite": fragilite or FragiliteConfig()}),
+    """Assets, checks, schedule and sensor from `pipelines/defs/`, with the run configuration as a
+    resource; every asset links to its source code in the UI."""
+    loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).resolve().parent)
+    return dg.Definitions(
+        assets=dg.with_source_code_references(list(loaded.assets or [])),
+        asset_checks=loaded.asset_checks,
+        schedules=loaded.schedules,
+        sensors=loaded.sensors,
+        resources={"fragilite": fragilite or FragiliteConfig()},
     )
 
 

@@ -41,6 +41,7 @@ class FragiliteConfig(dg.ConfigurableResource):
     mirror: str | None = None
     cache_dir: str | None = None
     accept_changed: bool | None = None
+    caf_file: str | None = None  # a CAF "non connectés" file (set by the drop-folder sensor)
 
     def overrides(self) -> dict:
         run: dict = {}
@@ -54,9 +55,10 @@ class FragiliteConfig(dg.ConfigurableResource):
             run["territory"] = self.territory
         if self.vintage is not None:
             run["vintage"] = self.vintage
+        inputs = {"caf_non_connectes": self.caf_file} if self.caf_file else {}
         sources = {k: getattr(self, k) for k in ("offline", "mirror", "cache_dir", "accept_changed")
                    if getattr(self, k) is not None}
-        return {k: v for k, v in (("run", run), ("sources", sources)) if v}
+        return {k: v for k, v in (("run", run), ("sources", sources), ("inputs", inputs)) if v}
 
     def input_file(self, key: str) -> tuple[Path | None, dict]:
         """The file an input reads, and where it came from.

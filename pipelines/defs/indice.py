@@ -8,7 +8,7 @@ import pandas as pd
 from config import Settings
 from config.settings import ConfigError
 from indice.mednum import Reference
-from indice.methods import MethodParams, Scored, exposure_summary, score_all
+from indice.methods import MethodParams, Scored, combine, exposure_summary, score_all, score_method
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
 from transforms.indicators import IndicatorResult
@@ -65,6 +65,46 @@ def scored_indicators(fragilite: FragiliteConfig, table: pd.DataFrame) -> list:
     return [i for i in fragilite.catalogue.indicators if f"{i.id}_num" in table.columns]
 
 
+METHOD_DESCRIPTIONS = {
+    "mednum_2019": "Méthode MedNum 2019 : score de chaque indicateur (100 = comme la référence), des quatre "
+                   "axes, ACCÈS, COMPÉTENCES et score global (moyennes groupées des scores disponibles).",
+    "ifn_2023": "Indice national IFN 2023 : notes 1–10 par rang décile des indicateurs, moyenne non pondérée, "
+                "et les déclinaisons Senior et Jeune.",
+    "opale_2022": "Pondération locale type Opale : moyenne pondérée des moyennes d'axes, référence = territoire "
+                  "d'étude, IRIS exposés au-delà du seuil.",
+    "tic_2019": "Personnes à risque estimées : taux nationaux de l'enquête TIC 2019 de l'INSEE appliqués aux "
+                "effectifs de chaque groupe (groupes qui se recouvrent).",
+}
+
+
+def _method_asset(method: str) -> dg.AssetsDefinition:
+    @dg.asset(name=f"iris_{method}", group_name=GROUP, kinds={"pandas"}, owners=OWNERS,
+              tags={"maille": "iris", "methode": method}, description=METHOD_DESCRIPTIONS[method])
+    def _asset(context: dg.AssetExecutionContext, fragilite: FragiliteConfig,
+               iris_indicateurs: IndicatorResult) -> dg.Output:
+        frame = pd.DataFrame(iris_indicateurs.frame.drop(columns="geometry"))
+        if method not in fragilite.settings.run.methods:
+            report(context, f"iris_{method}: méthode non retenue (run.methods)")
+            return dg.Output(Scored(pd.DataFrame(index=frame.index), pd.DataFrame(index=frame.index), {}),
+                             metadata={"retenue": False})
+        params = method_params(fragilite, frame)
+        scored = score_method(method, frame, scored_indicators(fragilite, frame), params)
+        report(context, f"iris_{method}: {len(scored.table.columns)} colonnes")
+        return dg.Output(scored, metadata={
+            "retenue": True,
+            **table_metadata(pd.concat([frame[["CODE_IRIS"]], scored.table], axis=1)),
+            **{f"methode_{k}": dg.MetadataValue.json(v) for k, v in scored.metadata.items()},
+        })
+
+    return _asset
+
+
+iris_mednum_2019 = _method_asset("mednum_2019")
+iris_ifn_2023 = _method_asset("ifn_2023")
+iris_opale_2022 = _method_asset("opale_2022")
+iris_tic_2019 = _method_asset("tic_2019")
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas"},
@@ -75,13 +115,18 @@ def iris_scores(
     context: dg.AssetExecutionContext,
     fragilite: FragiliteConfig,
     iris_indicateurs: IndicatorResult,
+    iris_mednum_2019: Scored,
+    iris_ifn_2023: Scored,
+    iris_opale_2022: Scored,
+    iris_tic_2019: Scored,
 ) -> dg.Output:
-    """Scores de chaque méthode retenue, par IRIS : MedNum 2019 (par indicateur, 100 = comme la
-    référence ; axes, ACCÈS, COMPÉTENCES, global), IFN 2023 (notes 1–10), pondération locale type
-    Opale (IRIS exposés) et personnes à risque estimées avec les taux TIC 2019."""
+    """Toutes les méthodes retenues réunies par IRIS, avec les valeurs de référence, les paramètres
+    de chaque méthode et le résumé des IRIS exposés (Opale) : ce que publient les couches."""
     frame = pd.DataFrame(iris_indicateurs.frame.drop(columns="geometry"))
     params = method_params(fragilite, frame)
-    scored = score_all(frame, scored_indicators(fragilite, frame), params)
+    by_method = {"mednum_2019": iris_mednum_2019, "ifn_2023": iris_ifn_2023, "opale_2022": iris_opale_2022,
+                 "tic_2019": iris_tic_2019}
+    scored = combine([by_method[m] for m in params.methods], frame.index)
     scored.metadata = _method_metadata(scored, frame, params)
     meta = scored.metadata
     table = pd.concat([frame[["CODE_IRIS"]], scored.table], axis=1)
