@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="study territory: a preset of config/territories.yaml (rhone, metropole-lyon, "
                           "pays-arbresle, …) or comma-separated département, commune or EPCI codes")
     run.add_argument("--out", metavar="DIR", help="output folder (default: build/)")
+    run.add_argument("--by-departement", action="store_true",
+                     help="run the département partitions the territory covers, then their national merge "
+                          "(layers/france_iris.parquet), instead of the territory layers")
     _source_options(run)
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on failure")
 
@@ -210,12 +213,12 @@ def _sources(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from pipelines.definitions import build_definitions
+    from pipelines.definitions import TERRITORY_SELECTION, build_definitions
 
     resource = _resource(args)
-    settings = resource.settings  # validate the configuration before starting anything
+    settings = _resource(args).settings  # validate the configuration before starting anything
     if settings.run.vintage is not None:
-        _fetch(resource)  # downloads with progress (or the offline list of missing files), before the run
+        _fetch(_resource(args))  # downloads with progress (or the offline list of missing files), before the run
     _use_local_instance()
     _show_progress()
     started = time.perf_counter()
@@ -223,15 +226,44 @@ def _run(args: argparse.Namespace) -> int:
     print(f"fragilite: {territory}, référence {settings.run.reference}"
           f"{', legacy 2020' if settings.run.legacy_2020 else ''}", file=sys.stderr)
     defs = build_definitions(resource)
+    everything = [*defs.assets, *defs.asset_checks]
+    quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     with dg.DagsterInstance.get() as instance:
-        result = dg.materialize(
-            [*defs.assets, *defs.asset_checks],
-            instance=instance,
-            resources={"fragilite": resource},
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-            tags={"fragilite/commande": "run"},
-        )
+        if args.by_departement:
+            return _run_partitions(resource, _resource(args), everything, instance, quiet, started)
+        result = dg.materialize(everything, instance=instance, resources={"fragilite": resource},
+                                run_config=quiet, tags={"fragilite/commande": "run"}, selection=TERRITORY_SELECTION)
     _summary(result, Path(settings.run.out_dir), time.perf_counter() - started)
+    return 0 if result.success else EXIT_FAILED
+
+
+def _run_partitions(resource, helper, everything, instance, run_config, started: float) -> int:
+    """The territory's département partitions one by one, then the national merge.
+
+    `helper` is a second resource used for look-ups: reading a resource's cached properties
+    would add them to the configuration Dagster validates.
+    """
+    import dagster as dg
+
+    from pipelines.definitions import NATIONAL_MERGE, NATIONAL_PARTITIONS
+    from pipelines.defs.national import DEPARTEMENTS
+    from sources.registry import PARSERS
+    from transforms.territory import partition_keys, resolve_territory
+
+    settings = helper.settings
+    territory = resolve_territory(settings.run.territory, helper.territory_presets)
+    epci_path, _ = helper.input_file("communes_epci")
+    keys = partition_keys(territory, PARSERS["communes_epci"](epci_path), DEPARTEMENTS.get_partition_keys())
+    print(f"fragilite: {len(keys)} partition(s) département : {', '.join(keys)}", file=sys.stderr)
+    for key in keys:
+        result = dg.materialize(everything, instance=instance, resources={"fragilite": resource},
+                                run_config=run_config, partition_key=key, selection=NATIONAL_PARTITIONS)
+        if not result.success:
+            return EXIT_FAILED
+    result = dg.materialize(everything, instance=instance, resources={"fragilite": resource},
+                            run_config=run_config, selection=NATIONAL_MERGE)
+    path = Path(settings.run.out_dir) / "layers" / "france_iris.parquet"
+    print(f"\n{len(keys)} département(s) en {time.perf_counter() - started:.1f} s ; fusion nationale : {path}")
     return 0 if result.success else EXIT_FAILED
 
 

@@ -12,6 +12,10 @@ import dagster as dg
 from pipelines.resources import FragiliteConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# A territory run: everything but the département partitions and their national merge.
+TERRITORY_SELECTION = dg.AssetSelection.all() - dg.AssetSelection.groups("national")
+NATIONAL_PARTITIONS = dg.AssetSelection.assets("iris_departement")
+NATIONAL_MERGE = dg.AssetSelection.assets("france_iris")
 
 
 def build_definitions(fragilite: FragiliteConfig | None = None) -> dg.Definitions:

@@ -44,12 +44,12 @@ def materialized(tmp_path_factory):
     """Every asset and check of the sample, materialized once into a temporary folder."""
     import dagster as dg
 
-    from pipelines.definitions import build_definitions
+    from pipelines.definitions import TERRITORY_SELECTION, build_definitions
     from pipelines.resources import FragiliteConfig
 
     out = tmp_path_factory.mktemp("out")
     resource = FragiliteConfig(out_dir=str(out))
     defs = build_definitions(resource)
     result = dg.materialize([*defs.assets, *defs.asset_checks], instance=dg.DagsterInstance.ephemeral(),
-                            resources={"fragilite": resource})
+                            resources={"fragilite": resource}, selection=TERRITORY_SELECTION)
     return result, out / "layers"

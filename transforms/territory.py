@@ -69,3 +69,26 @@ def select_territory(base: pd.DataFrame, territory: Territory) -> pd.Series:
             "input files that cover them"
         )
     return mask
+
+
+def partition_keys(territory: Territory, communes_epci: pd.DataFrame, all_keys: list[str]) -> list[str]:
+    """The département partitions a territory needs (an EPCI may straddle départements)."""
+    from transforms.geo_codes import departement_code
+
+    if territory.whole:
+        return list(all_keys)
+    keys: set[str] = set()
+    for code in territory.codes:
+        if EPCI_RE.match(code):
+            members = communes_epci.loc[communes_epci["EPCI"] == code, "INSEE_COM"]
+            if members.empty:
+                raise ConfigError(f"territory: EPCI {code} is not in the commune → EPCI table")
+            keys |= set(departement_code(members))
+        elif COMMUNE_RE.match(code):
+            keys.add(departement_code(pd.Series([code])).iloc[0])
+        else:
+            keys.add(code)
+    unknown = sorted(keys - set(all_keys))
+    if unknown:
+        raise ConfigError(f"territory: département(s) {unknown} are not partitions ({len(all_keys)} known)")
+    return sorted(keys)

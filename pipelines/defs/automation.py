@@ -8,7 +8,8 @@ import dagster as dg
 from pipelines.resources import FragiliteConfig
 from sources.watch import catalogue_changes, drop_folder_files
 
-ALL_ASSETS = dg.AssetSelection.all()
+# Territory runs (the département partitions are backfilled on their own).
+ALL_ASSETS = dg.AssetSelection.all() - dg.AssetSelection.groups("national")
 
 
 @dg.schedule(cron_schedule="0 6 * * 1", target=ALL_ASSETS, default_status=dg.DefaultScheduleStatus.STOPPED,

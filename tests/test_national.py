@@ -1,0 +1,59 @@
+"""Département partitions, their national merge, and territories mapped onto partitions."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from config import ConfigError
+from pipelines.cli import main
+from pipelines.defs.national import DEPARTEMENTS
+from transforms.territory import Territory, partition_keys
+
+from tests.conftest import write
+
+
+def test_partitions_cover_every_departement():
+    keys = DEPARTEMENTS.get_partition_keys()
+    assert len(keys) == 101 and {"2A", "2B", "971", "972", "973", "974", "976"} <= set(keys)
+
+
+def test_territories_map_onto_partition_keys():
+    epci = pd.DataFrame({"INSEE_COM": ["01001", "69001", "2A004"], "EPCI": ["200000001", "200000001", "200000002"]})
+    keys = DEPARTEMENTS.get_partition_keys()
+    assert partition_keys(Territory("x", ["200000001"]), epci, keys) == ["01", "69"]  # straddles two départements
+    assert partition_keys(Territory("x", ["2A004", "97411", "57"]), epci, keys) == ["2A", "57", "974"]
+    assert len(partition_keys(Territory("France"), epci, keys)) == 101
+    with pytest.raises(ConfigError, match="not in the commune"):
+        partition_keys(Territory("x", ["999999999"]), epci, keys)
+
+
+def test_by_departement_run_matches_the_territory_run(materialized, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    write(home / "dagster.yaml", "telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    out = tmp_path / "out"
+    assert main(["run", "--territory", "rhone", "--by-departement", "--out", str(out)]) == 0
+    national = pq.read_table(out / "layers" / "france_iris.parquet").drop_columns(["geometry", "bbox"]).to_pandas()
+    partition = out / "partitions" / "departement=69" / "iris.parquet"
+    assert partition.exists()
+    _, layers = materialized
+    territory = pq.read_table(layers / "iris.parquet").drop_columns(["geometry", "bbox"]).to_pandas()
+    assert national["CODE_IRIS"].tolist() == territory["CODE_IRIS"].tolist()
+    for column in ("score_global", "men_seul_score", "ifn2023_score", "est_illectronisme_1529"):
+        np.testing.assert_allclose(national[column], territory[column], equal_nan=True)
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_latest_materialization_event(dg.AssetKey("france_iris")) is not None
+
+
+def test_partition_without_inputs_fails_clearly(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    write(home / "dagster.yaml", "telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert main(["run", "--territory", "01", "--by-departement", "--out", str(tmp_path / "o")]) == 2
+    assert "no IRIS of the inputs for code(s) ['01']" in capsys.readouterr().err
