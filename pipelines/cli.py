@@ -231,8 +231,12 @@ def _run(args: argparse.Namespace) -> int:
     with dg.DagsterInstance.get() as instance:
         if args.by_departement:
             return _run_partitions(resource, _resource(args), everything, instance, quiet, started)
+        tags = {"fragilite/commande": "run", "fragilite/territoire": ",".join(settings.run.territory) or "entrées",
+                "fragilite/reference": settings.run.reference}
+        if settings.run.vintage is not None:
+            tags["fragilite/millesime"] = str(settings.run.vintage)
         result = dg.materialize(everything, instance=instance, resources={"fragilite": resource},
-                                run_config=quiet, tags={"fragilite/commande": "run"}, selection=TERRITORY_SELECTION)
+                                run_config=quiet, tags=tags, selection=TERRITORY_SELECTION)
     _summary(result, Path(settings.run.out_dir), time.perf_counter() - started)
     return 0 if result.success else EXIT_FAILED
 
