@@ -219,3 +219,29 @@ def geometries_valides(iris_base: gpd.GeoDataFrame) -> dg.AssetCheckResult:
     coverage = bool(shapely.coverage_is_valid(iris_base.geometry.to_numpy()))
     return dg.AssetCheckResult(passed=not invalid and coverage, severity=dg.AssetCheckSeverity.WARN,
                                metadata={"invalides": invalid[:50], "couverture_valide": coverage})
+
+
+def _repairs(frame, attr: str) -> dg.AssetCheckResult:
+    repaired = frame.attrs.get(attr) if frame is not None else None
+    count = repaired if isinstance(repaired, int) else len(repaired or [])
+    detail = repaired[:50] if isinstance(repaired, list) else []
+    return dg.AssetCheckResult(passed=count == 0, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"nombre": count, "codes": dg.MetadataValue.json(detail)})
+
+
+REPAIR_NOTE = " (règle documentée dans docs/robustesse.md) : avertissement si la lecture a dû réparer des valeurs."
+
+
+@dg.asset_check(asset="filosofi_iris", description="Codes IRIS complétés de leur zéro initial" + REPAIR_NOTE)
+def codes_completes_filosofi(filosofi_iris) -> dg.AssetCheckResult:
+    return _repairs(filosofi_iris, "codes_completes")
+
+
+@dg.asset_check(asset="rp_evol_struct_pop", description="Codes IRIS complétés de leur zéro initial" + REPAIR_NOTE)
+def codes_completes_recensement(rp_evol_struct_pop) -> dg.AssetCheckResult:
+    return _repairs(rp_evol_struct_pop, "codes_completes")
+
+
+@dg.asset_check(asset="contours_iris", description="Géométries invalides réparées" + REPAIR_NOTE)
+def geometries_reparees(contours_iris) -> dg.AssetCheckResult:
+    return _repairs(contours_iris, "geometries_reparees")
