@@ -174,3 +174,24 @@ def test_dagster_ui_binds_to_loopback(monkeypatch):
     main(["ui", "--port", "3999"])
     argv = seen["argv"]
     assert argv[argv.index("--host") + 1] == "127.0.0.1" and "3999" in argv
+
+
+def test_completed_codes_reported_by_the_source_asset(tmp_path):
+    import dagster as dg
+
+    from pipelines.definitions import build_definitions
+    from pipelines.resources import FragiliteConfig
+
+    filo = write(tmp_path / "f.csv", "IRIS;DISP_TP6020;DISP_MED20\n10040101;13,0;21450\n690010000;s;20000\n")
+    config = write(tmp_path / "c.yaml", f"inputs:\n  filosofi_iris: {filo.name}\n")
+    resource = FragiliteConfig(config_file=str(config), out_dir=str(tmp_path / "out"))
+    defs = build_definitions(resource)
+    result = dg.materialize([*defs.assets, *defs.asset_checks], instance=dg.DagsterInstance.ephemeral(),
+                            resources={"fragilite": resource},
+                            selection=dg.AssetSelection.assets("filosofi_iris").without_checks()
+                            | dg.AssetSelection.checks_for_assets("filosofi_iris"))
+    assert result.success
+    materialization = result.asset_materializations_for_node("filosofi_iris")[0]
+    assert materialization.metadata["codes_completes"].value == 1
+    check = result.get_asset_check_evaluations()[0]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN

@@ -49,7 +49,7 @@ def _source_asset(
         for name, value in repairs.items():
             count = value if isinstance(value, int) else len(value)
             context.log.warning(f"{key}: {count} {name.replace('_', ' ')} (règle documentée, docs/robustesse.md)")
-            meta[name] = dg.MetadataValue.json(value)
+            meta[name] = value if isinstance(value, int) else dg.MetadataValue.json(value[:200])
         report(context, f"{key}: {len(frame)} lignes lues ({Path(path).name})")
         return dg.Output(frame, metadata=meta)
 
