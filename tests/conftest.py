@@ -53,3 +53,13 @@ def materialized(tmp_path_factory):
     result = dg.materialize([*defs.assets, *defs.asset_checks], instance=dg.DagsterInstance.ephemeral(),
                             resources={"fragilite": resource}, selection=TERRITORY_SELECTION)
     return result, out / "layers"
+
+
+@pytest.fixture
+def dagster_home(tmp_path, monkeypatch):
+    """A temporary Dagster instance for runs started by the command line."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    write(home / "dagster.yaml", "telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home

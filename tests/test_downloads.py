@@ -141,12 +141,8 @@ def _entry(url: str, **kw) -> SourceFile:
     return SourceFile(url=url, **kw)
 
 
-def test_full_run_of_an_epci_from_download_to_layers(published, tmp_path, monkeypatch, capsys):
+def test_full_run_of_an_epci_from_download_to_layers(published, tmp_path, dagster_home, capsys):
     tmp, config = published
-    home = tmp_path / "home"
-    home.mkdir()
-    write(home / "dagster.yaml", "telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
     cache, out = tmp_path / "cache", tmp_path / "out"
     code = main(["run", "--config", str(config), "--vintage", "2016", "--territory", LYON_EPCI,
                  "--cache-dir", str(cache), "--out", str(out)])

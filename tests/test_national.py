@@ -31,11 +31,7 @@ def test_territories_map_onto_partition_keys():
         partition_keys(Territory("x", ["999999999"]), epci, keys)
 
 
-def test_by_departement_run_matches_the_territory_run(materialized, tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    write(home / "dagster.yaml", "telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
+def test_by_departement_run_matches_the_territory_run(materialized, tmp_path, dagster_home):
     out = tmp_path / "out"
     assert main(["run", "--territory", "rhone", "--by-departement", "--out", str(out)]) == 0
     national = pq.read_table(out / "layers" / "france_iris.parquet").drop_columns(["geometry", "bbox"]).to_pandas()
@@ -50,10 +46,6 @@ def test_by_departement_run_matches_the_territory_run(materialized, tmp_path, mo
         assert instance.get_latest_materialization_event(dg.AssetKey("france_iris")) is not None
 
 
-def test_partition_without_inputs_fails_clearly(tmp_path, monkeypatch, capsys):
-    home = tmp_path / "home"
-    home.mkdir()
-    write(home / "dagster.yaml", "telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
+def test_partition_without_inputs_fails_clearly(tmp_path, dagster_home, capsys):
     assert main(["run", "--territory", "01", "--by-departement", "--out", str(tmp_path / "o")]) == 2
     assert "no IRIS of the inputs for code(s) ['01']" in capsys.readouterr().err

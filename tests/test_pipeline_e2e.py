@@ -78,15 +78,6 @@ def test_geopackage_and_geojson(materialized):
     assert decimals <= 6
 
 
-@pytest.fixture
-def dagster_home(tmp_path, monkeypatch):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    write(home / "dagster.yaml", "telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return home
-
-
 def test_cli_legacy_epci_reproduces_publication(tmp_path, dagster_home, published, capsys):
     out = tmp_path / "legacy"
     assert main(["run", "--reference", "epci", "--legacy-2020", "--out", str(out)]) == 0
