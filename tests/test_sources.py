@@ -133,3 +133,37 @@ def test_contours(tmp_path):
     gdf.set_crs(None, allow_override=True).to_file(no_crs, layer="CONTOURS_IRIS")
     with pytest.raises(InputError, match="no CRS"):
         read_contours_iris(no_crs)
+
+
+@pytest.mark.parametrize("suffix", [".xls", ".xlsx"])
+def test_base_ic_spreadsheet_with_title_rows(tmp_path, suffix):
+    """Older vintages ship base-ic as XLS/XLSX: 5 title rows, a label row, then the code row."""
+    csv = read_base_ic(POP, "evol-struct-pop")
+    lines = [line.split(";") for line in POP.read_text(encoding="utf-8").splitlines()[:21]]
+    header, rows = lines[0], lines[1:]
+    titles = [["Évolution et structure de la population en 2016"], ["IRIS"], ["Mise en ligne le 18/10/2019"],
+              ["Source : Insee, RP2016"], [], ["Code IRIS"] + ["libellé"] * (len(header) - 1)]
+    path = tmp_path / f"base-ic-evol-struct-pop-2016{suffix}"
+    if suffix == ".xls":
+        import xlwt
+
+        book = xlwt.Workbook()
+        sheet = book.add_sheet("IRIS")
+        for r, row in enumerate(titles + [header] + rows):
+            for c, value in enumerate(row):
+                sheet.write(r, c, float(value) if r > 6 and c >= 7 else value)
+        book.save(str(path))
+    else:
+        from openpyxl import Workbook
+
+        book = Workbook()
+        sheet = book.active
+        sheet.title = "IRIS"
+        for row in titles + [header] + [[float(v) if c >= 7 else v for c, v in enumerate(r)] for r in rows]:
+            sheet.append(row)
+        book.save(path)
+    sheet_table = read_base_ic(path, "evol-struct-pop")
+    assert sheet_table.attrs["millesime"] == 2016 and len(sheet_table) == 20
+    expected = csv.set_index("CODE_IRIS").loc[sheet_table["CODE_IRIS"]]
+    assert sheet_table["P_POP"].to_numpy() == pytest.approx(expected["P_POP"].to_numpy())
+    assert sheet_table["CODE_IRIS"].str.len().eq(9).all()
