@@ -13,7 +13,6 @@ from pipelines.cli import main
 from pipelines.defs.national import DEPARTEMENTS
 from transforms.territory import Territory, partition_keys
 
-from tests.conftest import write
 
 
 def test_partitions_cover_every_departement():

@@ -13,7 +13,6 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 import pyogrio
-import pytest
 
 from outputs.layers import IDENTITY_COLUMNS
 from pipelines.cli import main

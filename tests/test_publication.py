@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
