@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -22,8 +23,11 @@ def build_definitions(fragilite: FragiliteConfig | None = None) -> dg.Definition
     """Assets, checks, schedule and sensor from `pipelines/defs/`, with the run configuration as a
     resource; every asset links to its source code in the UI."""
     loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).resolve().parent)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)  # code references are a beta Dagster feature
+        assets = dg.with_source_code_references(list(loaded.assets or []))
     return dg.Definitions(
-        assets=dg.with_source_code_references(list(loaded.assets or [])),
+        assets=assets,
         asset_checks=loaded.asset_checks,
         schedules=loaded.schedules,
         sensors=loaded.sensors,
