@@ -139,16 +139,16 @@ def cartes(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -> dg.
     out = _out(fragilite)
     spec = load_publication().classification
     info = _run_info(fragilite)
+    layers = _layers(fragilite)
+    classes = {maille: classify(layer[spec.field], spec) for maille, layer in layers.items()}
     pngs = {}
-    for maille, layer in _layers(fragilite).items():
-        classes = classify(layer[spec.field], spec)
+    for maille, layer in layers.items():
         title = f"Fragilité numérique — {spec.field.replace('_', ' ')} ({DISPLAY[maille]})\n{info['territoire']}"
-        pngs[maille] = choropleth_png(layer, classes, title=title, sources=_sources_line(info))
+        pngs[maille] = choropleth_png(layer, classes[maille], title=title, sources=_sources_line(info))
     targets = {out / "cartes" / f"{m}.png": (lambda tmp, d=data: Path(tmp).write_bytes(d)) for m, data in pngs.items()}
     with output_lock(out):
         sizes = write_all(targets)
-    thumbnail = choropleth_png(_layers(fragilite)["iris"], classify(_layers(fragilite)["iris"][spec.field], spec),
-                               title=DISPLAY["iris"], sources="", dpi=40)
+    thumbnail = choropleth_png(layers["iris"], classes["iris"], title=DISPLAY["iris"], sources="", dpi=40)
     report(context, f"cartes: {len(pngs)} cartes dans {out / 'cartes'}")
     return dg.MaterializeResult(metadata={
         "carte_iris": dg.MetadataValue.md(f"![carte](data:image/png;base64,{base64.b64encode(thumbnail).decode()})"),
