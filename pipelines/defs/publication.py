@@ -35,9 +35,9 @@ def _out(fragilite: FragiliteConfig) -> Path:
     return Path(fragilite.settings.run.out_dir)
 
 
-def _layers(fragilite: FragiliteConfig) -> dict[str, gpd.GeoDataFrame]:
+def _layers(fragilite: FragiliteConfig, mailles: tuple[str, ...] = MAILLES) -> dict[str, gpd.GeoDataFrame]:
     layers = _out(fragilite) / "layers"
-    return {m: gpd.read_parquet(layers / f"{m}.parquet").drop(columns="bbox", errors="ignore") for m in MAILLES}
+    return {m: gpd.read_parquet(layers / f"{m}.parquet").drop(columns="bbox", errors="ignore") for m in mailles}
 
 
 def _run_info(fragilite: FragiliteConfig) -> dict:
@@ -164,7 +164,7 @@ def rapport(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -> dg
     out = _out(fragilite)
     publication = load_publication()
     info = _run_info(fragilite)
-    iris = pd.DataFrame(_layers(fragilite)["iris"].drop(columns="geometry"))
+    iris = pd.DataFrame(_layers(fragilite, ("iris",))["iris"].drop(columns="geometry"))
     html = render_report(
         iris,
         ReportContext(territory=info["territoire"], methode=info["methode"], reference=info["reference"],
