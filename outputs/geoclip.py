@@ -16,6 +16,7 @@ import pyogrio
 
 from outputs.disclosure import apply_secret
 from outputs.files import write_all
+from outputs.layers import write_geojson
 
 PACK_KEYS: dict[str, tuple[str, str, str]] = {
     # maille: (column in the layer, published key, published label)
@@ -57,9 +58,7 @@ def write_pack(
         targets[out_dir / f"{maille}.csv"] = lambda tmp, t=table: t.to_csv(tmp, sep=";", index=False, encoding="utf-8")
         targets[out_dir / f"{maille}.xlsx"] = lambda tmp, t=table, m=maille: _xlsx(t, tmp, m)
         targets[out_dir / "contours" / f"{maille}_2154.shp"] = lambda tmp, g=shapes: _shapefile(g.to_crs(2154), tmp)
-        targets[out_dir / "contours" / f"{maille}_4326.geojson"] = lambda tmp, g=shapes: pyogrio.write_dataframe(
-            g.to_crs(4326), tmp, driver="GeoJSON",
-            layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": "6", "WRITE_NAME": "NO"})
+        targets[out_dir / "contours" / f"{maille}_4326.geojson"] = lambda tmp, g=shapes: write_geojson(g, tmp)
     targets[out_dir / "dictionnaire_indicateurs.csv"] = lambda tmp: dictionary.to_csv(tmp, sep=";", index=False, encoding="utf-8")
     targets[out_dir / "dictionnaire_indicateurs.xlsx"] = lambda tmp: _xlsx(dictionary, tmp, "dictionnaire")
     targets[out_dir / "LISEZMOI.txt"] = lambda tmp: Path(tmp).write_text(readme, encoding="utf-8")

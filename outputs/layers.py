@@ -72,6 +72,12 @@ def build_layer(
     return gpd.GeoDataFrame(pd.DataFrame(cols), geometry=table.geometry, crs=table.crs)
 
 
+def write_geojson(gdf: gpd.GeoDataFrame, path: Path) -> None:
+    """GeoJSON RFC 7946: WGS84 longitude/latitude, 6 decimals, no `crs` member."""
+    pyogrio.write_dataframe(gdf.to_crs(4326), path, driver="GeoJSON",
+                            layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": "6", "WRITE_NAME": "NO"})
+
+
 def write_layer(layer: gpd.GeoDataFrame, out_dir: Path, name: str, run_info: dict[str, Any]) -> dict[Path, int]:
     """Write `<name>.parquet`, `.gpkg`, `.geojson` and `.metadata.json` atomically together."""
     info = json.dumps(run_info, ensure_ascii=False, default=str)
@@ -85,18 +91,12 @@ def write_layer(layer: gpd.GeoDataFrame, out_dir: Path, name: str, run_info: dic
     def gpkg(tmp: Path) -> None:
         pyogrio.write_dataframe(layer, tmp, layer=name, driver="GPKG", metadata={"fragilite": info})
 
-    def geojson(tmp: Path) -> None:
-        pyogrio.write_dataframe(
-            layer.to_crs(4326), tmp, driver="GeoJSON",
-            layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": "6", "WRITE_NAME": "NO"},
-        )
-
     def sidecar(tmp: Path) -> None:
         tmp.write_text(json.dumps(run_info, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
 
     return write_all({
         out_dir / f"{name}.parquet": parquet,
         out_dir / f"{name}.gpkg": gpkg,
-        out_dir / f"{name}.geojson": geojson,
+        out_dir / f"{name}.geojson": lambda tmp: write_geojson(layer, tmp),
         out_dir / f"{name}.metadata.json": sidecar,
     })

@@ -77,6 +77,11 @@ class FragiliteConfig(dg.ConfigurableResource):
             return None, {}
         return resolved
 
+    @property
+    def output_folder(self) -> Path:
+        """Where this run writes (settings.run.out_dir, with --out applied)."""
+        return Path(self.settings.run.out_dir)
+
     @cached_property
     def source_catalogue(self) -> Catalogue:
         return load_sources(self.settings.sources.catalogue)

@@ -3,7 +3,6 @@
 
 import json
 import re
-from pathlib import Path
 
 import dagster as dg
 import geopandas as gpd
@@ -71,7 +70,7 @@ def _layer_check(maille: str) -> dg.AssetChecksDefinition:
                     description=f"La couche {maille} écrite se relit : GeoParquet 1.1, EPSG:2154, "
                     f"{key} en texte au bon format et unique.")
     def _check(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
-        path = Path(fragilite.settings.run.out_dir) / "layers" / f"{maille}.parquet"
+        path = fragilite.output_folder / "layers" / f"{maille}.parquet"
         table = pq.read_table(path, columns=[key])
         geo = json.loads(table.schema.metadata[b"geo"])
         codes = table.column(key).to_pylist()
@@ -101,7 +100,7 @@ def populations_coherentes(iris_base: gpd.GeoDataFrame, mailles: dict) -> dg.Ass
 
 @dg.asset_check(asset="dictionnaire", description="Le dictionnaire décrit chaque colonne de la couche IRIS publiée.")
 def dictionnaire_complet(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
-    layers = Path(fragilite.settings.run.out_dir) / "layers"
+    layers = fragilite.output_folder / "layers"
     columns = [c for c in pq.read_schema(layers / "iris.parquet").names if c not in ("geometry", "bbox")]
     described = pd.read_csv(layers / "dictionnaire.csv", sep=";", dtype=str, keep_default_na=False)
     missing = sorted(set(columns) - set(described["code"]))
@@ -110,16 +109,12 @@ def dictionnaire_complet(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
                                metadata={"colonnes_non_decrites": missing, "sans_libelle": unlabelled})
 
 
-def _out(fragilite: FragiliteConfig) -> Path:
-    return Path(fragilite.settings.run.out_dir)
-
-
 @dg.asset_check(asset="pack_geoclip", description="Chaque table du paquet se relit avec sa clé en texte unique, "
                 "le dictionnaire couvre chaque colonne d'indicateur, aucun effectif CAF < 5 n'est publié.")
 def pack_complet(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
     from outputs.geoclip import PACK_KEYS
 
-    pack = _out(fragilite) / "geoclip"
+    pack = fragilite.output_folder / "geoclip"
     described = set(pd.read_csv(pack / "dictionnaire_indicateurs.csv", sep=";", dtype=str)["code"])
     caf = [i.id for i in fragilite.catalogue.indicators if i.source == "caf_non_connectes"]
     problems = []
@@ -144,7 +139,7 @@ def couverture_web_valide(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
 
     from config.settings import load_publication
 
-    out, problems, counts = _out(fragilite), [], {}
+    out, problems, counts = fragilite.output_folder, [], {}
     source = gpd.read_parquet(out / "layers" / "iris.parquet")
     before = int(shapely.get_num_coordinates(source.geometry.to_numpy()).sum())
     for tolerance in load_publication().web_tolerances_m:
@@ -162,7 +157,7 @@ def couverture_web_valide(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
 def projet_qgis_valide(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
     import xml.etree.ElementTree as ET
 
-    out = _out(fragilite)
+    out = fragilite.output_folder
     root = ET.parse(out / "fragilite.qgs").getroot()
     sources = [m.findtext("datasource") for m in root.iter("maplayer")]
     missing = [s for s in sources if not (out / s.split("|")[0]).exists()]
@@ -171,13 +166,13 @@ def projet_qgis_valide(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset="cartes", description="Une carte PNG par maille.")
 def cartes_ecrites(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
-    pngs = {p.name: p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in sorted((_out(fragilite) / "cartes").glob("*.png"))}
+    pngs = {p.name: p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in sorted((fragilite.output_folder / "cartes").glob("*.png"))}
     return dg.AssetCheckResult(passed=len(pngs) == 4 and all(pngs.values()), metadata={"cartes": list(pngs)})
 
 
 @dg.asset_check(asset="rapport", description="Le rapport est autonome : images intégrées, aucune ressource réseau.")
 def rapport_autonome(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
-    html = (_out(fragilite) / "rapport.html").read_text(encoding="utf-8")
+    html = (fragilite.output_folder / "rapport.html").read_text(encoding="utf-8")
     external = re.findall(r"""(?:src|href)=["'](https?://[^"']+)""", html)
     images = html.count("data:image/png;base64,")
     return dg.AssetCheckResult(passed=not external and images >= 2, metadata={"ressources_externes": external,

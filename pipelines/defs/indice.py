@@ -7,7 +7,7 @@ import pandas as pd
 
 from config import Settings
 from config.settings import ConfigError
-from indice.mednum import Reference
+from indice.mednum import GROUP_COLUMN, Reference
 from indice.methods import MethodParams, Scored, combine, exposure_summary, score_all, score_method
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
@@ -15,7 +15,6 @@ from transforms.indicators import IndicatorResult
 
 GROUP = "indice"
 OWNERS = ["team:fragilite-numerique"]
-GROUP_COLUMN = {"departement": "DEP", "epci": "EPCI", "region": "REG"}
 
 
 def reference_from_settings(settings: Settings, millesime_rp: int) -> Reference:

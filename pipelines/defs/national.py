@@ -33,7 +33,7 @@ def iris_departement(context: dg.AssetExecutionContext, fragilite: FragiliteConf
     sur les IRIS du département seulement (`partitions/departement=<code>/iris.parquet`)."""
     departement = context.partition_key
     layer = iris_layer_for(fragilite, Territory(f"département {departement}", [departement]))
-    out_dir = Path(fragilite.settings.run.out_dir)
+    out_dir = fragilite.output_folder
     path = partition_file(out_dir, departement)
     with output_lock(out_dir):
         sizes = write_all({path: lambda tmp: layer.to_parquet(tmp, schema_version="1.1.0",
@@ -47,7 +47,7 @@ def iris_departement(context: dg.AssetExecutionContext, fragilite: FragiliteConf
 def france_iris(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -> dg.MaterializeResult:
     """Fusion nationale des partitions départementales déjà calculées (`layers/france_iris.parquet`) ;
     les départements manquants sont listés dans les métadonnées."""
-    out_dir = Path(fragilite.settings.run.out_dir)
+    out_dir = fragilite.output_folder
     parts = {d: partition_file(out_dir, d) for d in DEPARTEMENTS.get_partition_keys()}
     present = {d: p for d, p in parts.items() if p.exists()}
     if not present:
@@ -72,7 +72,7 @@ def france_iris_codes(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
 
     from sources.common import IRIS_PATTERN
 
-    codes = pq.read_table(Path(fragilite.settings.run.out_dir) / "layers" / "france_iris.parquet",
+    codes = pq.read_table(fragilite.output_folder / "layers" / "france_iris.parquet",
                           columns=["CODE_IRIS"]).column("CODE_IRIS").to_pylist()
     bad = [c for c in codes if not IRIS_PATTERN.fullmatch(c)]
     return dg.AssetCheckResult(passed=not bad and len(set(codes)) == len(codes),

@@ -56,7 +56,7 @@ def _publish(
         "details_methodes": method_metadata,
         "run_id": context.run.run_id,
     }
-    out_root = Path(settings.run.out_dir)
+    out_root = fragilite.output_folder
     with output_lock(out_root):
         sizes = write_layer(layer, out_root / "layers", maille, run_info)
     report(context, f"couche {maille}: {len(layer)} entités écrites dans {out_root / 'layers'}")
@@ -118,7 +118,7 @@ def dictionnaire(
     communales données aux IRIS, groupes d'estimations qui se recouvrent)."""
     settings = fragilite.settings
     columns = list(iris_indicateurs.frame.columns) + list(iris_scores.table.columns)
-    layer_columns = pq.read_schema(Path(settings.run.out_dir) / "layers" / "iris.parquet").names
+    layer_columns = pq.read_schema(fragilite.output_folder / "layers" / "iris.parquet").names
     run = RunContext(
         millesime_rp=int(iris_indicateurs.frame["millesime_rp"].iloc[0]),
         vintages=iris_indicateurs.vintages,
@@ -127,8 +127,8 @@ def dictionnaire(
     )
     table = data_dictionary([c for c in layer_columns if c in set(columns) | set(layer_columns)],
                             fragilite.catalogue, fragilite.tic, run)
-    path = Path(settings.run.out_dir) / "layers" / "dictionnaire.csv"
-    with output_lock(Path(settings.run.out_dir)):
+    path = fragilite.output_folder / "layers" / "dictionnaire.csv"
+    with output_lock(fragilite.output_folder):
         sizes = write_all({path: lambda tmp: write_dictionary(table, tmp)})
     report(context, f"dictionnaire: {len(table)} colonnes décrites")
     return dg.MaterializeResult(metadata={**table_metadata(table, preview_rows=20),

@@ -17,6 +17,7 @@ from config.settings import load_publication
 from outputs.dictionary import vintages_line
 from outputs.files import output_lock, write_all
 from outputs.geoclip import write_pack
+from outputs.layers import write_geojson
 from outputs.maps import choropleth_png, histogram_png
 from outputs.report import ReportContext, render_report
 from outputs.styles import classify, qgis_project, qml
@@ -31,17 +32,13 @@ LAYER_ASSETS = [f"couche_{m}" for m in MAILLES]
 DISPLAY = {"iris": "IRIS", "communes": "Communes", "epci": "EPCI", "departements": "Départements"}
 
 
-def _out(fragilite: FragiliteConfig) -> Path:
-    return Path(fragilite.settings.run.out_dir)
-
-
 def _layers(fragilite: FragiliteConfig, mailles: tuple[str, ...] = MAILLES) -> dict[str, gpd.GeoDataFrame]:
-    layers = _out(fragilite) / "layers"
+    layers = fragilite.output_folder / "layers"
     return {m: gpd.read_parquet(layers / f"{m}.parquet").drop(columns="bbox", errors="ignore") for m in mailles}
 
 
 def _run_info(fragilite: FragiliteConfig) -> dict:
-    return json.loads((_out(fragilite) / "layers" / "iris.metadata.json").read_text(encoding="utf-8"))
+    return json.loads((fragilite.output_folder / "layers" / "iris.metadata.json").read_text(encoding="utf-8"))
 
 
 def _sources_line(info: dict) -> str:
@@ -62,7 +59,7 @@ def pack_geoclip(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) 
     clé = code officiel en texte (CODE_IRIS, CODGEO, EPCI, DEP), puis libellé et indicateurs ;
     dictionnaire des indicateurs (CSV, XLSX) ; contours en shapefile Lambert-93 et GeoJSON WGS84 ;
     LISEZMOI. Secret statistique : aucun effectif issu de la CAF inférieur à 5 n'est publié."""
-    out = _out(fragilite)
+    out = fragilite.output_folder
     publication = load_publication()
     dictionary = pd.read_csv(out / "layers" / "dictionnaire.csv", sep=";", dtype=str, keep_default_na=False)
     caf = [i.id for i in fragilite.catalogue.indicators if i.source == "caf_non_connectes"]
@@ -82,7 +79,7 @@ def couches_web(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -
     """Couches web allégées (`web/<maille>_<tolérance>m.geojson`, WGS84) : simplification de
     couverture qui préserve la topologie (les IRIS voisins gardent une frontière commune),
     validité de la couverture vérifiée avant et après ; nombre de sommets et tailles en métadonnées."""
-    out = _out(fragilite)
+    out = fragilite.output_folder
     tolerances = load_publication().web_tolerances_m
     stats, targets = {}, {}
     for maille, layer in _layers(fragilite).items():
@@ -92,7 +89,7 @@ def couches_web(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -
             stats[name] = {"tolerance_m": tolerance, "sommets_avant": s.vertices_before,
                            "sommets_apres": s.vertices_after, "couverture_valide_avant": s.valid_before,
                            "couverture_valide_apres": s.valid_after}
-            targets[out / "web" / f"{name}.geojson"] = lambda tmp, g=simplified: _geojson(g, tmp)
+            targets[out / "web" / f"{name}.geojson"] = lambda tmp, g=simplified: write_geojson(g, tmp)
     with output_lock(out):
         sizes = write_all(targets)
     for path, size in sizes.items():
@@ -101,20 +98,13 @@ def couches_web(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -
     return dg.MaterializeResult(metadata={"simplification": dg.MetadataValue.json(stats), "fichiers": _sizes(sizes)})
 
 
-def _geojson(gdf: gpd.GeoDataFrame, path: Path) -> None:
-    import pyogrio
-
-    pyogrio.write_dataframe(gdf.to_crs(4326), path, driver="GeoJSON",
-                            layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": "6", "WRITE_NAME": "NO"})
-
-
 @dg.asset(group_name=GROUP, kinds={"qgis"}, owners=OWNERS, deps=LAYER_ASSETS,
           tags={"maille": "iris-commune-epci-departement"})
 def styles_qgis(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -> dg.MaterializeResult:
     """Styles QGIS : un `.qml` par couche à côté de son GeoPackage (QGIS le charge seul), classes
     graduées sur le score global avec légende en français, et le projet `fragilite.qgs` qui ouvre
     les quatre couches d'un clic."""
-    out = _out(fragilite)
+    out = fragilite.output_folder
     spec = load_publication().classification
     targets, project_layers = {}, []
     for maille, layer in _layers(fragilite).items():
@@ -136,7 +126,7 @@ def styles_qgis(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -
 def cartes(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -> dg.MaterializeResult:
     """Cartes PNG du score global par maille (`cartes/<maille>.png`) : classes mapclassify, légende,
     titre, sources et millésimes, nord en haut, barre d'échelle. La carte des IRIS s'affiche ici."""
-    out = _out(fragilite)
+    out = fragilite.output_folder
     spec = load_publication().classification
     info = _run_info(fragilite)
     layers = _layers(fragilite)
@@ -161,7 +151,7 @@ def rapport(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -> dg
     """Rapport territorial autonome (`rapport.html`, images intégrées, sans réseau) : chiffres clés,
     carte, distribution des scores, les IRIS les plus fragiles et leurs indicateurs moteurs,
     personnes à risque estimées."""
-    out = _out(fragilite)
+    out = fragilite.output_folder
     publication = load_publication()
     info = _run_info(fragilite)
     iris = pd.DataFrame(_layers(fragilite, ("iris",))["iris"].drop(columns="geometry"))
