@@ -23,6 +23,7 @@ from pathlib import Path
 from benchmarks.generate import generate
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+MULTI_ASSET_STEPS = ("sorties",)
 
 
 def rss_mb() -> float:
@@ -63,20 +64,21 @@ class Sampler:
         return after[1] - before[1], max(s[2] for s in inside)
 
 
-def run_pipeline(config: Path, out_dir: Path) -> tuple[object, list[tuple[str, float, float]]]:
-    """Materialize every territory asset; return the result and (step, start, end) wall times."""
+def run_pipeline(config: Path, out_dir: Path) -> tuple[object, list[tuple[str, float, float]], dict[str, float]]:
+    """Materialize every territory asset; return the result, the (step, start, end) wall times,
+    and the seconds each asset of a multi-asset step took (they overlap within the step)."""
     import dagster as dg
 
-    from pipelines.definitions import TERRITORY_SELECTION, build_definitions
+    from pipelines.definitions import TERRITORY_SELECTION, build_definitions, run_resources
     from pipelines.resources import FragiliteConfig
 
     resource = FragiliteConfig(config_file=str(config), out_dir=str(out_dir))
     defs = build_definitions(resource)
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, selection=TERRITORY_SELECTION,
-                                resources={"fragilite": resource},
+                                resources=run_resources(resource),
                                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
-        starts, steps = {}, []
+        starts, steps, parts = {}, [], {}
         for entry in instance.all_logs(result.run_id):
             event = entry.dagster_event
             if event is None or event.step_key is None:
@@ -85,7 +87,11 @@ def run_pipeline(config: Path, out_dir: Path) -> tuple[object, list[tuple[str, f
                 starts[event.step_key] = entry.timestamp
             elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
                 steps.append((event.step_key, starts[event.step_key], entry.timestamp))
-    return result, sorted(steps, key=lambda s: s[1])
+            elif event.event_type_value == "ASSET_MATERIALIZATION":
+                materialization = event.step_materialization_data.materialization
+                if "duree_s" in materialization.metadata:
+                    parts[materialization.asset_key.to_user_string()] = materialization.metadata["duree_s"].value
+    return result, sorted(steps, key=lambda s: s[1]), parts
 
 
 def folder_sizes(out_dir: Path) -> dict[str, float]:
@@ -107,7 +113,7 @@ def bench(scale: float, seed: int, keep: Path | None) -> dict:
         out = root / "out"
         wall0, cpu0 = time.perf_counter(), time.process_time()
         with Sampler() as sampler:
-            result, steps = run_pipeline(generated.config, out)
+            result, steps, parts = run_pipeline(generated.config, out)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         if not result.success:
             raise SystemExit(f"the pipeline failed at scale {scale}")
@@ -115,6 +121,9 @@ def bench(scale: float, seed: int, keep: Path | None) -> dict:
         for step, start, end in steps:
             cpu_s, peak = sampler.window(start, end)
             print(f"{step:<44} {end - start:8.2f} {cpu_s:8.2f} {peak:12.0f}")
+            if step in MULTI_ASSET_STEPS:
+                for asset, seconds in parts.items():
+                    print(f"  {asset:<42} {seconds:8.2f}  (en parallèle dans l'étape)")
         print("output sizes (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in folder_sizes(out).items()))
         peak = max(s[2] for s in sampler.samples)
         if keep is not None:

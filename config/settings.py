@@ -6,6 +6,8 @@ user's file is reported with its path in the file, before anything is computed.
 
 from __future__ import annotations
 
+import fnmatch
+
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -397,6 +399,8 @@ class Classification(_Strict):
 class PublicationConfig(_Strict):
     classification: Classification
     web_tolerances_m: list[float] = Field(min_length=1)
+    web_columns: list[str] = Field(min_length=1)
+    web_decimals: int = Field(default=4, ge=0, le=15)
     secret_threshold: float = 5
     report_top_iris: int = 20
 
@@ -406,6 +410,11 @@ class PublicationConfig(_Strict):
         if any(t <= 0 for t in v):
             raise ValueError("tolerances are positive distances in metres")
         return v
+
+
+    def web_selection(self, columns: list[str]) -> list[str]:
+        """The layer's columns that go to the web layers, in the layer's order."""
+        return [c for c in columns if any(fnmatch.fnmatchcase(c, p) for p in self.web_columns)]
 
 
 def load_publication(path: Path = CONFIG_DIR / "publication.yaml") -> PublicationConfig:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from config.settings import Indicator, IndicatorCatalogue, TicConfig
+from outputs.tables import write_csv
 
 COLUMNS = ("code", "libelle", "definition", "unite", "source", "millesime", "maille_source",
            "methode", "reference", "note")
@@ -154,4 +155,4 @@ def _estimate_row(row: dict, column: str, tic: TicConfig) -> None:
 
 def write_dictionary(frame: pd.DataFrame, path) -> None:
     """CSV UTF-8, `;`, as observatory tools import it."""
-    frame.to_csv(path, sep=";", index=False, encoding="utf-8")
+    write_csv(frame, path)

@@ -2,7 +2,7 @@
 
 Tables are keyed by the official code as text (`CODE_IRIS`, `CODGEO`, `EPCI`, `DEP`), then the
 label, then one column per indicator part; CSV is UTF-8 with `;`, XLSX stores codes as text so
-leading zeros and 2A/2B survive a spreadsheet.
+leading zeros and 2A/2B survive a spreadsheet (both written by `outputs.tables`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pyogrio
 from outputs.disclosure import apply_secret
 from outputs.files import write_all
 from outputs.layers import write_geojson
+from outputs.tables import write_csv, write_xlsx
 
 PACK_KEYS: dict[str, tuple[str, str, str]] = {
     # maille: (column in the layer, published key, published label)
@@ -49,38 +50,29 @@ def write_pack(
     out_dir: Path,
     caf_indicators: list[str],
     readme: str,
+    web_outlines: Callable[[str], gpd.GeoSeries] | None = None,
 ) -> dict[Path, int]:
-    """Every file of the pack, written atomically together."""
+    """Every file of the pack, written atomically together.
+
+    The shapefile has the full outlines; the GeoJSON, a web format, takes `web_outlines(maille)`
+    (the coverage-simplified outlines, row-aligned with the layer; called when that file is
+    written, so they may still be computing meanwhile) when given.
+    """
     targets: dict[Path, Callable[[Path], object]] = {}
     for maille, layer in layers.items():
         table = pack_table(layer, maille, caf_indicators)
         shapes = outlines(layer, maille)
-        targets[out_dir / f"{maille}.csv"] = lambda tmp, t=table: t.to_csv(tmp, sep=";", index=False, encoding="utf-8")
-        targets[out_dir / f"{maille}.xlsx"] = lambda tmp, t=table, m=maille: _xlsx(t, tmp, m)
+        targets[out_dir / f"{maille}.csv"] = lambda tmp, t=table: write_csv(t, tmp)
+        targets[out_dir / f"{maille}.xlsx"] = lambda tmp, t=table, m=maille: write_xlsx(t, tmp, m)
         targets[out_dir / "contours" / f"{maille}_2154.shp"] = lambda tmp, g=shapes: _shapefile(g.to_crs(2154), tmp)
-        targets[out_dir / "contours" / f"{maille}_4326.geojson"] = lambda tmp, g=shapes: write_geojson(g, tmp)
-    targets[out_dir / "dictionnaire_indicateurs.csv"] = lambda tmp: dictionary.to_csv(tmp, sep=";", index=False, encoding="utf-8")
-    targets[out_dir / "dictionnaire_indicateurs.xlsx"] = lambda tmp: _xlsx(dictionary, tmp, "dictionnaire")
+    targets[out_dir / "dictionnaire_indicateurs.csv"] = lambda tmp: write_csv(dictionary, tmp)
+    targets[out_dir / "dictionnaire_indicateurs.xlsx"] = lambda tmp: write_xlsx(dictionary, tmp, "dictionnaire")
     targets[out_dir / "LISEZMOI.txt"] = lambda tmp: Path(tmp).write_text(readme, encoding="utf-8")
+    for maille, layer in layers.items():  # last: they may wait for the web outlines
+        targets[out_dir / "contours" / f"{maille}_4326.geojson"] = (
+            lambda tmp, g=outlines(layer, maille), m=maille: write_geojson(
+                g if web_outlines is None else g.set_geometry(web_outlines(m).to_numpy()), tmp))
     return write_all(targets)
-
-
-def _xlsx(table: pd.DataFrame, path: Path, sheet: str) -> None:
-    """Stream rows with xlsxwriter (constant memory, ~3× faster than openpyxl). Codes are
-    strings, so they are stored as text cells (leading zeros kept); missing values stay blank."""
-    import xlsxwriter
-
-    workbook = xlsxwriter.Workbook(str(path), {"constant_memory": True})
-    worksheet = workbook.add_worksheet(sheet[:31])
-    worksheet.write_row(0, 0, [str(c) for c in table.columns])
-    columns = [table[c].to_numpy(dtype=object) for c in table.columns]
-    for row in range(len(table)):
-        worksheet.write_row(row + 1, 0, [None if _missing(col[row]) else col[row] for col in columns])
-    workbook.close()
-
-
-def _missing(value: object) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
 
 
 SHAPEFILE_PARTS = (".shx", ".dbf", ".prj", ".cpg")

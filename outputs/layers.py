@@ -1,8 +1,9 @@
-"""Map layers: the column contract and the three file formats.
+"""Map layers: the column contract and the file formats.
 
-GeoParquet 1.1 (EPSG:2154, bbox covering) for analysis, GeoPackage for QGIS builds without
-Parquet, GeoJSON RFC 7946 (EPSG:4326, 6 decimals) for the web; plus a JSON sidecar with the
-run's method, reference, vintages and date.
+GeoParquet 1.1 (EPSG:2154, bbox covering) for analysis and GeoPackage for QGIS builds without
+Parquet, both with the full outlines, plus a JSON sidecar with the run's method, reference,
+vintages and date. GeoJSON RFC 7946 (EPSG:4326, 6 decimals) is the web format: written here,
+used on coverage-simplified outlines (methodology §6; `outputs.web`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pyogrio
+import shapely
+from geopandas.io.arrow import _geopandas_to_arrow  # pinned geopandas; what to_parquet uses
+from pyproj import Transformer
 
 from indice.mednum import SCORE_COLUMNS
 from outputs.files import write_all
+from outputs.tables import json_rows
 
 IDENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
     "iris": ("CODE_IRIS", "NOM_IRIS", "TYP_IRIS", "INSEE_COM", "NOM_COM", "EPCI", "DEP"),
@@ -72,24 +78,48 @@ def build_layer(
     return gpd.GeoDataFrame(pd.DataFrame(cols), geometry=table.geometry, crs=table.crs)
 
 
-def write_geojson(gdf: gpd.GeoDataFrame, path: Path) -> None:
-    """GeoJSON RFC 7946: WGS84 longitude/latitude, 6 decimals, no `crs` member."""
-    pyogrio.write_dataframe(gdf.to_crs(4326), path, driver="GeoJSON",
-                            layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": "6", "WRITE_NAME": "NO"})
+def write_geojson(gdf: gpd.GeoDataFrame, path: Path, properties: list[str] | None = None) -> None:
+    """GeoJSON RFC 7946: WGS84 longitude/latitude, 6 decimals, exterior rings counter-clockwise,
+    no `crs` member.
+
+    `properties` (from `outputs.tables.json_rows`) lets several geometries of one layer share
+    one serialisation of its attributes. Vectorised (GEOS writes the geometries, DuckDB the
+    attributes): GDAL's GeoJSON driver spends
+    most of a national run on per-feature work. French territories never cross the antimeridian,
+    so no geometry needs cutting there.
+    """
+    if gdf.crs is None:
+        raise ValueError(f"{path}: the layer has no CRS; cannot write GeoJSON in WGS84")
+    to_wgs84 = Transformer.from_crs(gdf.crs, 4326, always_xy=True)
+
+    def lon_lat(xy: np.ndarray) -> np.ndarray:  # reprojected and rounded in one pass over the vertices
+        return np.round(np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])), 6)
+
+    geoms = shapely.orient_polygons(shapely.transform(gdf.geometry.to_numpy(), lon_lat))
+    shapes = shapely.to_geojson(geoms)
+    props = json_rows(gdf) if properties is None else properties
+    if len(props) != len(shapes):
+        raise ValueError(f"{path}: {len(props)} property rows for {len(shapes)} geometries")
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write('{"type":"FeatureCollection","features":[\n')
+        fh.write(",\n".join(f'{{"type":"Feature","properties":{p},"geometry":{g or "null"}}}'
+                             for p, g in zip(props, shapes)))
+        fh.write("\n]}\n")
 
 
 def write_layer(layer: gpd.GeoDataFrame, out_dir: Path, name: str, run_info: dict[str, Any]) -> dict[Path, int]:
-    """Write `<name>.parquet`, `.gpkg`, `.geojson` and `.metadata.json` atomically together."""
+    """Write `<name>.parquet`, `.gpkg` and `.metadata.json` atomically together."""
     info = json.dumps(run_info, ensure_ascii=False, default=str)
 
     def parquet(tmp: Path) -> None:
-        layer.to_parquet(tmp, schema_version="1.1.0", write_covering_bbox=True, index=False)
-        table = pq.read_table(tmp)
+        # What `GeoDataFrame.to_parquet` writes (the "geo" metadata of GeoParquet 1.1, bbox
+        # covering column), plus the run's metadata, in one pass.
+        table = _geopandas_to_arrow(layer, index=False, schema_version="1.1.0", write_covering_bbox=True)
         meta = {**(table.schema.metadata or {}), b"fragilite": info.encode("utf-8")}
         pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
 
     def gpkg(tmp: Path) -> None:
-        pyogrio.write_dataframe(layer, tmp, layer=name, driver="GPKG", metadata={"fragilite": info})
+        pyogrio.write_dataframe(layer, tmp, layer=name, driver="GPKG", metadata={"fragilite": info}, use_arrow=True)
 
     def sidecar(tmp: Path) -> None:
         tmp.write_text(json.dumps(run_info, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
@@ -97,6 +127,5 @@ def write_layer(layer: gpd.GeoDataFrame, out_dir: Path, name: str, run_info: dic
     return write_all({
         out_dir / f"{name}.parquet": parquet,
         out_dir / f"{name}.gpkg": gpkg,
-        out_dir / f"{name}.geojson": lambda tmp: write_geojson(layer, tmp),
         out_dir / f"{name}.metadata.json": sidecar,
     })

@@ -12,20 +12,42 @@ matplotlib.use("Agg")  # no display: files only
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import shapely  # noqa: E402
+from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.path import Path as MplPath  # noqa: E402
 
 from outputs.styles import Classes  # noqa: E402
 
 MISSING_COLOR = "#d9d9d9"
 
 
-def choropleth_png(layer: gpd.GeoDataFrame, classes: Classes, *, title: str, sources: str, dpi: int = 150) -> bytes:
-    """A north-up map in Lambert-93 with legend, title, sources line, north arrow and scale bar."""
+FIGSIZE = (8, 9)  # inches
+# Above this many features, white outlines would cover the fill: they are left out.
+MAX_OUTLINED = 5000
+
+
+def choropleth_png(layer: gpd.GeoDataFrame, classes: Classes, *, title: str, sources: str, dpi: int = 150,
+                   thumbnail_dpi: int | None = None) -> tuple[bytes, bytes | None]:
+    """A north-up map in Lambert-93 with legend, title, sources line, north arrow and scale bar;
+    and, if `thumbnail_dpi` is given, the same map at that resolution (drawn from the same
+    figure, so the outlines are prepared once)."""
+    if layer.crs is None or layer.crs.to_epsg() != 2154:
+        layer = layer.to_crs(2154)
     values = layer[classes.field].to_numpy(dtype="float64")
     index = np.searchsorted(np.asarray(classes.breaks), values, side="left").clip(0, len(classes.breaks) - 1)
     colors = np.where(np.isnan(values), MISSING_COLOR, np.asarray(classes.colors, dtype=object)[index])
-    fig, ax = plt.subplots(figsize=(8, 9), dpi=dpi)
-    layer.to_crs(2154).plot(ax=ax, color=list(colors), edgecolor="white", linewidth=0.15)
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=dpi)
+    minx, miny, maxx, maxy = layer.total_bounds
+    pixel = max(maxx - minx, maxy - miny) / (min(FIGSIZE) * dpi)  # metres per pixel, about
+    geometries = layer.geometry.to_numpy()
+    palette = list(dict.fromkeys(colors))  # one compound path per colour: a handful of paths to draw
+    paths = [class_path(geometries[colors == color], tolerance=pixel / 2) for color in palette]
+    outlined = len(layer) <= MAX_OUTLINED
+    ax.add_collection(PathCollection(paths, facecolors=palette, edgecolors="white" if outlined else "none",
+                                     linewidths=0.15 if outlined else 0.0))
+    ax.set_xlim(minx, maxx)
+    ax.set_ylim(miny, maxy)
     ax.set_axis_off()
     ax.set_aspect("equal")
     handles = [Patch(facecolor=c, edgecolor="#999999", label=label) for c, label in zip(classes.colors, classes.labels)]
@@ -37,10 +59,35 @@ def choropleth_png(layer: gpd.GeoDataFrame, classes: Classes, *, title: str, sou
     _north_arrow(ax)
     _scale_bar(ax)
     fig.text(0.01, 0.01, sources, fontsize=7, color="#444444", ha="left", va="bottom", wrap=True)
+    try:
+        return _png(fig, dpi), (None if thumbnail_dpi is None else _png(fig, thumbnail_dpi))
+    finally:
+        plt.close(fig)
+
+
+def _png(fig, dpi: int) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=dpi)
     return buffer.getvalue()
+
+
+def class_path(geometries: np.ndarray, tolerance: float) -> MplPath:
+    """One matplotlib path holding every ring of these outlines (all parts and holes), built
+    from whole coordinate arrays rather than polygon by polygon. Outlines are first simplified
+    to `tolerance` (half a pixel: finer detail cannot show); rings are oriented so that holes
+    wind the other way and stay empty under the non-zero fill rule."""
+    simplified = shapely.simplify(geometries, tolerance, preserve_topology=False)
+    polygons = shapely.orient_polygons(shapely.get_parts(simplified))
+    rings = shapely.get_rings(polygons)
+    coords, ring = shapely.get_coordinates(rings, return_index=True)
+    if len(coords) == 0:
+        return MplPath(np.empty((0, 2)))
+    sizes = np.bincount(ring, minlength=len(rings))
+    starts = (np.cumsum(sizes) - sizes)[sizes > 0]
+    codes = np.full(len(coords), MplPath.LINETO, dtype=MplPath.code_type)
+    codes[starts] = MplPath.MOVETO
+    codes[starts + sizes[sizes > 0] - 1] = MplPath.CLOSEPOLY
+    return MplPath(coords, codes)
 
 
 def _north_arrow(ax) -> None:
@@ -73,10 +120,10 @@ def histogram_png(values, *, title: str, reference: float | None = 100.0, dpi: i
     ax.set_xlabel("score")
     ax.set_ylabel("nombre d'IRIS")
     ax.spines[["top", "right"]].set_visible(False)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
+    try:
+        return _png(fig, dpi)
+    finally:
+        plt.close(fig)
 
 
 def write_png(data: bytes, path: Path) -> None:

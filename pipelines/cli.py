@@ -213,7 +213,7 @@ def _sources(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from pipelines.definitions import TERRITORY_SELECTION, build_definitions
+    from pipelines.definitions import TERRITORY_SELECTION, build_definitions, run_resources
 
     resource = _resource(args)
     settings = _resource(args).settings  # validate the configuration before starting anything
@@ -235,7 +235,7 @@ def _run(args: argparse.Namespace) -> int:
                 "fragilite/reference": settings.run.reference}
         if settings.run.vintage is not None:
             tags["fragilite/millesime"] = str(settings.run.vintage)
-        result = dg.materialize(everything, instance=instance, resources={"fragilite": resource},
+        result = dg.materialize(everything, instance=instance, resources=run_resources(resource),
                                 run_config=quiet, tags=tags, selection=TERRITORY_SELECTION)
     _summary(result, Path(settings.run.out_dir), time.perf_counter() - started)
     return 0 if result.success else EXIT_FAILED
@@ -249,7 +249,7 @@ def _run_partitions(resource, helper, everything, instance, run_config, started:
     """
     import dagster as dg
 
-    from pipelines.definitions import NATIONAL_MERGE, NATIONAL_PARTITIONS
+    from pipelines.definitions import NATIONAL_MERGE, NATIONAL_PARTITIONS, run_resources
     from pipelines.defs.national import DEPARTEMENTS
     from sources.registry import PARSERS
     from transforms.territory import partition_keys, resolve_territory
@@ -260,11 +260,11 @@ def _run_partitions(resource, helper, everything, instance, run_config, started:
     keys = partition_keys(territory, PARSERS["communes_epci"](epci_path), DEPARTEMENTS.get_partition_keys())
     print(f"fragilite: {len(keys)} partition(s) département : {', '.join(keys)}", file=sys.stderr)
     for key in keys:
-        result = dg.materialize(everything, instance=instance, resources={"fragilite": resource},
+        result = dg.materialize(everything, instance=instance, resources=run_resources(resource),
                                 run_config=run_config, partition_key=key, selection=NATIONAL_PARTITIONS)
         if not result.success:
             return EXIT_FAILED
-    result = dg.materialize(everything, instance=instance, resources={"fragilite": resource},
+    result = dg.materialize(everything, instance=instance, resources=run_resources(resource),
                             run_config=run_config, selection=NATIONAL_MERGE)
     path = Path(settings.run.out_dir) / "layers" / "france_iris.parquet"
     print(f"\n{len(keys)} département(s) en {time.perf_counter() - started:.1f} s ; fusion nationale : {path}")

@@ -10,13 +10,19 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.resources import FragiliteConfig
+from pipelines.resources import FragiliteConfig, RunPicklesIOManager
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A territory run: everything but the département partitions and their national merge.
 TERRITORY_SELECTION = dg.AssetSelection.all() - dg.AssetSelection.groups("national")
 NATIONAL_PARTITIONS = dg.AssetSelection.assets("iris_departement")
 NATIONAL_MERGE = dg.AssetSelection.assets("france_iris")
+
+
+def run_resources(fragilite: FragiliteConfig | None = None) -> dict:
+    """The resources of a run: its configuration, and the IO manager that keeps values in memory
+    within the run (and pickles them for later runs)."""
+    return {"fragilite": fragilite or FragiliteConfig(), "io_manager": RunPicklesIOManager()}
 
 
 def build_definitions(fragilite: FragiliteConfig | None = None) -> dg.Definitions:
@@ -31,7 +37,7 @@ def build_definitions(fragilite: FragiliteConfig | None = None) -> dg.Definition
         asset_checks=loaded.asset_checks,
         schedules=loaded.schedules,
         sensors=loaded.sensors,
-        resources={"fragilite": fragilite or FragiliteConfig()},
+        resources=run_resources(fragilite),
     )
 
 

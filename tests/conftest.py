@@ -44,14 +44,14 @@ def materialized(tmp_path_factory):
     """Every asset and check of the sample, materialized once into a temporary folder."""
     import dagster as dg
 
-    from pipelines.definitions import TERRITORY_SELECTION, build_definitions
+    from pipelines.definitions import TERRITORY_SELECTION, build_definitions, run_resources
     from pipelines.resources import FragiliteConfig
 
     out = tmp_path_factory.mktemp("out")
     resource = FragiliteConfig(out_dir=str(out))
     defs = build_definitions(resource)
     result = dg.materialize([*defs.assets, *defs.asset_checks], instance=dg.DagsterInstance.ephemeral(),
-                            resources={"fragilite": resource}, selection=TERRITORY_SELECTION)
+                            resources=run_resources(resource), selection=TERRITORY_SELECTION)
     return result, out / "layers"
 
 

@@ -103,14 +103,14 @@ def test_estimates_sum_to_rate_times_count(lyon_run):
 def test_configuration_chooses_the_methods(tmp_path):
     import dagster as dg
 
-    from pipelines.definitions import TERRITORY_SELECTION, build_definitions
+    from pipelines.definitions import TERRITORY_SELECTION, build_definitions, run_resources
     from pipelines.resources import FragiliteConfig
 
     config = write(tmp_path / "c.yaml", "run:\n  methods: [mednum_2019]\n  territory: [pays-arbresle]\n")
     resource = FragiliteConfig(config_file=str(config), out_dir=str(tmp_path / "out"))
     defs = build_definitions(resource)
     result = dg.materialize([*defs.assets, *defs.asset_checks], instance=dg.DagsterInstance.ephemeral(),
-                            resources={"fragilite": resource}, selection=TERRITORY_SELECTION)
+                            resources=run_resources(resource), selection=TERRITORY_SELECTION)
     assert result.success
     iris = read(tmp_path / "out" / "layers" / "iris.parquet")
     assert len(iris) == 18 and iris["INSEE_COM"].nunique() == 17  # L'Arbresle has 2 IRIS

@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import geopandas as gpd
 import pandas as pd
 import pyarrow.parquet as pq
 import pyogrio
 
+from config.settings import load_publication
 from outputs.layers import IDENTITY_COLUMNS
 from pipelines.cli import main
 
@@ -61,9 +63,18 @@ def test_geopackage_and_geojson(materialized):
     gpkg = pyogrio.read_dataframe(layers / "iris.gpkg")
     assert len(gpkg) == 751 and gpkg.crs.to_epsg() == 2154
     assert gpkg["CODE_IRIS"].str.len().eq(9).all()
-    raw = json.loads((layers / "iris.geojson").read_text(encoding="utf-8"))
+    assert not (layers / "iris.geojson").exists()  # GeoJSON is the web format: simplified, under web/
+    raw = json.loads((layers.parent / "web" / "iris_10m.geojson").read_text(encoding="utf-8"))
     assert "crs" not in raw
     assert len(raw["features"]) == 751
+    parquet = gpd.read_parquet(layers / "iris.parquet")
+    assert [f["properties"]["CODE_IRIS"] for f in raw["features"]] == parquet["CODE_IRIS"].tolist()
+    shown = load_publication().web_selection([c for c in parquet.columns if c not in ("geometry", "bbox")])
+    assert list(raw["features"][0]["properties"]) == shown
+    assert "score_global" in shown and "CODE_IRIS" in shown and "men_seul_num" not in shown
+    web_scores = pd.Series([f["properties"]["score_global"] for f in raw["features"]], dtype="float64")
+    assert ((web_scores - parquet["score_global"]).abs().max()) <= 0.5e-4  # rounded to 4 decimals
+    assert web_scores.round(4).equals(web_scores)
     assert all(isinstance(f["properties"]["CODE_IRIS"], str) and len(f["properties"]["CODE_IRIS"]) == 9
                for f in raw["features"])
     lons, lats = [], []

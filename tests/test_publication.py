@@ -19,7 +19,6 @@ from shapely.geometry import box
 
 from outputs.disclosure import apply_secret
 from outputs.geoclip import write_pack
-from outputs.web import CoverageError, simplify_layer
 
 MAILLES = {"iris": "CODE_IRIS", "communes": "CODGEO", "epci": "EPCI", "departements": "DEP"}
 
@@ -103,12 +102,6 @@ def test_web_layers_are_valid_coverages_with_fewer_vertices(out):
         assert shapely.coverage_is_valid(web.to_crs(2154).geometry.to_numpy())
         counts[tolerance] = int(shapely.get_num_coordinates(web.geometry.to_numpy()).sum())
     assert counts[50] < counts[10] < before
-
-
-def test_simplification_refuses_an_invalid_coverage():
-    overlapping = gpd.GeoDataFrame(geometry=[box(0, 0, 10, 10), box(5, 5, 15, 15)], crs=2154)
-    with pytest.raises(CoverageError, match="not a valid coverage"):
-        simplify_layer(overlapping, 1)
 
 
 def test_qgis_styles_and_project(out):

@@ -179,7 +179,7 @@ def test_dagster_ui_binds_to_loopback(monkeypatch):
 def test_completed_codes_reported_by_the_source_asset(tmp_path):
     import dagster as dg
 
-    from pipelines.definitions import build_definitions
+    from pipelines.definitions import build_definitions, run_resources
     from pipelines.resources import FragiliteConfig
 
     filo = write(tmp_path / "f.csv", "IRIS;DISP_TP6020;DISP_MED20\n10040101;13,0;21450\n690010000;s;20000\n")
@@ -187,7 +187,7 @@ def test_completed_codes_reported_by_the_source_asset(tmp_path):
     resource = FragiliteConfig(config_file=str(config), out_dir=str(tmp_path / "out"))
     defs = build_definitions(resource)
     result = dg.materialize([*defs.assets, *defs.asset_checks], instance=dg.DagsterInstance.ephemeral(),
-                            resources={"fragilite": resource},
+                            resources=run_resources(resource),
                             selection=dg.AssetSelection.assets("filosofi_iris").without_checks()
                             | dg.AssetSelection.checks_for_assets("filosofi_iris"))
     assert result.success

@@ -27,6 +27,13 @@ def departement_code(communes: pd.Series) -> pd.Series:
     return communes.str[:3].where(communes.str.startswith("97"), communes.str[:2])
 
 
+def isin_codes(codes: pd.Series, values) -> pd.Series:
+    """`codes.isin(values)` through a hash index: pandas' `isin` on text columns builds a Python
+    object per value, which took seconds against the ~35,000 communes of France."""
+    index = pd.Index(list(values) if isinstance(values, (set, frozenset)) else values).unique()
+    return pd.Series(index.get_indexer(codes) >= 0, index=codes.index)
+
+
 def lookup_commune_values(
     communes: pd.Series, table: pd.DataFrame, key: str = "INSEE_COM"
 ) -> tuple[pd.DataFrame, pd.Series]:
@@ -36,8 +43,8 @@ def lookup_commune_values(
     and the code actually used, so callers can say which values came from the whole city.
     """
     indexed = table.set_index(key)
-    direct = communes.isin(indexed.index)
+    direct = isin_codes(communes, indexed.index)
     used = communes.where(direct, city_code(communes))
-    found = used.isin(indexed.index)
+    found = isin_codes(used, indexed.index)
     rows = indexed.reindex(used.where(found)).set_axis(communes.index)
     return rows, used.where(found)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from config.settings import Indicator
-from transforms.geo_codes import lookup_commune_values
+from transforms.geo_codes import isin_codes, lookup_commune_values
 from transforms.iris_base import JoinReport
 
 # Weight used to apportion commune counts to IRIS, by preference.
@@ -46,6 +46,7 @@ class IndicatorResult:
         """One frame per IRIS: outline, keys, census counts and indicators (row-aligned)."""
         joined = pd.concat([base, self.table.drop(columns="CODE_IRIS")], axis=1)
         self.frame = gpd.GeoDataFrame(joined, geometry="geometry", crs=base.crs)
+        self.frame.attrs.update(base.attrs)  # e.g. the coverage validity established on the base
         return self
 
 
@@ -119,7 +120,7 @@ def _compute_one(
                                "den": communes["allocataires"]})
         _apportioned(base, ind, _aligned(base, counts, inputs, result, "CAF"), result, "CAF")
         iris = caf[caf["niveau"] == "iris"].set_index("code_geo")
-        direct = base["CODE_IRIS"].isin(iris.index)
+        direct = isin_codes(base["CODE_IRIS"], iris.index)
         if direct.any():
             rows = iris.reindex(base.loc[direct, "CODE_IRIS"])
             table = result.table

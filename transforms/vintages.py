@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from transforms.geo_codes import isin_codes
 from transforms.iris_base import JoinReport
 
 
@@ -34,7 +35,7 @@ def align_commune_counts(
     included) are kept as they are; others go through the mapping.
     """
     codes = table["INSEE_COM"]
-    mapped = codes.where(codes.isin(known), codes.map(mapping))
+    mapped = codes.where(isin_codes(codes, known), codes.map(mapping))
     changed = sorted(set(codes[(mapped != codes) & mapped.notna()]))
     lost = sorted(set(codes[mapped.isna()]))
     aligned = table.assign(INSEE_COM=mapped).dropna(subset=["INSEE_COM"])

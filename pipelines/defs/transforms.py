@@ -1,9 +1,12 @@
 """Group `transforms`: the IRIS spine, then indicator numerators, denominators and rates."""
 
 
+from concurrent.futures import ThreadPoolExecutor
+
 import dagster as dg
 import geopandas as gpd
 import pandas as pd
+import shapely
 
 from config.settings import ConfigError
 from pipelines.reporting import report, table_metadata
@@ -54,14 +57,22 @@ def iris_base(
     if expected is not None and vintage != expected:
         raise VintageError(f"the census files are RP {vintage} (variables P{vintage % 100:02d}_…) but the run asks "
                            f"for RP {expected}; give files of RP {expected} or run with --vintage {vintage}")
-    census, reports = join_census(themes)
-    base, more = build_iris_base(contours_iris, census, communes_epci)
-    reports += more
     territory = resolve_territory(fragilite.settings.run.territory, fragilite.territory_presets)
-    inside = select_territory(base, territory)
-    outside = int((~inside).sum())
-    base = base[inside].reset_index(drop=True)
-    base["millesime_rp"] = vintage
+    with ThreadPoolExecutor(max_workers=1) as background:
+        # The coverage is checked once, here: the `geometries_valides` check reports it and the
+        # web simplification relies on it. For a whole-file run (France: seconds, in GEOS, which
+        # releases the GIL) it runs on a second core while the joins run.
+        coverage = background.submit(shapely.coverage_is_valid, contours_iris.geometry.to_numpy()) \
+            if territory.whole else None
+        census, reports = join_census(themes)
+        base, more = build_iris_base(contours_iris, census, communes_epci)
+        reports += more
+        inside = select_territory(base, territory)
+        outside = int((~inside).sum())
+        base = base[inside].reset_index(drop=True)
+        base["millesime_rp"] = vintage
+        valid = coverage.result() if coverage else shapely.coverage_is_valid(base.geometry.to_numpy())
+        base.attrs["couverture_valide"] = bool(valid)
     unmatched = sum(len(r.unmatched_left) + len(r.unmatched_right) for r in reports)
     report(context, f"iris_base: {len(base)} IRIS ({territory.label}), RP {vintage}, "
                     f"{unmatched} code(s) non joint(s)")
@@ -75,6 +86,7 @@ def iris_base(
         "codes_non_joints": unmatched,
         "territoire": territory.label,
         "iris_hors_territoire": outside,
+        "couverture_valide": base.attrs["couverture_valide"],
     })
 
 
@@ -150,7 +162,10 @@ def mailles(
     leurs IRIS, contours réunis. Les scores de ces mailles sont recalculés sur ces sommes,
     jamais moyennés à partir des scores des IRIS."""
     iris = iris_indicateurs.frame
-    out = {name: aggregate_maille(iris, name, fragilite.departement_names) for name in MAILLES}
+    # One maille per thread: dissolving outlines is GEOS work that runs on both cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(aggregate_maille, iris, name, fragilite.departement_names) for name in MAILLES}
+        out = {name: future.result() for name, future in futures.items()}
     report(context, "mailles: " + ", ".join(f"{len(t)} {name}" for name, t in out.items()))
     return dg.Output(out, metadata={
         **{f"lignes_{name}": len(t) for name, t in out.items()},

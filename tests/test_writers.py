@@ -1,0 +1,171 @@
+"""The vectorised writers (CSV, XLSX, GeoJSON), the coverage dissolve and the map paths, on
+hand-made inputs, read back with independent readers (pandas, openpyxl, calamine, pyogrio, json)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import pytest
+import shapely
+from openpyxl import load_workbook
+from python_calamine import CalamineWorkbook
+from shapely.geometry import MultiPolygon, Polygon, box
+
+from outputs.layers import write_geojson
+from outputs.maps import MplPath, PathCollection, class_path, plt
+from outputs.tables import column_letter, json_rows, write_csv, write_xlsx
+from outputs.web import CoverageError, simplify_layers
+from transforms.mailles import dissolve_coverage
+
+
+@pytest.fixture
+def table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "CODGEO": ["01001", "2A004", "69123"],
+        "NOM": ["L'Abergement-Clémenciat", 'A & <B> "C"; D\nE', None],
+        "taux": [0.1 + 0.2, np.nan, 1e-7],
+        "effectif": np.array([3, 0, 12], dtype="int32"),
+        "expose": [True, False, True],
+        "secret": pd.array([True, None, False], dtype="boolean"),
+        "infini": [np.inf, 1.5, -np.inf],
+    })
+
+
+def test_csv_round_trip(table, tmp_path):
+    write_csv(table, tmp_path / "t.csv")
+    back = pd.read_csv(tmp_path / "t.csv", sep=";", dtype={"CODGEO": str})
+    assert back["CODGEO"].tolist() == ["01001", "2A004", "69123"]
+    assert back.loc[1, "NOM"] == 'A & <B> "C"; D\nE' and pd.isna(back.loc[2, "NOM"])
+    assert back.loc[0, "taux"] == 0.1 + 0.2  # shortest exact form, not rounded
+    assert pd.isna(back.loc[1, "taux"]) and back.loc[2, "taux"] == 1e-7
+    assert back["effectif"].tolist() == [3, 0, 12]
+    assert back["expose"].tolist() == [True, False, True]
+    text = (tmp_path / "t.csv").read_text(encoding="utf-8")
+    assert text.startswith("CODGEO;NOM;taux;") and "0.30000000000000004" in text
+
+
+def test_xlsx_read_back_by_two_readers(table, tmp_path):
+    path = tmp_path / "t.xlsx"
+    write_xlsx(table, path, "iris")
+    rows = list(load_workbook(path, read_only=True)["iris"].iter_rows(values_only=True))
+    assert rows[0] == tuple(table.columns)
+    assert [r[0] for r in rows[1:]] == ["01001", "2A004", "69123"]  # text cells, zeros kept
+    assert rows[2][1] == 'A & <B> "C"; D\nE' and rows[3][1] is None
+    assert rows[1][2] == 0.1 + 0.2 and rows[2][2] is None and rows[3][2] == 1e-7
+    assert [r[3] for r in rows[1:]] == [3, 0, 12]
+    assert [r[4] for r in rows[1:]] == [True, False, True]
+    assert [r[5] for r in rows[1:]] == [True, None, False]
+    assert [r[6] for r in rows[1:]] == [None, 1.5, None]  # no spreadsheet form for ±inf: blank
+    sheet = CalamineWorkbook.from_path(str(path)).get_sheet_by_name("iris").to_python()
+    assert sheet[1][0] == "01001" and sheet[2][1] == 'A & <B> "C"; D\nE' and sheet[3][3] == 12
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None
+        assert "xl/worksheets/sheet1.xml" in archive.namelist()
+
+
+def test_xlsx_drops_characters_xml_forbids(tmp_path):
+    write_xlsx(pd.DataFrame({"nom": ["a\x01b"]}), tmp_path / "t.xlsx", "x")
+    assert next(load_workbook(tmp_path / "t.xlsx").active.iter_rows(min_row=2, values_only=True)) == ("ab",)
+
+
+def test_column_letters():
+    assert [column_letter(i) for i in (0, 25, 26, 27, 51, 52, 701, 702)] == \
+        ["A", "Z", "AA", "AB", "AZ", "BA", "ZZ", "AAA"]
+
+
+def test_json_rows(table):
+    rows = [json.loads(r) for r in json_rows(table)]
+    assert list(rows[0]) == list(table.columns)
+    assert rows[0]["taux"] == 0.1 + 0.2 and rows[1]["taux"] is None and rows[2]["NOM"] is None
+    assert rows[1]["NOM"] == 'A & <B> "C"; D\nE' and rows[0]["NOM"] == "L'Abergement-Clémenciat"
+    assert rows[1]["secret"] is None and rows[0]["expose"] is True and rows[2]["effectif"] == 12
+
+
+def test_geojson_is_rfc7946(tmp_path):
+    # A clockwise exterior with a counter-clockwise hole, in Lambert-93 (Lyon), and a multipolygon.
+    shell = [(842000, 6519000), (842000, 6521000), (844000, 6521000), (844000, 6519000)]
+    hole = [(842500, 6519500), (843500, 6519500), (843500, 6520500), (842500, 6520500)]
+    layer = gpd.GeoDataFrame(
+        {"CODE_IRIS": ["691230101", "691230102"], "score": [101.5, np.nan]},
+        geometry=[Polygon(shell, [hole]),
+                  MultiPolygon([box(845000, 6519000, 846000, 6520000), box(847000, 6519000, 848000, 6520000)])],
+        crs=2154)
+    path = tmp_path / "l.geojson"
+    write_geojson(layer, path)
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert raw["type"] == "FeatureCollection" and "crs" not in raw
+    first, second = raw["features"]
+    assert first["properties"] == {"CODE_IRIS": "691230101", "score": 101.5}
+    assert second["properties"]["score"] is None and second["geometry"]["type"] == "MultiPolygon"
+    exterior, interior = (np.array(r) for r in first["geometry"]["coordinates"])
+    assert 4.7 < exterior[:, 0].min() < 4.9 and 45.7 < exterior[:, 1].min() < 45.8  # lon, lat
+    assert shapely.LinearRing(exterior).is_ccw and not shapely.LinearRing(interior).is_ccw  # right-hand rule
+    assert all(len(str(v).split(".")[-1]) <= 6 for v in exterior.ravel())
+    back = pyogrio.read_dataframe(path)
+    assert back.crs.to_epsg() == 4326 and back["CODE_IRIS"].tolist() == ["691230101", "691230102"]
+    assert back.to_crs(2154).geometry.area.tolist() == pytest.approx([3e6, 2e6], rel=1e-4)  # 6 decimals ≈ 0.1 m
+
+
+def test_geojson_needs_a_crs(tmp_path):
+    with pytest.raises(ValueError, match="no CRS"):
+        write_geojson(gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1)]), tmp_path / "x.geojson")
+
+
+def test_dissolve_coverage():
+    cells = np.array([box(0, 0, 1, 1), box(1, 0, 2, 1), box(2, 0, 3, 1), box(3, 0, 4, 1)])
+    keys, outlines = dissolve_coverage(cells, pd.Series(["b", "a", "b", None]))
+    assert keys.tolist() == ["a", "b"]  # sorted, missing key left out
+    assert outlines[0] is cells[1]  # a single outline is kept as it is
+    assert shapely.equals(outlines[1], MultiPolygon([box(0, 0, 1, 1), box(2, 0, 3, 1)]))
+    keys, outlines = dissolve_coverage(cells, pd.Series(["x"] * 4))
+    assert shapely.equals(outlines[0], box(0, 0, 4, 1)) and outlines[0].geom_type == "Polygon"
+
+
+def test_web_levels_share_borders_and_refuse_invalid_coverage():
+    # Four IRIS in two communes, with borders densified so there is something to simplify.
+    def cell(x0, x1):
+        return shapely.segmentize(box(x0, 0, x1, 1000), 10)
+
+    iris = gpd.GeoDataFrame({"INSEE_COM": ["01001", "01001", "01002", "01002"]},
+                            geometry=[cell(0, 1000), cell(1000, 2000), cell(2000, 3000), cell(3000, 4000)], crs=2154)
+    communes = gpd.GeoDataFrame({"INSEE_COM": ["01002", "01001"]},  # not in IRIS order
+                                geometry=[cell(2000, 4000), cell(0, 2000)], crs=2154)
+    levels = simplify_layers({"iris": iris, "communes": communes}, [50, 10])
+    assert sorted(levels) == [("communes", 10), ("communes", 50), ("iris", 10), ("iris", 50)]
+    for (maille, tolerance), (outlines, stats) in levels.items():
+        assert stats.valid_before and stats.valid_after and stats.vertices_after < stats.vertices_before
+        assert outlines.crs.to_epsg() == 2154 and outlines.index.equals(iris.index if maille == "iris" else communes.index)
+    # Row-aligned with the communes layer (01002 first); a commune is the union of its simplified IRIS.
+    commune_2 = levels[("communes", 50)][0].iloc[0]
+    assert shapely.equals(commune_2, shapely.union(*levels[("iris", 50)][0].iloc[2:4]))
+    overlapping = gpd.GeoDataFrame(geometry=[box(0, 0, 10, 10), box(5, 5, 15, 15)], crs=2154)
+    with pytest.raises(CoverageError, match="not a valid coverage"):
+        simplify_layers({"iris": overlapping}, [1])
+    with pytest.raises(CoverageError, match="projected"):
+        simplify_layers({"iris": overlapping.set_crs(4326, allow_override=True)}, [1])
+
+
+def test_class_path_keeps_holes_and_parts():
+    donut = Polygon([(0, 0), (10, 0), (10, 10), (0, 10)], [[(3, 3), (3, 7), (7, 7), (7, 3)]])
+    pair = MultiPolygon([box(20, 0, 21, 1), box(30, 0, 31, 1)])
+    path = class_path(np.array([donut, None, pair]), tolerance=0.01)
+    assert (path.codes == MplPath.MOVETO).sum() == 4  # donut shell and hole, two squares
+    assert len(class_path(np.array([None]), tolerance=1).vertices) == 0
+    # Drawn, the hole stays empty and both squares are filled: 400 × 10 px over x 0–40, y 0–1… 10.
+    fig, ax = plt.subplots(figsize=(4, 1), dpi=100)
+    fig.subplots_adjust(0, 0, 1, 1)
+    ax.add_collection(PathCollection([path], facecolors=["red"], edgecolors="none"))
+    ax.set_xlim(0, 40)
+    ax.set_ylim(0, 10)
+    ax.set_axis_off()
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[::-1, :, :3]  # row 0 = y 0
+    plt.close(fig)
+    red, white = (255, 0, 0), (255, 255, 255)
+    assert tuple(pixels[50, 50]) == white and tuple(pixels[10, 10]) == red  # hole (5, 5), shell (1, 1)
+    assert tuple(pixels[5, 205]) == red and tuple(pixels[5, 305]) == red and tuple(pixels[5, 255]) == white
