@@ -10,10 +10,11 @@ faster and nested. Validity is checked in Lambert-93.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import shapely
 
@@ -54,43 +55,69 @@ def _vertices(geometries) -> int:
     return int(shapely.get_num_coordinates(geometries).sum())
 
 
-def simplify_layers(
-    layers: dict[str, gpd.GeoDataFrame],
-    tolerances: Sequence[float],
-    *,
-    iris_coverage_valid: bool | None = None,
-) -> dict[tuple[str, float], tuple[gpd.GeoSeries, SimplifyStats]]:
-    """The outlines of every maille at every tolerance, from one simplification of the IRIS
-    coverage per level; each GeoSeries is row-aligned with its layer.
+@dataclass
+class IrisLevels:
+    """The IRIS coverage simplified at each tolerance, and its unions per coarser maille."""
 
-    `layers` holds the published layers, projected, `iris` first among them (only their key
-    columns and geometry are used). `iris_coverage_valid` passes on a validity already
-    established upstream (the run checks the IRIS coverage once); when None it is checked here.
-    An invalid coverage is refused. Validity after simplification is checked on the IRIS; the
-    coarser mailles are unions of groups of that valid coverage, hence valid by construction.
+    valid_before: bool
+    codes: pd.Index  # CODE_IRIS of the rows of `iris`
+    iris: dict[float, np.ndarray] = field(default_factory=dict)
+    unions: dict[tuple[str, float], pd.Series] = field(default_factory=dict)  # outlines by key
+    valid_after: bool | None = None  # the coarsest level's coverage
+
+
+def simplify_iris(iris: gpd.GeoDataFrame, tolerances: Sequence[float], coverage_valid: bool | None = None) -> IrisLevels:
+    """Simplify the IRIS coverage once per tolerance, each level from the previous one, and
+    dissolve each level by the coarser mailles' keys present in `iris` (INSEE_COM, EPCI, DEP).
+
+    Only the outlines and keys are needed, so a run can start this as soon as the IRIS are
+    known. `coverage_valid` passes on a validity already established; when None it is checked
+    here. An invalid coverage is not simplified (`valid_before` False).
     """
-    iris = layers["iris"]
     if iris.crs is None or not iris.crs.is_projected:
         raise CoverageError("simplification needs a projected CRS in metres (Lambert-93)")
     source = iris.geometry.to_numpy()
-    valid_before = bool(shapely.coverage_is_valid(source)) if iris_coverage_valid is None else iris_coverage_valid
-    if not valid_before:
-        raise CoverageError("the outlines are not a valid coverage (gaps or overlaps); repair them first")
-    before = {maille: _vertices(layer.geometry.to_numpy()) for maille, layer in layers.items()}
-    out: dict[tuple[str, float], tuple[gpd.GeoSeries, SimplifyStats]] = {}
+    valid = bool(shapely.coverage_is_valid(source)) if coverage_valid is None else bool(coverage_valid)
+    levels = IrisLevels(valid_before=valid, codes=pd.Index(iris["CODE_IRIS"]))
+    if not valid:
+        return levels
     level = source
     for tolerance in sorted(tolerances):
         level = shapely.coverage_simplify(level, tolerance)
-        valid_after = bool(shapely.coverage_is_valid(level))
+        levels.iris[tolerance] = level
+        for maille, (key, _) in MAILLES.items():
+            if key in iris.columns:
+                keys, outlines = dissolve_coverage(level, iris[key])
+                levels.unions[(maille, tolerance)] = pd.Series(outlines, index=keys)
+    # GEOS keeps a valid coverage valid when simplifying it; checked on the last (coarsest)
+    # level, which went through every simplification.
+    levels.valid_after = bool(shapely.coverage_is_valid(level))
+    return levels
+
+
+def web_outlines(levels: IrisLevels, layers: dict[str, gpd.GeoDataFrame]) -> WebOutlines:
+    """The simplified outlines row-aligned with each published layer, with their figures.
+    Refuses an invalid coverage. The coarser mailles are unions of groups of the simplified
+    IRIS coverage, hence valid whenever it is."""
+    if not levels.valid_before:
+        raise CoverageError("the outlines are not a valid coverage (gaps or overlaps); repair them first")
+    outlines, stats = {}, {}
+    for tolerance, level in levels.iris.items():
         for maille, layer in layers.items():
             if maille == "iris":
-                geometries = level
+                aligned = pd.Series(level, index=levels.codes).reindex(layer["CODE_IRIS"].to_numpy())
             else:
-                key = MAILLES[maille][0]
-                keys, outlines = dissolve_coverage(level, iris[key])
-                geometries = pd.Series(outlines, index=keys).reindex(layer[key].to_numpy()).to_numpy()
-            stats = SimplifyStats(tolerance_m=tolerance, vertices_before=before[maille],
-                                  vertices_after=_vertices(geometries), valid_before=valid_before,
-                                  valid_after=valid_after)
-            out[(maille, tolerance)] = (gpd.GeoSeries(geometries, index=layer.index, crs=layer.crs), stats)
-    return out
+                aligned = levels.unions[(maille, tolerance)].reindex(layer[MAILLES[maille][0]].to_numpy())
+            geometries = aligned.to_numpy()
+            outlines[(maille, tolerance)] = gpd.GeoSeries(geometries, index=layer.index, crs=layer.crs)
+            stats[level_name(maille, tolerance)] = SimplifyStats(
+                tolerance_m=tolerance, vertices_before=_vertices(layer.geometry.to_numpy()),
+                vertices_after=_vertices(geometries), valid_before=True, valid_after=bool(levels.valid_after))
+    return WebOutlines(outlines=outlines, stats=stats)
+
+
+def simplify_layers(layers: dict[str, gpd.GeoDataFrame], tolerances: Sequence[float],
+                    coverage_valid: bool | None = None) -> WebOutlines:
+    """Every maille of `layers` (published layers, projected, `iris` among them) at every
+    tolerance: `simplify_iris` then `web_outlines`."""
+    return web_outlines(simplify_iris(layers["iris"], tolerances, coverage_valid), layers)

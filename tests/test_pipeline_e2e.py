@@ -30,7 +30,7 @@ def test_run_succeeds_with_all_checks(materialized):
     result, _ = materialized
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 21 and all(c.passed for c in checks)
+    assert len(checks) == 22 and all(c.passed for c in checks)
     materialized_keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert {"iris_base", "iris_indicateurs", "iris_scores", "mailles", "mailles_scores", "couche_iris",
             "couche_communes", "couche_epci", "couche_departements"} <= materialized_keys

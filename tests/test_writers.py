@@ -135,15 +135,19 @@ def test_web_levels_share_borders_and_refuse_invalid_coverage():
                             geometry=[cell(0, 1000), cell(1000, 2000), cell(2000, 3000), cell(3000, 4000)], crs=2154)
     communes = gpd.GeoDataFrame({"INSEE_COM": ["01002", "01001"]},  # not in IRIS order
                                 geometry=[cell(2000, 4000), cell(0, 2000)], crs=2154)
-    levels = simplify_layers({"iris": iris, "communes": communes}, [50, 10])
-    assert sorted(levels) == [("communes", 10), ("communes", 50), ("iris", 10), ("iris", 50)]
-    for (maille, tolerance), (outlines, stats) in levels.items():
+    iris["CODE_IRIS"] = ["010010101", "010010102", "010020101", "010020102"]
+    web = simplify_layers({"iris": iris, "communes": communes}, [50, 10])
+    assert sorted(web.outlines) == [("communes", 10), ("communes", 50), ("iris", 10), ("iris", 50)]
+    assert web.finest == 10
+    for (maille, tolerance), outlines in web.outlines.items():
+        stats = web.stats[f"{maille}_{tolerance:g}m"]
         assert stats.valid_before and stats.valid_after and stats.vertices_after < stats.vertices_before
         assert outlines.crs.to_epsg() == 2154 and outlines.index.equals(iris.index if maille == "iris" else communes.index)
     # Row-aligned with the communes layer (01002 first); a commune is the union of its simplified IRIS.
-    commune_2 = levels[("communes", 50)][0].iloc[0]
-    assert shapely.equals(commune_2, shapely.union(*levels[("iris", 50)][0].iloc[2:4]))
+    commune_2 = web.outlines[("communes", 50)].iloc[0]
+    assert shapely.equals(commune_2, shapely.union(*web.outlines[("iris", 50)].iloc[2:4]))
     overlapping = gpd.GeoDataFrame(geometry=[box(0, 0, 10, 10), box(5, 5, 15, 15)], crs=2154)
+    overlapping["CODE_IRIS"] = ["010010101", "010010102"]
     with pytest.raises(CoverageError, match="not a valid coverage"):
         simplify_layers({"iris": overlapping}, [1])
     with pytest.raises(CoverageError, match="projected"):

@@ -48,8 +48,18 @@ def dissolve_coverage(geometries: np.ndarray, keys: pd.Series) -> tuple[pd.Index
     out = np.empty(len(uniques), dtype=object)
     single = counts == 1
     out[single] = geometries[order[starts[single]]]
-    for i in np.flatnonzero(~single):
-        out[i] = shapely.coverage_union_all(geometries[order[starts[i]:starts[i] + counts[i]]])
+    multi = np.flatnonzero(~single)
+    if len(multi):
+        # One GEOS call for all the groups (a row per group, padded with None) rather than one
+        # per group: a Python loop would also hand the GIL back and forth thousands of times.
+        group = np.repeat(np.arange(len(uniques)), counts)  # group of each position in `order`
+        rank = np.arange(len(order)) - starts[group]
+        row = np.full(len(uniques), -1)
+        row[multi] = np.arange(len(multi))
+        kept = row[group] >= 0
+        grid = np.full((len(multi), int(counts[multi].max())), None, dtype=object)
+        grid[row[group[kept]], rank[kept]] = geometries[order[kept]]
+        out[multi] = shapely.coverage_union_all(grid, axis=1)
     return pd.Index(uniques), out
 
 

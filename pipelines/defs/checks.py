@@ -131,6 +131,34 @@ def pack_complet(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=not problems, metadata={"problemes": problems[:50]})
 
 
+@dg.asset_check(asset="couches_web", description="Chaque couche web (maille × tolérance) est une FeatureCollection "
+                "complète : autant d'entités que la couche publiée, fichier terminé.")
+def couches_web_completes(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
+    from config.settings import load_publication
+
+    out, problems, counts = fragilite.output_folder, [], {}
+    for maille in LAYER_KEYS:
+        rows = pq.ParquetFile(out / "layers" / f"{maille}.parquet").metadata.num_rows
+        for tolerance in load_publication().web_tolerances_m:
+            name = f"{maille}_{tolerance:g}m"
+            path = out / "web" / f"{name}.geojson"
+            if not path.is_file():
+                problems.append(f"{name}: absent")
+                continue
+            with open(path, encoding="utf-8") as fh:
+                head = fh.readline()
+                features = sum(1 for line in fh if line.startswith('{"type":"Feature"'))
+            counts[name] = features
+            if not head.startswith('{"type":"FeatureCollection"') or features != rows:
+                problems.append(f"{name}: {features} entités pour {rows} lignes dans la couche")
+            else:
+                with open(path, "rb") as fh:
+                    fh.seek(max(0, path.stat().st_size - 16))
+                    if not fh.read().rstrip().endswith(b"]}"):
+                        problems.append(f"{name}: fichier tronqué")
+    return dg.AssetCheckResult(passed=not problems, metadata={"entites": counts, "problemes": problems})
+
+
 @dg.asset_check(asset="styles_qgis", description="Le projet QGIS se lit et chaque couche qu'il cite existe.")
 def projet_qgis_valide(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
     import xml.etree.ElementTree as ET
@@ -183,17 +211,13 @@ def couverture_filosofi(iris_indicateurs) -> dg.AssetCheckResult:
                                          round(1 - share_iris - share_none, 4), "part_sans_valeur": round(share_none, 4)})
 
 
-@dg.asset_check(asset="iris_base", description="Géométries valides et couverture sans chevauchement ni trou "
-                "entre voisins (les géométries réparées à la lecture sont listées).")
+@dg.asset_check(asset="iris_base", description="Chaque contour d'IRIS est une géométrie valide (les géométries "
+                "réparées à la lecture sont listées par `contours_iris`). La couverture (ni chevauchement ni trou "
+                "entre voisins) est vérifiée avec les contours web (`contours_web`).")
 def geometries_valides(iris_base: gpd.GeoDataFrame) -> dg.AssetCheckResult:
-    import shapely
-
     invalid = iris_base.loc[~iris_base.geometry.is_valid, "CODE_IRIS"].tolist()
-    coverage = iris_base.attrs.get("couverture_valide")
-    if coverage is None:
-        coverage = bool(shapely.coverage_is_valid(iris_base.geometry.to_numpy()))
-    return dg.AssetCheckResult(passed=not invalid and coverage, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"invalides": invalid[:50], "couverture_valide": coverage})
+    return dg.AssetCheckResult(passed=not invalid, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"invalides": invalid[:50]})
 
 
 def _repairs(frame, attr: str) -> dg.AssetCheckResult:

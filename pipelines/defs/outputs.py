@@ -9,7 +9,7 @@ thread-safe). Everything is written under one output lock, each file atomically.
 """
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from outputs.dictionary import RunContext, data_dictionary, write_dictionary
 from outputs.disclosure import apply_secret
 from outputs.files import output_lock, write_all
 from outputs.layers import build_layer, write_layer
+from outputs.web import WebOutlines
 from pipelines.defs import publication as pub
 from pipelines.defs.indice import method_label
 from pipelines.reporting import report, table_metadata
@@ -63,8 +64,6 @@ def published_layer(fragilite: FragiliteConfig, maille: str, table: gpd.GeoDataF
         "details_methodes": scored.metadata,
         "run_id": run_id,
     }
-    if "couverture_valide" in table.attrs:
-        info["couverture_valide"] = table.attrs["couverture_valide"]
     return layer, info
 
 
@@ -152,16 +151,17 @@ def _specs() -> list[dg.AssetSpec]:
 
 WEB_CHECK = dg.AssetCheckSpec(
     "couverture_web_valide", asset="contours_web",
-    description="Les contours allégés de chaque maille, à chaque tolérance, forment une couverture valide avec moins "
-                "de sommets que la couche source.")
+    description="Les contours des IRIS forment une couverture valide (ni chevauchement ni trou entre voisins) et, "
+                "allégés, chaque maille à chaque tolérance aussi, avec moins de sommets que la couche source.")
 
 
 @dg.multi_asset(name="sorties", specs=_specs(), check_specs=[WEB_CHECK],
                 ins={name: dg.AssetIn(name) for name in ("iris_indicateurs", "iris_scores", "mailles", "mailles_scores")})
 def sorties(context: dg.AssetExecutionContext, fragilite: FragiliteConfig, iris_indicateurs: IndicatorResult,
             iris_scores: Scored, mailles: dict, mailles_scores: dict):
-    """Layers and publication: web outlines on one worker thread, layers then pack on the
-    other, maps, styles and report here; the web layers once the outlines are ready."""
+    """Layers and publication: web outlines then web layers on one worker thread, layers then
+    pack on the other (its GeoJSON outlines wait for the web outlines), maps, styles and report
+    on this one."""
     out = fragilite.output_folder
     publication = load_publication()
     spec = publication.classification
@@ -191,23 +191,34 @@ def sorties(context: dg.AssetExecutionContext, fragilite: FragiliteConfig, iris_
         return {**table_metadata(dictionary, preview_rows=20), "fichier": dg.MetadataValue.path(str(path)),
                 "taille_octets": sizes[path]}
 
-    def layers_then_pack(web) -> None:
+    outlines_ready: Future = Future()  # the pack's GeoJSON outlines wait for it
+
+    def layers_then_pack() -> None:
         for maille, (layer, layer_info) in built.items():
             timed(f"couche_{maille}", couche, out, maille, layer, layer_info)
         timed("dictionnaire", dictionary_file)
-        timed("pack_geoclip", pub.pack_geoclip, out, layers, dictionary, caf, info, publication, web)
+        timed("pack_geoclip", pub.pack_geoclip, out, layers, dictionary, caf, info, publication, outlines_ready)
+
+    def web_layers() -> WebOutlines:
+        try:
+            outlines = timed("contours_web", pub.contours_web, context.run.run_id, layers, publication)
+        except BaseException as exc:
+            outlines_ready.set_exception(exc)  # never leave the pack waiting
+            raise
+        outlines_ready.set_result(outlines)
+        timed("couches_web", pub.couches_web, out, layers, outlines, publication)
+        return outlines
 
     with output_lock(out), ThreadPoolExecutor(max_workers=2, thread_name_prefix="fragilite-sorties") as pool:
-        web = pool.submit(timed, "contours_web", pub.contours_web, layers, publication, info.get("couverture_valide"))
-        written = pool.submit(layers_then_pack, web)
+        web = pool.submit(web_layers)
+        written = pool.submit(layers_then_pack)
         timed("cartes", pub.cartes, out, layers, spec, info)
         timed("styles_qgis", pub.styles_qgis, out, layers, spec, info)
         timed("rapport", pub.rapport, out, layers["iris"], info, fragilite.catalogue, fragilite.tic, publication)
         outlines = web.result()
-        timed("couches_web", pub.couches_web, out, layers, outlines, publication)
         written.result()
     report(context, f"sorties: {', '.join(f'{m} ({len(layer)})' for m, layer in layers.items())}, "
                     f"pack, web, cartes, styles et rapport dans {out}")
-    for spec in _specs():  # in the specs' (topological) order, as Dagster requires
-        yield dg.MaterializeResult(asset_key=spec.key, metadata=metadata[spec.key.to_user_string()])
+    for asset in _specs():  # in the specs' (topological) order, as Dagster requires
+        yield dg.MaterializeResult(asset_key=asset.key, metadata=metadata[asset.key.to_user_string()])
     yield pub.web_check(outlines)

@@ -23,7 +23,9 @@ from outputs.maps import choropleth_png, histogram_png
 from outputs.report import ReportContext, render_report
 from outputs.styles import classify, qgis_project, qml
 from outputs.tables import json_rows
-from outputs.web import WebOutlines, level_name, simplify_layers
+from outputs.web import WebOutlines, level_name, simplify_iris, web_outlines
+from pipelines import background
+from pipelines.defs.transforms import WEB_TASK
 
 DISPLAY = {"iris": "IRIS", "communes": "Communes", "epci": "EPCI", "departements": "Départements"}
 
@@ -39,12 +41,11 @@ def _sources_line(info: dict) -> str:
             f"Calcul fragilite-numerique du {info['date_calcul'][:10]}.")
 
 
-def contours_web(layers: dict[str, gpd.GeoDataFrame], publication: PublicationConfig,
-                 coverage_valid: bool | None) -> WebOutlines:
-    """Simplified outlines of every maille at every tolerance (`simplify_layers`)."""
-    levels = simplify_layers(layers, publication.web_tolerances_m, iris_coverage_valid=coverage_valid)
-    return WebOutlines(outlines={k: series for k, (series, _) in levels.items()},
-                       stats={level_name(m, t): s for (m, t), (_, s) in levels.items()})
+def contours_web(run_id: str, layers: dict[str, gpd.GeoDataFrame], publication: PublicationConfig) -> WebOutlines:
+    """Simplified outlines of every maille at every tolerance: the IRIS simplification started
+    in the background by `iris_base` (else done now), aligned with the layers."""
+    levels = background.result(run_id, WEB_TASK, lambda: simplify_iris(layers["iris"], publication.web_tolerances_m))
+    return web_outlines(levels, layers)
 
 
 def web_metadata(web: WebOutlines) -> dict:

@@ -6,10 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 import geopandas as gpd
 import pandas as pd
-import shapely
 
-from config.settings import ConfigError
+from config.settings import ConfigError, load_publication
+from outputs.web import simplify_iris
+from pipelines import background
 from pipelines.reporting import report, table_metadata
+from pipelines.defs.sources import SPINE_FIRST
 from pipelines.resources import FragiliteConfig
 from transforms.indicators import IndicatorInputs, IndicatorResult, compute_indicators
 from transforms.iris_base import VintageError, build_iris_base, census_vintage, join_census
@@ -17,6 +19,7 @@ from transforms.mailles import MAILLES, aggregate_maille
 from transforms.territory import resolve_territory, select_territory
 
 GROUP = "transforms"
+WEB_TASK = "contours_web"  # background work started by `iris_base`
 OWNERS = ["team:fragilite-numerique"]
 
 
@@ -25,6 +28,7 @@ OWNERS = ["team:fragilite-numerique"]
     kinds={"geopandas"},
     owners=OWNERS,
     tags={"maille": "iris"},
+    op_tags=SPINE_FIRST,
 )
 def iris_base(
     context: dg.AssetExecutionContext,
@@ -58,21 +62,17 @@ def iris_base(
         raise VintageError(f"the census files are RP {vintage} (variables P{vintage % 100:02d}_…) but the run asks "
                            f"for RP {expected}; give files of RP {expected} or run with --vintage {vintage}")
     territory = resolve_territory(fragilite.settings.run.territory, fragilite.territory_presets)
-    with ThreadPoolExecutor(max_workers=1) as background:
-        # The coverage is checked once, here: the `geometries_valides` check reports it and the
-        # web simplification relies on it. For a whole-file run (France: seconds, in GEOS, which
-        # releases the GIL) it runs on a second core while the joins run.
-        coverage = background.submit(shapely.coverage_is_valid, contours_iris.geometry.to_numpy()) \
-            if territory.whole else None
-        census, reports = join_census(themes)
-        base, more = build_iris_base(contours_iris, census, communes_epci)
-        reports += more
-        inside = select_territory(base, territory)
-        outside = int((~inside).sum())
-        base = base[inside].reset_index(drop=True)
-        base["millesime_rp"] = vintage
-        valid = coverage.result() if coverage else shapely.coverage_is_valid(base.geometry.to_numpy())
-        base.attrs["couverture_valide"] = bool(valid)
+    census, reports = join_census(themes)
+    base, more = build_iris_base(contours_iris, census, communes_epci)
+    reports += more
+    inside = select_territory(base, territory)
+    outside = int((~inside).sum())
+    base = base[inside].reset_index(drop=True)
+    base["millesime_rp"] = vintage
+    # Geometry work for `sorties`, started now on the idle core: the coverage validity and the
+    # web simplification of the IRIS outlines.
+    outlines = base[["CODE_IRIS", "INSEE_COM", "EPCI", "DEP", "geometry"]]
+    background.start(context.run.run_id, WEB_TASK, simplify_iris, outlines, load_publication().web_tolerances_m)
     unmatched = sum(len(r.unmatched_left) + len(r.unmatched_right) for r in reports)
     report(context, f"iris_base: {len(base)} IRIS ({territory.label}), RP {vintage}, "
                     f"{unmatched} code(s) non joint(s)")
@@ -86,7 +86,6 @@ def iris_base(
         "codes_non_joints": unmatched,
         "territoire": territory.label,
         "iris_hors_territoire": outside,
-        "couverture_valide": base.attrs["couverture_valide"],
     })
 
 
