@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,6 +23,28 @@ WRITERS = min(2, os.cpu_count() or 1)
 
 class OutputLockedError(RuntimeError):
     """Another run is writing to the same output folder."""
+
+
+class WritesAbortedError(RuntimeError):
+    """The run failed or was interrupted elsewhere: these files were discarded, not published."""
+
+
+# Set while a run that writes from several threads is failing or being interrupted: the writes
+# still running then discard their files instead of publishing them (see `writes_abortable`).
+_ABORTED = threading.Event()
+
+
+@contextmanager
+def writes_abortable() -> Iterator[Callable[[], None]]:
+    """Around a thread pool whose threads write with `write_all`: gives `abort`, to call when a
+    failure or Ctrl-C reaches the pool's owner, after which the writes still running discard
+    their files (an interrupted run publishes nothing more). Cleared when the block ends, once
+    the pool, entered inside it, has waited for its threads."""
+    _ABORTED.clear()
+    try:
+        yield _ABORTED.set
+    finally:
+        _ABORTED.clear()
 
 
 @contextmanager
@@ -90,6 +113,10 @@ def write_all(targets: dict[Path, Callable[[Path], object]], workers: int = WRIT
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
         raise
+    if _ABORTED.is_set():
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        raise WritesAbortedError(", ".join(str(p) for p in targets))
     for final, tmp in staged.items():
         os.replace(tmp, final)
     return {final: final.stat().st_size for final in staged}

@@ -287,9 +287,9 @@ def _show_progress() -> None:
 
 
 OUTPUTS = (
-    ("layers", "couches IRIS, communes, EPCI, départements (GeoParquet, GeoPackage, GeoJSON) et dictionnaire"),
+    ("layers", "couches IRIS, communes, EPCI, départements (GeoParquet, GeoPackage) et dictionnaire"),
     ("geoclip", "paquet de publication type Geoclip (CSV, XLSX, contours)"),
-    ("web", "GeoJSON simplifiés pour le web"),
+    ("web", "couches GeoJSON pour le web (contours simplifiés)"),
     ("cartes", "cartes PNG"),
     ("rapport.html", "rapport du territoire"),
     ("fragilite.qgs", "projet QGIS (ouvre les quatre couches stylées)"),

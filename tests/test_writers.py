@@ -16,6 +16,7 @@ from openpyxl import load_workbook
 from python_calamine import CalamineWorkbook
 from shapely.geometry import MultiPolygon, Polygon, box
 
+from outputs.files import WritesAbortedError, write_all, writes_abortable
 from outputs.layers import write_geojson
 from outputs.maps import MplPath, PathCollection, class_path, plt
 from outputs.tables import column_letter, json_rows, write_csv, write_xlsx
@@ -173,3 +174,28 @@ def test_class_path_keeps_holes_and_parts():
     red, white = (255, 0, 0), (255, 255, 255)
     assert tuple(pixels[50, 50]) == white and tuple(pixels[10, 10]) == red  # hole (5, 5), shell (1, 1)
     assert tuple(pixels[5, 205]) == red and tuple(pixels[5, 305]) == red and tuple(pixels[5, 255]) == white
+
+
+def test_aborted_writes_publish_nothing(tmp_path):
+    previous = tmp_path / "a.txt"
+    previous.write_text("before", encoding="utf-8")
+    targets = {previous: lambda tmp: tmp.write_text("after", encoding="utf-8"),
+               tmp_path / "b.txt": lambda tmp: tmp.write_text("new", encoding="utf-8")}
+    with writes_abortable() as abort:
+        abort()  # as when Ctrl-C reaches the thread that owns the writers
+        with pytest.raises(WritesAbortedError):
+            write_all(targets)
+    assert previous.read_text(encoding="utf-8") == "before" and not (tmp_path / "b.txt").exists()
+    assert not list(tmp_path.glob(".*.tmp*"))
+    write_all(targets)  # once the block is over, writes publish again
+    assert previous.read_text(encoding="utf-8") == "after" and (tmp_path / "b.txt").exists()
+
+
+def test_a_failing_writer_leaves_no_file(tmp_path):
+    def broken(tmp):
+        tmp.write_text("half", encoding="utf-8")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_all({tmp_path / "ok.txt": lambda tmp: tmp.write_text("x", encoding="utf-8"), tmp_path / "ko.txt": broken})
+    assert not list(tmp_path.iterdir())

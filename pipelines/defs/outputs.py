@@ -21,7 +21,7 @@ from config.settings import load_publication
 from indice.methods import Scored
 from outputs.dictionary import RunContext, data_dictionary, write_dictionary
 from outputs.disclosure import apply_secret
-from outputs.files import output_lock, write_all
+from outputs.files import output_lock, write_all, writes_abortable
 from outputs.layers import build_layer, write_layer
 from outputs.web import WebOutlines
 from pipelines.defs import publication as pub
@@ -209,14 +209,20 @@ def sorties(context: dg.AssetExecutionContext, fragilite: FragiliteConfig, iris_
         timed("couches_web", pub.couches_web, out, layers, outlines, publication)
         return outlines
 
-    with output_lock(out), ThreadPoolExecutor(max_workers=2, thread_name_prefix="fragilite-sorties") as pool:
-        web = pool.submit(web_layers)
-        written = pool.submit(layers_then_pack)
-        timed("cartes", pub.cartes, out, layers, spec, info)
-        timed("styles_qgis", pub.styles_qgis, out, layers, spec, info)
-        timed("rapport", pub.rapport, out, layers["iris"], info, fragilite.catalogue, fragilite.tic, publication)
-        outlines = web.result()
-        written.result()
+    with output_lock(out), writes_abortable() as abort:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fragilite-sorties") as pool:
+            try:
+                web = pool.submit(web_layers)
+                written = pool.submit(layers_then_pack)
+                timed("cartes", pub.cartes, out, layers, spec, info)
+                timed("styles_qgis", pub.styles_qgis, out, layers, spec, info)
+                timed("rapport", pub.rapport, out, layers["iris"], info, fragilite.catalogue, fragilite.tic,
+                      publication)
+                outlines = web.result()
+                written.result()
+            except BaseException:
+                abort()  # a failure or Ctrl-C: the other threads publish nothing more
+                raise
     report(context, f"sorties: {', '.join(f'{m} ({len(layer)})' for m, layer in layers.items())}, "
                     f"pack, web, cartes, styles et rapport dans {out}")
     for asset in _specs():  # in the specs' (topological) order, as Dagster requires
