@@ -7,6 +7,7 @@ leading zeros and 2A/2B survive a spreadsheet (both written by `outputs.tables`)
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -17,7 +18,7 @@ import pyogrio
 from outputs.disclosure import apply_secret
 from outputs.files import write_all
 from outputs.layers import write_geojson
-from outputs.tables import write_csv, write_xlsx
+from outputs.tables import write_csv, write_table, write_xlsx
 
 PACK_KEYS: dict[str, tuple[str, str, str]] = {
     # maille: (column in the layer, published key, published label)
@@ -62,8 +63,8 @@ def write_pack(
     for maille, layer in layers.items():
         table = pack_table(layer, maille, caf_indicators)
         shapes = outlines(layer, maille)
-        targets[out_dir / f"{maille}.csv"] = lambda tmp, t=table: write_csv(t, tmp)
-        targets[out_dir / f"{maille}.xlsx"] = lambda tmp, t=table, m=maille: write_xlsx(t, tmp, m)
+        targets[out_dir / f"{maille}.xlsx"] = (
+            lambda tmp, t=table, m=maille: _csv_and_xlsx(t, out_dir / f"{m}.csv", tmp, m))
         targets[out_dir / "contours" / f"{maille}_2154.shp"] = lambda tmp, g=shapes: _shapefile(g.to_crs(2154), tmp)
     targets[out_dir / "dictionnaire_indicateurs.csv"] = lambda tmp: write_csv(dictionary, tmp)
     targets[out_dir / "dictionnaire_indicateurs.xlsx"] = lambda tmp: write_xlsx(dictionary, tmp, "dictionnaire")
@@ -73,6 +74,13 @@ def write_pack(
             lambda tmp, g=outlines(layer, maille), m=maille: write_geojson(
                 g if web_outlines is None else g.set_geometry(web_outlines(m).to_numpy()), tmp))
     return write_all(targets)
+
+
+def _csv_and_xlsx(table: pd.DataFrame, csv: Path, xlsx_tmp: Path, sheet: str) -> dict[Path, Path]:
+    """Both tables of a maille from one formatting pass; the CSV is committed with the XLSX."""
+    csv_tmp = csv.with_name(f".{csv.stem}.{uuid.uuid4().hex[:8]}.tmp{csv.suffix}")
+    write_table(table, csv=csv_tmp, xlsx=xlsx_tmp, sheet=sheet)
+    return {csv_tmp: csv}
 
 
 SHAPEFILE_PARTS = (".shx", ".dbf", ".prj", ".cpg")

@@ -49,12 +49,6 @@ def json_rows(frame: pd.DataFrame, decimals: int | None = None) -> list[str]:
         return rows.to_arrow_table().column(0).to_pylist()
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """CSV UTF-8, `;` separator, `.` decimals, header; text quoted only where it must be."""
-    with _connect(arrow_table(frame)) as con:
-        con.sql("SELECT * FROM t").write_csv(str(path), sep=";", header=True)
-
-
 # --- XLSX -----------------------------------------------------------------------------------
 # The smallest workbook Excel, LibreOffice, openpyxl and calamine all open: one sheet, inline
 # strings (so codes stay text with their leading zeros), numbers and booleans typed.
@@ -129,44 +123,86 @@ def _sql_escape(expr: str) -> str:
             "'&', '&amp;'), '<', '&lt;'), '>', '&gt;')")
 
 
-def _cell_sql(name: str, letter: str, kind: pa.DataType) -> str:
-    """SQL for one cell of a row (`rn` = its row number); NULL when the value is missing.
+def _is_number(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
 
-    Cells and rows are built with one variadic `concat` (which skips NULLs) rather than chained
-    `||`, which would copy the growing row once per column.
-    """
-    col = _quote(name)
+
+def _csv_field_sql(text: str, kind: pa.DataType) -> str:
+    """A CSV field from a value's text (`text`, NULL when missing): empty when missing, text
+    quoted when it holds the separator, a quote or a line break."""
+    if pa.types.is_boolean(kind) or _is_number(kind):
+        return f"coalesce({text}, '')"
+    return (f"CASE WHEN {text} IS NULL THEN '' WHEN regexp_matches({text}, '[;\"\n\r]') "
+            f"THEN concat('\"', replace({text}, '\"', '\"\"'), '\"') ELSE {text} END")
+
+
+def _cell_sql(text: str, letter: str, kind: pa.DataType) -> str:
+    """A spreadsheet cell from a value's text (`text`; `rn` = the row number); NULL (no cell)
+    when the value is missing. Non-finite numbers have no spreadsheet form: no cell either."""
     if pa.types.is_boolean(kind):
-        cell = f"concat('<c r=\"{letter}', rn, '\" t=\"b\"><v>', CASE WHEN {col} THEN '1' ELSE '0' END, '</v></c>')"
-        return f"CASE WHEN {col} IS NOT NULL THEN {cell} END"
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        # Non-finite numbers have no spreadsheet form: left blank like missing ones.
-        cell = f"concat('<c r=\"{letter}', rn, '\"><v>', CAST({col} AS VARCHAR), '</v></c>')"
-        return f"CASE WHEN isfinite(CAST({col} AS DOUBLE)) THEN {cell} END"
-    text = _sql_escape(f"CAST({col} AS VARCHAR)")
-    cell = f"concat('<c r=\"{letter}', rn, '\" t=\"inlineStr\"><is><t xml:space=\"preserve\">', {text}, '</t></is></c>')"
-    return f"CASE WHEN {col} IS NOT NULL THEN {cell} END"
+        return (f"CASE WHEN {text} IS NOT NULL THEN concat('<c r=\"{letter}', rn, '\" t=\"b\"><v>', "
+                f"CASE WHEN {text} = 'true' THEN '1' ELSE '0' END, '</v></c>') END")
+    if _is_number(kind):
+        return (f"CASE WHEN {text} IS NOT NULL AND {text} NOT IN ('inf', '-inf', 'nan') "
+                f"THEN concat('<c r=\"{letter}', rn, '\"><v>', {text}, '</v></c>') END")
+    return (f"CASE WHEN {text} IS NOT NULL THEN concat('<c r=\"{letter}', rn, '\" t=\"inlineStr\"><is><t>', "
+            f"{_sql_escape(text)}, '</t></is></c>') END")
+
+
+def write_table(frame: pd.DataFrame, *, csv: Path | None = None, xlsx: Path | None = None,
+                sheet: str = "table") -> None:
+    """The CSV and/or the XLSX of one table, from a single formatting pass: DuckDB turns every
+    value into text once (its shortest exact form for numbers), then frames it as a CSV field
+    and as a spreadsheet cell. Rows and fields are built with variadic `concat`/`concat_ws`
+    rather than chained `||`, which would copy the growing row once per column.
+
+    CSV: UTF-8, `;` separator, `.` decimals, header, `true`/`false`, missing values empty.
+    XLSX: one sheet, a bold and frozen header row; text columns are text cells (leading zeros
+    and 2A/2B survive), numbers numeric cells, booleans boolean cells, missing values no cell.
+    """
+    table = arrow_table(frame)
+    names, kinds = table.column_names, [f.type for f in table.schema]
+    texts = [f"v{i}" for i in range(len(names))]
+    columns = [f"CAST({_quote(n)} AS VARCHAR) AS {t}" for n, t in zip(names, texts)]
+    outputs = []
+    if csv is not None:
+        fields = ", ".join(_csv_field_sql(t, k) for t, k in zip(texts, kinds))
+        outputs.append(f"concat_ws(';', {fields or repr('')}) AS csv")
+    if xlsx is not None:
+        cells = ", ".join(_cell_sql(t, column_letter(i), k) for i, (t, k) in enumerate(zip(texts, kinds)))
+        outputs.append(f"concat('<row r=\"', rn, '\">', {cells + ', ' if cells else ''}'</row>') AS xlsx")
+    # Row 1 of the sheet is the header: record i goes to row i + 2.
+    numbered = table.append_column("__row", pa.array(np.arange(2, table.num_rows + 2, dtype="int64")))
+    query = (f"SELECT {', '.join(outputs)} FROM (SELECT __row, __row::VARCHAR AS rn"
+             f"{''.join(', ' + c for c in columns)} FROM t) ORDER BY __row")
+    with _connect(numbered) as con:
+        result = con.sql(query).to_arrow_table()
+    if csv is not None:
+        header = ";".join(f'"{n}"' if any(ch in n for ch in ';"\n\r') else n for n in map(str, names))
+        with open(csv, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(header + "\n")
+            lines = result.column("csv").to_pylist()
+            for start in range(0, len(lines), 8192):
+                fh.write("\n".join(lines[start:start + 8192]) + "\n")
+    if xlsx is not None:
+        _write_workbook(xlsx, sheet, names, result.column("xlsx").to_pylist())
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """CSV UTF-8, `;` separator, `.` decimals, header; text quoted only where it must be."""
+    write_table(frame, csv=path)
 
 
 def write_xlsx(frame: pd.DataFrame, path: Path, sheet: str) -> None:
-    """One-sheet workbook: a bold, frozen header row, then one row per record.
+    """One-sheet workbook (see `write_table`)."""
+    write_table(frame, xlsx=path, sheet=sheet)
 
-    Codes (text columns) are text cells, so leading zeros and 2A/2B survive; numbers are
-    numeric cells; missing values are empty cells.
-    """
-    table = arrow_table(frame)
-    names = table.column_names
+
+def _write_workbook(path: Path, sheet: str, names: list[str], rows: list[str]) -> None:
     header = "".join(
         f'<c r="{column_letter(i)}1" s="1" t="inlineStr"><is><t>{_escape(str(n))}</t></is></c>'
         for i, n in enumerate(names)
     )
-    cells = ", ".join(_cell_sql(n, column_letter(i), table.schema.field(n).type) for i, n in enumerate(names))
-    # Row 1 is the header: record i goes to row i + 2.
-    numbered = table.append_column("__row", pa.array(np.arange(2, table.num_rows + 2, dtype="int64")))
-    query = (f"SELECT concat('<row r=\"', rn, '\">', {cells + ', ' if cells else ''}'</row>') FROM "
-             f"(SELECT *, __row::VARCHAR AS rn FROM t) ORDER BY __row")
-    with _connect(numbered) as con:
-        rows = con.sql(query).to_arrow_table().column(0).to_pylist()
     sheet_name = _escape(sheet[:31]).replace('"', "&quot;")
     workbook = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
