@@ -118,6 +118,9 @@ def generate(folder: Path, scale: float = 1.0, seed: int = 2026) -> Generated:
     return Generated(folder, config, n_iris, n_communes, int(shapely.get_num_coordinates(geoms).sum()))
 
 
+BASE_IC_WIDTH = 100  # columns of an INSEE base-ic file
+
+
 def _census(folder: Path, iris: pd.DataFrame, rng: np.random.Generator) -> None:
     n = len(iris)
     pop = rng.lognormal(np.log(1200), 0.6, n).round(3)
@@ -144,7 +147,12 @@ def _census(folder: Path, iris: pd.DataFrame, rng: np.random.Generator) -> None:
     activite = ids.assign(**{f"{p}ACT1564": act, f"{p}CHOM1564": chom, f"{p}ACTOCC1564": (act - chom).round(3)})
     for name, table in (("evol-struct-pop", evol), ("diplomes-formation", dipl), ("couples-familles-menages", cfm),
                         ("activite-residents", activite)):
-        table.to_csv(folder / f"base-ic-{name}-{YEAR}.CSV", sep=";", index=False)
+        # INSEE's files are ~100 columns wide (sex, age and socio-professional breakdowns); the
+        # run reads only the few it uses, so the others are there to be skipped.
+        width = BASE_IC_WIDTH - len(table.columns)
+        breakdowns = pd.DataFrame((rng.random((n, width)) * pop[:, None] / 10).round(3), index=table.index,
+                                  columns=[f"{p}{name.split('-')[0].upper()}_DETAIL{k:03d}" for k in range(width)])
+        pd.concat([table, breakdowns], axis=1).to_csv(folder / f"base-ic-{name}-{YEAR}.CSV", sep=";", index=False)
 
 
 def _filosofi(folder: Path, iris: pd.DataFrame, communes: pd.DataFrame, rng: np.random.Generator,

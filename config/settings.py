@@ -396,6 +396,20 @@ class Classification(_Strict):
     colormap: str = "YlOrRd"
 
 
+def census_variables(catalogue: "IndicatorCatalogue", tic: "TicConfig") -> frozenset[str]:
+    """The census counts a run uses, named `P_<VAR>` / `C_<VAR>`: indicator numerators and
+    denominators, TIC group counts, and the population and households every run weighs with.
+    The base-ic readers parse only these."""
+    names = {"P_POP", "C_MEN"}
+    for indicator in catalogue.indicators:
+        names |= {v for v in (indicator.numerator, indicator.denominator) if v}
+    for group in tic.groups.values():
+        names |= {v for v in (group.count, *group.alternative_counts) if v}
+    for band in tic.age_bands.bands if tic.age_bands else []:
+        names |= set(band.counts)
+    return frozenset(n for n in names if n.startswith(("P_", "C_")))
+
+
 class PublicationConfig(_Strict):
     classification: Classification
     web_tolerances_m: list[float] = Field(min_length=1)

@@ -67,7 +67,8 @@ def choropleth_png(layer: gpd.GeoDataFrame, classes: Classes, *, title: str, sou
 
 def _png(fig, dpi: int) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=dpi)
+    # zlib level 1: a national map is a noisy image, which the default level spends seconds on.
+    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=dpi, pil_kwargs={"compress_level": 1})
     return buffer.getvalue()
 
 

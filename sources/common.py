@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 
@@ -56,6 +56,7 @@ class TextTable:
     header_line: int  # 1-based line number of the header in the file
     encoding: str
     key: str  # the key column found in the header
+    header: list[str] = field(default_factory=list)  # every column of the header, read or not
 
     def file_line(self, row_position: int) -> int:
         """File line (1-based) of the data row at this position."""
@@ -84,12 +85,15 @@ def read_text_table(
     sep: str = ";",
     encodings: Sequence[str] = ("utf-8-sig", "cp1252"),
     max_header_line: int = 10,
+    columns: Callable[[str], bool] | None = None,
 ) -> TextTable:
     """Read a `sep`-delimited file whose header is the first line holding `key_column`
     (or one of several accepted key names).
 
     Publishers put free-text lines above the header (ARCEP's disclaimer, INSEE's titles); the
-    header is found by its key column rather than by a fixed line number.
+    header is found by its key column rather than by a fixed line number. `columns`, when given,
+    picks the columns to read by name (INSEE's base-ic files have ~100 variables; a run uses a
+    few), so the others are never parsed.
     """
     path = Path(path)
     try:
@@ -116,9 +120,11 @@ def read_text_table(
             fix=f"check that this is the expected file and that it is {sep!r}-separated",
         )
     body = "\n".join(lines[header_idx:])
+    header = [c.strip().strip('"').lstrip("\ufeff") for c in lines[header_idx].split(sep)]
     try:
         frame = pd.read_csv(
-            io.StringIO(body), sep=sep, dtype=str, keep_default_na=False, na_filter=False
+            io.StringIO(body), sep=sep, dtype=str, keep_default_na=False, na_filter=False,
+            usecols=None if columns is None else (lambda c: columns(str(c).strip().lstrip("\ufeff"))),
         )
     except pd.errors.ParserError as exc:
         match = re.search(r"line (\d+)", str(exc))
@@ -127,7 +133,7 @@ def read_text_table(
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
     for col in frame.columns:
         frame[col] = frame[col].str.strip()
-    return TextTable(path=path, frame=frame, header_line=header_idx + 1, encoding=encoding, key=key)
+    return TextTable(path=path, frame=frame, header_line=header_idx + 1, encoding=encoding, key=key, header=header)
 
 
 def require_columns(path: Path, columns: Iterable[str], required: Iterable[str], what: str) -> None:

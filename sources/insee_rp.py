@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Collection
 
 import pandas as pd
 
@@ -48,17 +49,18 @@ def detect_vintage(path: Path, columns: list[str]) -> int:
     return 2000 + int(years.pop())
 
 
-def read_base_ic(path: Path, theme: str) -> pd.DataFrame:
+def read_base_ic(path: Path, theme: str, variables: Collection[str] | None = None) -> pd.DataFrame:
     """One base-ic file (CSV `;`, or an INSEE xlsx with title rows) → one row per IRIS.
 
-    Columns: `CODE_IRIS`, `INSEE_COM`, `TYP_IRIS`, the labels present, then every census
-    variable as float named `P_<VAR>` / `C_<VAR>`. `attrs`: `millesime`, `theme`, `path`.
+    Columns: `CODE_IRIS`, `INSEE_COM`, `TYP_IRIS`, the labels present, then the census
+    variables as floats named `P_<VAR>` / `C_<VAR>`: all of them, or only `variables` (named
+    so), which are then the only ones a CSV is parsed for. `attrs`: `millesime`, `theme`, `path`.
     """
     path = Path(path)
-    table = _read(path)
+    table = _read(path, None if variables is None else _keeps(set(variables)))
     frame = table.frame
     require_columns(path, frame.columns, ID_COLUMNS, f"INSEE base-ic {theme!r}")
-    vintage = detect_vintage(path, list(frame.columns))
+    vintage = detect_vintage(path, table.header or list(frame.columns))
     lines = file_lines(table)
     out = pd.DataFrame(index=frame.index)
     out["CODE_IRIS"] = normalise_codes(frame["IRIS"], path=path, column="IRIS", kind="iris", lines=lines)
@@ -87,19 +89,27 @@ def read_base_ic(path: Path, theme: str) -> pd.DataFrame:
             out[col] = frame[col]
     for col in frame.columns:
         m = _VARIABLE.match(col)
-        if m:
+        if m and (variables is None or f"{m.group(1)}_{m.group(3)}" in variables):
             out[f"{m.group(1)}_{m.group(3)}"] = parse_numbers(frame[col], path=path, column=col, lines=lines)
     out.attrs.update(millesime=vintage, theme=theme, path=str(path),
                      codes_completes=completed_codes(frame["IRIS"], out["CODE_IRIS"]))
     return out.reset_index(drop=True)
 
 
-def _read(path: Path) -> TextTable:
+def _keeps(variables: set[str]):
+    """Column filter: identifiers, labels, and the census variables named in `variables`."""
+    def keep(column: str) -> bool:
+        m = _VARIABLE.match(column)
+        return f"{m.group(1)}_{m.group(3)}" in variables if m else column in ID_COLUMNS + LABEL_COLUMNS
+    return keep
+
+
+def _read(path: Path, columns=None) -> TextTable:
     suffix = path.suffix.lower()
     if suffix in {".xlsx", ".xlsm", ".xls"}:
         return read_sheet_table(path, key_column="IRIS", variables=_VARIABLE.pattern)
     if suffix in {".csv", ".txt"}:
-        return read_text_table(path, key_column="IRIS")
+        return read_text_table(path, key_column="IRIS", columns=columns)
     raise InputError(
         path,
         f"unsupported format {suffix!r} for a base-ic file",

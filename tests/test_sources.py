@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from config.settings import census_variables, load_catalogue, load_tic
 from sources.arcep import read_arcep_debit
 from sources.cog import read_communes_epci
 from sources.common import InputError
@@ -167,3 +168,17 @@ def test_base_ic_spreadsheet_with_title_rows(tmp_path, suffix):
     expected = csv.set_index("CODE_IRIS").loc[sheet_table["CODE_IRIS"]]
     assert sheet_table["P_POP"].to_numpy() == pytest.approx(expected["P_POP"].to_numpy())
     assert sheet_table["CODE_IRIS"].str.len().eq(9).all()
+
+
+def test_base_ic_reads_only_the_variables_asked_for(tmp_path):
+    path = write(tmp_path / "base-ic-evol-struct-pop-2021.CSV",
+                 "IRIS;REG;DEP;COM;LIBCOM;LIBIRIS;TYP_IRIS;P21_POP;P21_POP1529;P21_POP0014;C21_MEN\n"
+                 "010010000;84;01;01001;A;A;Z;100;20;15;40\n")
+    wanted = read_base_ic(path, "evol_struct_pop", variables={"P_POP", "P_POP1529"})
+    assert [c for c in wanted.columns if c[:2] in ("P_", "C_")] == ["P_POP", "P_POP1529"]
+    assert wanted.attrs["millesime"] == 2021 and wanted.loc[0, "P_POP1529"] == 20
+    everything = read_base_ic(path, "evol_struct_pop")
+    assert {"P_POP0014", "C_MEN"} <= set(everything.columns)
+    # what a run asks for: every census count of the indicator catalogue and of the TIC groups
+    used = census_variables(load_catalogue(), load_tic())
+    assert {"P_POP", "C_MEN", "C_MENPSEUL", "P_POP1529", "P_CHOM1564", "P_POP15P", "P_POP75P"} <= used

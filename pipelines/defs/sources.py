@@ -5,9 +5,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from config.settings import census_variables
 from pipelines.reporting import file_metadata, report, table_metadata
 from pipelines.resources import FragiliteConfig
-from sources.registry import PARSERS
+from sources.insee_rp import read_base_ic
+from sources.registry import CENSUS_THEMES, PARSERS
 
 GROUP = "sources"
 OWNERS = ["team:fragilite-numerique"]
@@ -43,7 +45,10 @@ def _source_asset(
         if path is None:
             report(context, f"{key}: non fourni (optionnel), indicateurs correspondants absents")
             return dg.Output(None, metadata={"fourni": False})
-        frame = PARSERS[key](path)
+        if key in CENSUS_THEMES:  # only the variables the run uses are parsed (~100 per national file)
+            frame = read_base_ic(path, CENSUS_THEMES[key], census_variables(fragilite.catalogue, fragilite.tic))
+        else:
+            frame = PARSERS[key](path)
         # No preview of CAF rows: they may hold counts under the secret threshold.
         meta = {"fourni": True, **file_metadata(Path(path)), **table_metadata(frame, 5 if preview else 0)}
         if "url" in provenance:
