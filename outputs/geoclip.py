@@ -51,13 +51,13 @@ def write_pack(
     out_dir: Path,
     caf_indicators: list[str],
     readme: str,
-    web_outlines: Callable[[str], gpd.GeoSeries] | None = None,
+    web_outlines: Callable[[str], tuple[gpd.GeoSeries, object]] | None = None,
 ) -> dict[Path, int]:
     """Every file of the pack, written atomically together.
 
     The shapefile has the full outlines; the GeoJSON, a web format, takes `web_outlines(maille)`
-    (the coverage-simplified outlines, row-aligned with the layer; called when that file is
-    written, so they may still be computing meanwhile) when given.
+    when given: the coverage-simplified outlines, row-aligned with the layer, and their GeoJSON
+    text (called when that file is written, so they may still be computing meanwhile).
     """
     targets: dict[Path, Callable[[Path], object]] = {}
     for maille, layer in layers.items():
@@ -71,9 +71,16 @@ def write_pack(
     targets[out_dir / "LISEZMOI.txt"] = lambda tmp: Path(tmp).write_text(readme, encoding="utf-8")
     for maille, layer in layers.items():  # last: they may wait for the web outlines
         targets[out_dir / "contours" / f"{maille}_4326.geojson"] = (
-            lambda tmp, g=outlines(layer, maille), m=maille: write_geojson(
-                g if web_outlines is None else g.set_geometry(web_outlines(m).to_numpy()), tmp))
+            lambda tmp, g=outlines(layer, maille), m=maille: _contours_geojson(g, m, web_outlines, tmp))
     return write_all(targets)
+
+
+def _contours_geojson(shapes: gpd.GeoDataFrame, maille: str, web_outlines, tmp: Path) -> None:
+    if web_outlines is None:
+        write_geojson(shapes, tmp)
+    else:
+        simplified, text = web_outlines(maille)
+        write_geojson(shapes.set_geometry(simplified.to_numpy()), tmp, geometries=text)
 
 
 def _csv_and_xlsx(table: pd.DataFrame, csv: Path, xlsx_tmp: Path, sheet: str) -> dict[Path, Path]:

@@ -78,25 +78,32 @@ def build_layer(
     return gpd.GeoDataFrame(pd.DataFrame(cols), geometry=table.geometry, crs=table.crs)
 
 
-def write_geojson(gdf: gpd.GeoDataFrame, path: Path, properties: list[str] | None = None) -> None:
-    """GeoJSON RFC 7946: WGS84 longitude/latitude, 6 decimals, exterior rings counter-clockwise,
-    no `crs` member.
-
-    `properties` (from `outputs.tables.json_rows`) lets several geometries of one layer share
-    one serialisation of its attributes. Vectorised (GEOS writes the geometries, DuckDB the
-    attributes): GDAL's GeoJSON driver spends
-    most of a national run on per-feature work. French territories never cross the antimeridian,
-    so no geometry needs cutting there.
-    """
-    if gdf.crs is None:
-        raise ValueError(f"{path}: the layer has no CRS; cannot write GeoJSON in WGS84")
-    to_wgs84 = Transformer.from_crs(gdf.crs, 4326, always_xy=True)
+def geojson_geometries(geometries: gpd.GeoSeries) -> np.ndarray:
+    """GeoJSON text of each geometry (RFC 7946: WGS84 longitude/latitude, 6 decimals, exterior
+    rings counter-clockwise), written by GEOS for the whole array at once."""
+    if geometries.crs is None:
+        raise ValueError("the layer has no CRS; cannot write GeoJSON in WGS84")
+    to_wgs84 = Transformer.from_crs(geometries.crs, 4326, always_xy=True)
 
     def lon_lat(xy: np.ndarray) -> np.ndarray:  # reprojected and rounded in one pass over the vertices
         return np.round(np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])), 6)
 
-    geoms = shapely.orient_polygons(shapely.transform(gdf.geometry.to_numpy(), lon_lat))
-    shapes = shapely.to_geojson(geoms)
+    return shapely.to_geojson(shapely.orient_polygons(shapely.transform(geometries.to_numpy(), lon_lat)))
+
+
+def write_geojson(gdf: gpd.GeoDataFrame, path: Path, properties: list[str] | None = None,
+                  geometries: np.ndarray | None = None) -> None:
+    """A GeoJSON RFC 7946 FeatureCollection, no `crs` member.
+
+    `properties` (from `outputs.tables.json_rows`) and `geometries` (from `geojson_geometries`)
+    let several files share one serialisation of a layer's attributes or outlines. Vectorised
+    (GEOS writes the geometries, DuckDB the attributes): GDAL's GeoJSON driver spent most of a
+    national run on per-feature work. French territories never cross the antimeridian, so no
+    geometry needs cutting there.
+    """
+    if gdf.crs is None:
+        raise ValueError(f"{path}: the layer has no CRS; cannot write GeoJSON in WGS84")
+    shapes = geojson_geometries(gdf.geometry) if geometries is None else geometries
     props = json_rows(gdf) if properties is None else properties
     if len(props) != len(shapes):
         raise ValueError(f"{path}: {len(props)} property rows for {len(shapes)} geometries")

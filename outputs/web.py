@@ -10,6 +10,7 @@ faster and nested. Validity is checked in Lambert-93.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from outputs.layers import geojson_geometries
 from transforms.mailles import MAILLES, dissolve_coverage
 
 
@@ -37,6 +39,15 @@ class WebOutlines:
 
     outlines: dict[tuple[str, float], gpd.GeoSeries]
     stats: dict[str, SimplifyStats]  # "<maille>_<tolerance>m" → figures
+    _geojson: dict[tuple[str, float], np.ndarray] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def geojson(self, maille: str, tolerance: float) -> np.ndarray:
+        """The GeoJSON text of these outlines, made once for the web layer and the pack."""
+        with self._lock:
+            if (maille, tolerance) not in self._geojson:
+                self._geojson[(maille, tolerance)] = geojson_geometries(self.outlines[(maille, tolerance)])
+            return self._geojson[(maille, tolerance)]
 
     @property
     def finest(self) -> float:

@@ -79,7 +79,8 @@ def couches_web(out: Path, layers: dict[str, gpd.GeoDataFrame], web: WebOutlines
         for (m, tolerance), outlines in web.outlines.items():
             if m == maille:
                 targets[out / "web" / f"{level_name(m, tolerance)}.geojson"] = (
-                    lambda tmp, g=outlines, p=properties: write_geojson(gpd.GeoDataFrame(geometry=g), tmp, properties=p))
+                    lambda tmp, g=outlines, p=properties, m=m, t=tolerance: write_geojson(
+                        gpd.GeoDataFrame(geometry=g), tmp, properties=p, geometries=web.geojson(m, t)))
     sizes = write_all(targets)
     return {"fichiers": sizes_metadata(sizes), "dossier": dg.MetadataValue.path(str(out / "web"))}
 
@@ -92,7 +93,8 @@ def pack_geoclip(out: Path, layers: dict[str, gpd.GeoDataFrame], dictionary: pd.
                                 millesime=info["millesime_rp"], date=info["date_calcul"],
                                 seuil=publication.secret_threshold, tolerance=f"{tolerance:g}")
     sizes = write_pack(layers, dictionary, out / "geoclip", caf, readme,
-                       web_outlines=lambda maille: web.result().outlines[(maille, tolerance)])
+                       web_outlines=lambda maille: (web.result().outlines[(maille, tolerance)],
+                                                    web.result().geojson(maille, tolerance)))
     return {"fichiers": sizes_metadata(sizes), "dossier": dg.MetadataValue.path(str(out / "geoclip"))}
 
 
