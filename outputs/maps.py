@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import geopandas as gpd
 import matplotlib
@@ -125,7 +124,3 @@ def histogram_png(values, *, title: str, reference: float | None = 100.0, dpi: i
         return _png(fig, dpi)
     finally:
         plt.close(fig)
-
-
-def write_png(data: bytes, path: Path) -> None:
-    Path(path).write_bytes(data)

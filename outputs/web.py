@@ -113,6 +113,7 @@ def web_outlines(levels: IrisLevels, layers: dict[str, gpd.GeoDataFrame]) -> Web
     if not levels.valid_before:
         raise CoverageError("the outlines are not a valid coverage (gaps or overlaps); repair them first")
     outlines, stats = {}, {}
+    before = {maille: _vertices(layer.geometry.to_numpy()) for maille, layer in layers.items()}
     for tolerance, level in levels.iris.items():
         for maille, layer in layers.items():
             if maille == "iris":
@@ -122,7 +123,7 @@ def web_outlines(levels: IrisLevels, layers: dict[str, gpd.GeoDataFrame]) -> Web
             geometries = aligned.to_numpy()
             outlines[(maille, tolerance)] = gpd.GeoSeries(geometries, index=layer.index, crs=layer.crs)
             stats[level_name(maille, tolerance)] = SimplifyStats(
-                tolerance_m=tolerance, vertices_before=_vertices(layer.geometry.to_numpy()),
+                tolerance_m=tolerance, vertices_before=before[maille],
                 vertices_after=_vertices(geometries), valid_before=True, valid_after=bool(levels.valid_after))
     return WebOutlines(outlines=outlines, stats=stats)
 

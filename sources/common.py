@@ -105,12 +105,12 @@ def read_text_table(
     text, encoding = _decode(path, raw, encodings)
     keys = (key_column,) if isinstance(key_column, str) else tuple(key_column)
     lines = text.splitlines()
-    header_idx, key = None, ""
+    header_idx, key, header = None, "", []
     for i, line in enumerate(lines[:max_header_line]):
         cells = [c.strip().strip('"').lstrip("\ufeff") for c in line.split(sep)]
         key = next((k for k in keys if k in cells), "")
         if key:
-            header_idx = i
+            header_idx, header = i, cells
             break
     if header_idx is None:
         raise InputError(
@@ -120,7 +120,6 @@ def read_text_table(
             fix=f"check that this is the expected file and that it is {sep!r}-separated",
         )
     body = "\n".join(lines[header_idx:])
-    header = [c.strip().strip('"').lstrip("\ufeff") for c in lines[header_idx].split(sep)]
     try:
         frame = pd.read_csv(
             io.StringIO(body), sep=sep, dtype=str, keep_default_na=False, na_filter=False,

@@ -70,9 +70,7 @@ def aggregate_maille(iris: gpd.GeoDataFrame, maille: str, departement_names: dic
     the maille straddles several.
     """
     key, label = MAILLES[maille]
-    frame = iris.copy()
-    if maille == "departements":
-        frame["NOM_DEP"] = frame["DEP"].map(departement_names).fillna("")
+    frame = iris.assign(NOM_DEP=iris["DEP"].map(departement_names).fillna("")) if maille == "departements" else iris
     sums = frame.groupby(key, sort=True)[additive_columns(frame)].sum(min_count=1)
     # A numerator that is missing for every IRIS stays missing; its denominator then is 0.
     out = sums.reset_index()

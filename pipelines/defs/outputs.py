@@ -176,13 +176,12 @@ def sorties(context: dg.AssetExecutionContext, fragilite: FragiliteConfig, iris_
     dictionary = dictionnaire(fragilite, layers["iris"], iris_indicateurs.vintages)
     metadata: dict[str, dict] = {}
 
-    def timed(key: str, make, *args):
-        """Run one asset's part, keeping its metadata and how long it took (`duree_s`: parts
-        overlap, so these add up to more than the step)."""
+    def timed(key: str, make, *args, describe=lambda result: result):
+        """Run one asset's part, keeping its metadata (`describe(result)`) and how long it took
+        (`duree_s`: parts overlap, so these add up to more than the step)."""
         started = time.perf_counter()
         result = make(*args)
-        metadata[key] = {**(result if isinstance(result, dict) else pub.web_metadata(result)),
-                         "duree_s": round(time.perf_counter() - started, 2)}
+        metadata[key] = {**describe(result), "duree_s": round(time.perf_counter() - started, 2)}
         return result
 
     def dictionary_file() -> dict:
@@ -201,7 +200,8 @@ def sorties(context: dg.AssetExecutionContext, fragilite: FragiliteConfig, iris_
 
     def web_layers() -> WebOutlines:
         try:
-            outlines = timed("contours_web", pub.contours_web, context.run.run_id, layers, publication)
+            outlines = timed("contours_web", pub.contours_web, context.run.run_id, layers, publication,
+                             describe=pub.web_metadata)
         except BaseException as exc:
             outlines_ready.set_exception(exc)  # never leave the pack waiting
             raise
