@@ -30,14 +30,14 @@ PACK_KEYS: dict[str, tuple[str, str, str]] = {
 DROPPED = ("methode", "reference", "geometry", "bbox")
 
 
-def pack_table(layer: pd.DataFrame, maille: str, caf_indicators: list[str]) -> pd.DataFrame:
+def pack_table(layer: pd.DataFrame, maille: str, caf_indicators: list[str], threshold: float) -> pd.DataFrame:
     """The published table of one maille: key, label, then the indicators, secret applied."""
     column, key, label = PACK_KEYS[maille]
     table = pd.DataFrame(layer.drop(columns=[c for c in DROPPED if c in layer.columns]))
     table = table.rename(columns={column: key})
     rest = [c for c in table.columns if c not in (key, label)]
     table = table[[key, label, *rest]]
-    return apply_secret(table, caf_indicators)
+    return apply_secret(table, caf_indicators, threshold)
 
 
 def outlines(layer: gpd.GeoDataFrame, maille: str) -> gpd.GeoDataFrame:
@@ -52,6 +52,7 @@ def write_pack(
     caf_indicators: list[str],
     readme: str,
     web_outlines: Callable[[str], tuple[gpd.GeoSeries, object]] | None = None,
+    secret_threshold: float = 5,
 ) -> dict[Path, int]:
     """Every file of the pack, written atomically together.
 
@@ -61,11 +62,12 @@ def write_pack(
     """
     targets: dict[Path, Callable[[Path], object]] = {}
     for maille, layer in layers.items():
-        table = pack_table(layer, maille, caf_indicators)
+        table = pack_table(layer, maille, caf_indicators, secret_threshold)
         shapes = outlines(layer, maille)
         targets[out_dir / f"{maille}.xlsx"] = (
             lambda tmp, t=table, m=maille: _csv_and_xlsx(t, out_dir / f"{m}.csv", tmp, m))
-        targets[out_dir / "contours" / f"{maille}_2154.shp"] = lambda tmp, g=shapes: _shapefile(g.to_crs(2154), tmp)
+        # Full outlines in the layers' projected CRS (EPSG:2154 in metropolitan France).
+        targets[out_dir / "contours" / f"{maille}_{shapes.crs.to_epsg()}.shp"] = lambda tmp, g=shapes: _shapefile(g, tmp)
     targets[out_dir / "dictionnaire_indicateurs.csv"] = lambda tmp: write_csv(dictionary, tmp)
     targets[out_dir / "dictionnaire_indicateurs.xlsx"] = lambda tmp: write_xlsx(dictionary, tmp, "dictionnaire")
     targets[out_dir / "LISEZMOI.txt"] = lambda tmp: Path(tmp).write_text(readme, encoding="utf-8")

@@ -10,6 +10,7 @@ import geopandas as gpd
 import pandas as pd
 
 from indice.methods import score_all
+from config.settings import load_publication
 from outputs.disclosure import apply_secret
 from outputs.layers import build_layer
 from pipelines.defs.indice import method_label, method_params, scored_indicators
@@ -48,4 +49,5 @@ def iris_layer_for(fragilite: FragiliteConfig, territory: Territory) -> gpd.GeoD
     indicator_ids = [c[: -len("_num")] for c in result.table.columns if c.endswith("_num")]
     layer = build_layer("iris", result.frame, scored.table, indicator_ids, methode=method_label(settings),
                         reference=settings.run.reference, millesime_rp=vintage)
-    return apply_secret(layer, [i.id for i in fragilite.catalogue.indicators if i.source == "caf_non_connectes"])
+    return apply_secret(layer, [i.id for i in fragilite.catalogue.indicators if i.source == "caf_non_connectes"],
+                        load_publication().secret_threshold)

@@ -87,9 +87,13 @@ def test_codes_keep_zeros_and_corsica(tmp_path):
 
 def test_apply_secret_keeps_blanks_blank():
     table = pd.DataFrame({"caf_x_num": [np.nan, 4.0, 5.0], "caf_x_den": [10.0, 10.0, 10.0]})
-    out = apply_secret(table, ["caf_x"])
+    out = apply_secret(table, ["caf_x"], 5)
     assert out["caf_x_secret"].tolist() == [False, True, False]
     assert np.isnan(out.loc[0, "caf_x_num"]) and np.isnan(out.loc[1, "caf_x_num"]) and out.loc[2, "caf_x_num"] == 5
+    # blanking an already blanked table (the pack is built from the layers) keeps the flags
+    assert apply_secret(out, ["caf_x"], 5)["caf_x_secret"].tolist() == [False, True, False]
+    # the configured threshold is the one applied
+    assert apply_secret(table, ["caf_x"], 6)["caf_x_secret"].tolist() == [False, True, True]
 
 
 def test_web_layers_are_valid_coverages_with_fewer_vertices(out):

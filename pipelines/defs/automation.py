@@ -1,6 +1,7 @@
 """Automation, off by default in the embedded instance: a weekly schedule that re-materializes
 when the publishers changed something, and a sensor on the CAF drop folder."""
 
+import hashlib
 import json
 
 import dagster as dg
@@ -24,7 +25,9 @@ def verification_hebdomadaire(context: dg.ScheduleEvaluationContext, fragilite: 
     if not changes:
         return dg.SkipReason("no change at the publishers since the last check")
     context.log.info("; ".join(changes))
-    return dg.RunRequest(run_key=f"catalogue-{abs(hash(tuple(changes)))}", tags={"fragilite/motif": "catalogue"})
+    # A digest of the changes, stable across processes (Python's hash() of text is salted per process).
+    digest = hashlib.sha256("\n".join(changes).encode("utf-8")).hexdigest()[:16]
+    return dg.RunRequest(run_key=f"catalogue-{digest}", tags={"fragilite/motif": "catalogue"})
 
 
 @dg.sensor(target=ALL_ASSETS, default_status=dg.DefaultSensorStatus.STOPPED, minimum_interval_seconds=60,

@@ -48,7 +48,8 @@ def published_layer(fragilite: FragiliteConfig, maille: str, table: gpd.GeoDataF
     layer = build_layer(maille, table, scored.table, indicator_ids, methode=method_label(settings),
                         reference=reference, millesime_rp=millesime)
     # Published layers keep the secret statistique too (no CAF count under 5).
-    layer = apply_secret(layer, [i.id for i in fragilite.catalogue.indicators if i.source == "caf_non_connectes"])
+    layer = apply_secret(layer, [i.id for i in fragilite.catalogue.indicators if i.source == "caf_non_connectes"],
+                         load_publication().secret_threshold)
     info = {
         "maille": maille,
         "territoire": settings.run.territory_label,
