@@ -5,7 +5,7 @@ forming a valid polygon coverage (Voronoi cells whose shared edges are densified
 neighbours keep identical vertices) of about two million vertices; INSEE base-ic CSVs, Filosofi
 IRIS (decimal comma, `s` markers, Ain codes without their leading zero, as in 2019) and commune
 files, ARCEP with its free-text first line, a CAF file with blanks, the commune → EPCI table and a
-CONTOURS-IRIS GeoPackage. The figures are random but plausible (counts below their totals).
+CONTOURS-IRIS GeoPackages (one per part of France, each in its own CRS, as IGN ships them). The figures are random but plausible (counts below their totals).
 """
 
 from __future__ import annotations
@@ -65,6 +65,28 @@ def _departements(n_communes: int) -> list[str]:
     return [c for c, k in zip(codes, sizes) for _ in range(k)]
 
 
+# Where each overseas département's IRIS are moved, in its own projected CRS (IGN ships one
+# shapefile per part of France, each in its projection: methodology §1).
+OVERSEAS = {"971": (5490, 640_000, 1_770_000), "972": (5490, 700_000, 1_610_000), "973": (2972, 300_000, 500_000),
+            "974": (2975, 330_000, 7_640_000), "976": (4471, 510_000, 8_570_000)}
+
+
+def _write_outlines(folder: Path, outlines: gpd.GeoDataFrame, deps: pd.Series) -> None:
+    """One GeoPackage per part of France, as IGN's archives hold one shapefile per part:
+    metropolitan France in Lambert-93, each overseas département moved into its own CRS."""
+    folder.mkdir(parents=True, exist_ok=True)
+    overseas = deps.isin(list(OVERSEAS)).to_numpy()
+    outlines[~overseas].to_file(folder / "CONTOURS-IRIS_LAMB93_FXX.gpkg", layer="CONTOURS_IRIS", engine="pyogrio")
+    for dep, (epsg, x, y) in OVERSEAS.items():
+        part = outlines[(deps == dep).to_numpy()]
+        if part.empty:
+            continue
+        minx, miny, _, _ = part.total_bounds
+        moved = part.set_geometry(shapely.transform(part.geometry.to_numpy(), lambda xy: xy - [minx, miny] + [x, y]))
+        moved.set_crs(epsg, allow_override=True).to_file(folder / f"CONTOURS-IRIS_{dep}.gpkg", layer="CONTOURS_IRIS",
+                                                         engine="pyogrio")
+
+
 def generate(folder: Path, scale: float = 1.0, seed: int = 2026) -> Generated:
     """Write the input files and a run configuration (`config.yaml`) into `folder`."""
     rng = np.random.default_rng(seed)
@@ -106,7 +128,7 @@ def generate(folder: Path, scale: float = 1.0, seed: int = 2026) -> Generated:
 
     outlines = gpd.GeoDataFrame(iris[["INSEE_COM", "NOM_COM", "IRIS", "CODE_IRIS", "NOM_IRIS", "TYP_IRIS"]],
                                 geometry=geoms, crs=2154)
-    outlines.to_file(folder / "CONTOURS-IRIS.gpkg", layer="CONTOURS_IRIS", engine="pyogrio")
+    _write_outlines(folder / "CONTOURS-IRIS", outlines, iris["DEP"])
     _census(folder, iris, rng)
     _filosofi(folder, iris, communes, rng, split.to_numpy())
     _arcep(folder, communes, rng)
@@ -212,7 +234,7 @@ inputs:
   rp_activite_residents: base-ic-activite-residents-{year}.CSV
   filosofi_iris: BASE_TD_FILO_IRIS_{year}_DISP.csv
   filosofi_communes: base-cc-filosofi-{year}.CSV
-  contours_iris: CONTOURS-IRIS.gpkg
+  contours_iris: CONTOURS-IRIS
   communes_epci: communes-epci.csv
   arcep_debit: commune-debit.csv
   caf_non_connectes: caf.csv

@@ -23,6 +23,8 @@ ReferenceLevel = Literal["departement", "epci", "territoire", "region", "france"
 Computation = Literal[
     "census_ratio", "filosofi_share", "filosofi_level", "arcep_non_thd", "arcep_non_4g", "caf_ratio"
 ]
+# ARCEP publishes quarterly: `last`, or a quarter such as 2025_T2.
+QUARTER_PATTERN = r"^(last|\d{4}_T[1-4])$"
 AxisId = Literal["information", "interfaces", "administratif", "numerique"]
 
 # Input files this version reads (one parser each in `sources/`).
@@ -263,6 +265,8 @@ class SourceOptions(_Strict):
     retries: int = Field(4, ge=0, le=10)
     max_extract_mb: int = Field(4096, gt=0)
     caf_drop_folder: Path | None = None
+    # ARCEP's quarter (`last`, or YYYY_Tn such as 2025_T2) when run.vintage is set.
+    arcep_trimestre: str = Field("last", pattern=QUARTER_PATTERN)
 
     def resolved_cache_dir(self) -> Path:
         import os
@@ -435,19 +439,15 @@ def load_publication(path: Path = CONFIG_DIR / "publication.yaml") -> Publicatio
     return _load(PublicationConfig, path)
 
 
+FileFormat = Literal["zip", "7z", "xlsx", "xls", "csv", "gpkg"]
 class SourceFile(_Strict):
-    """One published file of one vintage (dataset-level defaults filled in by `Dataset.file`)."""
+    """One published file of one vintage."""
 
     url: str
-    member: str | None = None  # regex of the archive member(s) to extract
+    member: str | None = None  # regex of the archive member(s) to extract: exactly one file
     filename: str | None = None  # name in the cache when the URL does not end with one
-    format: str | None = None
-    sheet: str | None = None
-    separator: str | None = None
-    encoding: str | None = None
-    header_row: int | None = None
-    decimal: str | None = None
-    missing_markers: list[str] | None = None
+    format: FileFormat | None = None  # what is downloaded (dataset's by default); checked before caching
+    geography: int | None = None  # year (1 January) of the commune and IRIS codes of the file
     size: int | None = None
     md5: str | None = None
     sha256: str | None = None
@@ -472,25 +472,33 @@ class Dataset(_Strict):
     label: str
     publisher: str
     input: str | None  # the run input it feeds (None: listed, not read by this version)
-    vintage_rule: Literal["rp", "geography", "latest"]
-    format: str
-    sheet: str | None = None
-    separator: str | None = None
-    encoding: str | None = None
-    header_row: int | None = None
-    decimal: str | None = None
-    missing_markers: list[str] = []
+    vintage_rule: Literal["rp", "geography", "latest", "quarter"]
+    format: FileFormat
+    # A failure to get or read an optional input is a warning and a missing indicator.
+    optional: bool = False
     files: dict[str, SourceFile]
 
-    def vintage_for(self, rp: int) -> str:
+    def vintage_for(self, rp: int, quarter: str = "last") -> str:
         """The file vintage a census vintage needs (methodology §1: geography = RP + 2)."""
-        return {"rp": str(rp), "geography": str(rp + 2), "latest": "latest"}[self.vintage_rule]
+        return {"rp": str(rp), "geography": str(rp + 2), "latest": "latest", "quarter": quarter}[self.vintage_rule]
+
+    def has_vintage(self, key: str) -> bool:
+        return key in self.files or (self.vintage_rule == "quarter" and "last" in self.files)
 
     def file(self, vintage: str) -> SourceFile:
-        entry = self.files[vintage]
-        defaults = {k: getattr(self, k) for k in ("format", "sheet", "separator", "encoding", "header_row", "decimal")}
-        defaults["missing_markers"] = self.missing_markers
-        return entry.model_copy(update={k: v for k, v in defaults.items() if getattr(entry, k) is None})
+        """The entry of a vintage, the dataset's format filled in. A quarterly dataset lists its
+        `last` file; a dated quarter (2025_T2) is the same address with the quarter in its path."""
+        if self.vintage_rule == "quarter" and vintage not in self.files:
+            import re
+
+            if not re.fullmatch(QUARTER_PATTERN, vintage):
+                raise ValueError(f"quarter {vintage!r}: expected 'last' or YYYY_Tn (e.g. 2025_T2)")
+            last = self.files["last"]
+            entry = last.model_copy(update={"url": last.url.replace("/last/", f"/{vintage}/"),
+                                            "geography": int(vintage[:4]), "url_verified": False})
+        else:
+            entry = self.files[vintage]
+        return entry if entry.format else entry.model_copy(update={"format": self.format})
 
 
 class Catalogue(_Strict):

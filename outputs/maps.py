@@ -28,11 +28,12 @@ MAX_OUTLINED = 5000
 
 def choropleth_png(layer: gpd.GeoDataFrame, classes: Classes, *, title: str, sources: str, dpi: int = 150,
                    thumbnail_dpi: int | None = None) -> tuple[bytes, bytes | None]:
-    """A north-up map in Lambert-93 with legend, title, sources line, north arrow and scale bar;
-    and, if `thumbnail_dpi` is given, the same map at that resolution (drawn from the same
-    figure, so the outlines are prepared once)."""
-    if layer.crs is None or layer.crs.to_epsg() != 2154:
-        layer = layer.to_crs(2154)
+    """A north-up map in the layer's projected CRS (Lambert-93 in metropolitan France, the
+    overseas département's UTM projection elsewhere) with legend, title, sources line, north
+    arrow and scale bar; and, if `thumbnail_dpi` is given, the same map at that resolution (drawn
+    from the same figure, so the outlines are prepared once)."""
+    if layer.crs is None or not layer.crs.is_projected:
+        raise ValueError("choropleth_png: la couche doit être en projection métrique (Lambert-93, UTM outre-mer)")
     values = layer[classes.field].to_numpy(dtype="float64")
     index = np.searchsorted(np.asarray(classes.breaks), values, side="left").clip(0, len(classes.breaks) - 1)
     colors = np.where(np.isnan(values), MISSING_COLOR, np.asarray(classes.colors, dtype=object)[index])

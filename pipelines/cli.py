@@ -159,17 +159,22 @@ def _resource(args: argparse.Namespace):
 
 
 def _fetch(resource) -> int:
-    """Every catalogued file of the vintage, in the cache (offline: all missing listed at once)."""
+    """Every catalogued file of the vintage, in the cache (offline: all missing listed at once).
+    An optional file that cannot be had is reported; the run goes on without its indicators."""
     from sources.catalogue import resolve_inputs
     from sources.download import fetcher_from_settings
 
     settings = resource.settings
     fetcher = fetcher_from_settings(settings)
-    print(f"fragilite: fichiers du RP {settings.run.vintage} (cache {fetcher.cache_dir})", file=sys.stderr)
+    print(f"fragilite : fichiers du RP {settings.run.vintage} (cache {fetcher.cache_dir})", file=sys.stderr)
     resolved = resolve_inputs(resource.source_catalogue, settings.run.vintage, fetcher,
-                              settings.sources.max_extract_mb << 20)
-    for key, (path, provenance) in resolved.items():
-        print(f"  {key:<28} {provenance['vintage']:<7} {path}")
+                              settings.sources.max_extract_mb << 20, quarter=settings.sources.arcep_trimestre)
+    for key, found in resolved.items():
+        if isinstance(found, Exception):
+            print(f"  {key:<28} facultatif, écarté : {str(found).splitlines()[0]}")
+        else:
+            path, provenance = found
+            print(f"  {key:<28} {provenance['vintage']:<7} {path}")
     return 0
 
 
@@ -180,8 +185,17 @@ def _validate(resource) -> int:
     settings = resource.settings
     if settings.run.vintage is not None:
         _fetch(resource)
-    paths = {key: resource.input_file(key)[0] for key in type(settings.inputs).model_fields}
-    problems = validate_inputs(paths, settings.run.vintage)
+    from sources.catalogue import is_optional
+    from sources.validation import Problem
+
+    paths, unavailable = {}, []
+    for key in type(settings.inputs).model_fields:
+        try:
+            paths[key] = resource.input_file(key)[0]
+        except Exception as exc:  # noqa: BLE001 - reported below, with every other problem
+            level = "avertissement" if is_optional(resource.source_catalogue, key) else "erreur"
+            unavailable.append(Problem(level, key, str(exc)))
+    problems = unavailable + validate_inputs(paths, settings.run.vintage)
     errors = [p for p in problems if p.level == "erreur"]
     for problem in problems:
         print(problem)
@@ -217,6 +231,12 @@ def _run(args: argparse.Namespace) -> int:
 
     resource = _resource(args)
     settings = _resource(args).settings  # validate the configuration before starting anything
+    if settings.run.vintage is None and settings.run.territory:
+        chosen = _vintage_for_territory(_resource(args))
+        if chosen is not None:
+            args.vintage = chosen
+            resource = _resource(args)
+            settings = _resource(args).settings
     if settings.run.vintage is not None:
         _fetch(_resource(args))  # downloads with progress (or the offline list of missing files), before the run
     _use_local_instance()
@@ -239,6 +259,28 @@ def _run(args: argparse.Namespace) -> int:
                                 run_config=quiet, tags=tags, selection=TERRITORY_SELECTION)
     _summary(result, Path(settings.run.out_dir), time.perf_counter() - started)
     return 0 if result.success else EXIT_FAILED
+
+
+def _vintage_for_territory(helper) -> int | None:
+    """The census vintage to download when the configured inputs (the embedded sample by default)
+    do not cover the territory: the catalogue's latest complete one. None: the inputs serve."""
+    from sources.catalogue import latest_vintage
+    from sources.registry import PARSERS
+    from transforms.territory import resolve_territory, uncovered_codes
+
+    settings = helper.settings
+    territory = resolve_territory(settings.run.territory, helper.territory_presets)
+    epci_path = settings.input_paths().get("communes_epci")
+    if territory.whole or epci_path is None:
+        return None
+    missing = uncovered_codes(territory, PARSERS["communes_epci"](epci_path))
+    if not missing:
+        return None
+    vintage = latest_vintage(helper.source_catalogue)
+    print(f"fragilite : {', '.join(missing)} hors des fichiers configurés ({epci_path.name}) : millésime le plus "
+          f"récent du catalogue retenu, RP {vintage} (géographie {vintage + 2}) ; fichiers pris dans le cache, "
+          "le dossier --mirror ou téléchargés", file=sys.stderr)
+    return vintage
 
 
 def _run_partitions(resource, helper, everything, instance, run_config, started: float) -> int:
@@ -324,9 +366,27 @@ def _summary(result, out_dir: Path, seconds: float) -> None:
         print(f"Opale : {opale['iris_exposes']} IRIS exposés (score ≥ seuil) dans {opale['communes']} "
               f"commune(s){arr} ({opale['communes_arrondissements_distincts']} en comptant les "
               f"arrondissements), {population} habitants")
+    for key, meta in metadata.items():
+        if meta.get("erreur"):
+            print(f"  source écartée : {key} : {str(meta['erreur']).splitlines()[0]}")
+    for note in metadata.get("iris_base", {}).get("parties_ecartees", []):
+        print(f"  attention : {note}")
     for warning in metadata.get("iris_indicateurs", {}).get("avertissements", []):
         print(f"  attention : {warning}")
+    _print_joins(metadata)
     print("Lignage, métadonnées et contrôles : `fragilite ui`, puis http://127.0.0.1:3000")
+
+
+def _print_joins(metadata: dict) -> None:
+    """Per source, the codes that did not join after mapping (the full lists are in the metadata)."""
+    reports = [*metadata.get("iris_base", {}).get("jointures", []),
+               *metadata.get("iris_indicateurs", {}).get("jointures", [])]
+    for r in reports:
+        codes = r.get("unmatched_left", []) + r.get("unmatched_right", [])
+        count = r.get("unmatched_left_count", 0) + r.get("unmatched_right_count", 0)
+        if count:
+            shown = ", ".join(codes[:6]) + (" …" if count > 6 else "")
+            print(f"  jointure {r['join']} : {count} code(s) non joint(s) ({shown})")
 
 
 def _ui(port: int) -> int:

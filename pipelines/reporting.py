@@ -32,13 +32,18 @@ def table_metadata(frame: pd.DataFrame, preview_rows: int = 5) -> dict:
 
 
 def file_metadata(path: Path) -> dict:
-    """Path, size and SHA-256 of an input file, so a reviewer knows exactly what was read."""
+    """Path, size and SHA-256 of an input file, so a reviewer knows exactly what was read. A folder
+    (IGN's outlines, one shapefile per part of France) is summed over its files, in name order."""
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode("utf-8"))
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
     return {
         "fichier": dg.MetadataValue.path(str(path)),
-        "taille_octets": path.stat().st_size,
+        "taille_octets": sum(f.stat().st_size for f in files),
         "sha256": digest.hexdigest(),
     }

@@ -73,7 +73,8 @@ class FragiliteConfig(dg.ConfigurableResource):
             path = settings.input_paths().get(key)
             return path, ({"fichier": str(path)} if path else {})
         resolved = resolve_input(self.source_catalogue, key, settings.run.vintage,
-                                 fetcher_from_settings(settings), settings.sources.max_extract_mb << 20)
+                                 fetcher_from_settings(settings), settings.sources.max_extract_mb << 20,
+                                 quarter=settings.sources.arcep_trimestre)
         if resolved is None:
             return None, {}
         return resolved

@@ -1,22 +1,39 @@
 """Safe extraction of zip and 7z archives (INSEE zips, IGN 7z).
 
 Only the members a catalogue entry asks for are extracted, and each is checked first: no absolute
-path or `..`, no link, no member larger than the limit. Extraction goes to a temporary folder
-renamed into place, so a failure leaves nothing half-extracted.
+path or `..`, no link, no member (and no total) larger than the limit, no zip member that
+decompresses more than `RATIO_LIMIT` times its compressed size. Extraction goes to a temporary
+folder renamed into place, so a failure leaves nothing half-extracted.
+
+The extraction folder records the archive's sha256 (`.archive.sha256`) and each extracted file's
+path, size and sha256 (`.members.json`): a folder left by another archive, or whose files were
+altered or removed since, is wiped and extracted again rather than silently reused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
 import stat
 import uuid
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 SHAPEFILE_COMPANIONS = (".shx", ".dbf", ".prj", ".cpg")
+# Uncompressed/compressed ratio above which a zip member is taken for a decompression bomb.
+# Real INSEE CSVs compress 5–20 times; members under RATIO_MIN_BYTES are too small to harm
+# (and are still bounded by max_bytes), so the ratio is only checked above that size.
+RATIO_LIMIT = 200
+RATIO_MIN_BYTES = 1 << 20
+ARCHIVE_DIGEST_FILE = ".archive.sha256"
+MANIFEST_FILE = ".members.json"
+_CHUNK = 1 << 20
 
 
 class ArchiveError(Exception):
@@ -29,6 +46,7 @@ class Member:
     size: int
     is_link: bool
     is_dir: bool
+    compressed: int | None = None  # known for zip members only (7z compresses blocks of files)
 
 
 def _safe_name(archive: Path, name: str) -> PurePosixPath:
@@ -43,7 +61,7 @@ def _zip_members(archive: Path) -> list[Member]:
         out = []
         for info in zf.infolist():
             mode = info.external_attr >> 16
-            out.append(Member(info.filename, info.file_size, stat.S_ISLNK(mode), info.is_dir()))
+            out.append(Member(info.filename, info.file_size, stat.S_ISLNK(mode), info.is_dir(), info.compress_size))
         return out
 
 
@@ -63,52 +81,199 @@ def list_members(archive: Path) -> list[Member]:
         if py7zr.is_7zfile(archive):
             return _7z_members(archive)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ArchiveError(f"{archive}: corrupt archive ({exc}); delete it from the cache to download it again")
+        raise ArchiveError(f"{archive}: corrupt archive ({exc}); delete it from the cache to download it again") from exc
     except Exception as exc:  # py7zr raises several unrelated types on corrupt input
-        raise ArchiveError(f"{archive}: corrupt 7z archive ({type(exc).__name__}: {exc}); delete it from the cache")
+        raise ArchiveError(f"{archive}: corrupt 7z archive ({type(exc).__name__}: {exc}); delete it from the cache") from exc
     raise ArchiveError(f"{archive}: neither a zip nor a 7z archive")
 
 
-def extract(archive: Path, pattern: str, dest: Path, max_bytes: int) -> Path:
+def extract(archive: Path, pattern: str, dest: Path, max_bytes: int, archive_sha256: str | None = None) -> Path:
     """Extract the members whose path matches `pattern` (regex, searched) into `dest`.
 
-    Returns the main file: the first match that is not a shapefile companion. Already extracted
-    (dest exists) → reused.
+    One main file (not a shapefile companion) → returns `dest/<its name>`, companions beside it.
+    Several main files of the same name in different folders (IGN: one `CONTOURS-IRIS.shp` per
+    part of France) → each folder's files go to `dest/<folder name>/` and `dest` is returned.
+    Main files of different names → `ArchiveError`: the pattern must pick one file.
+
+    `dest` is reused only if it was extracted from this very archive (`archive_sha256`, computed
+    when not given) and its files are unchanged; otherwise it is wiped and extracted again.
     """
-    members = list_members(archive)
+    archive, dest = Path(archive), Path(dest)
+    wanted = _select(archive, list_members(archive), pattern)
+    for member in wanted:
+        _check_member(archive, member, max_bytes)
+    _check_total(archive, wanted, max_bytes)
+    targets, result = _plan(archive, wanted, pattern)
+    digest = (archive_sha256 or _sha256(archive)).lower()
+    if not _is_current(dest, digest, list(targets.values())):
+        _extract_fresh(archive, wanted, targets, dest, digest, max_bytes)
+    return dest / result if result else dest
+
+
+def source_member(path: Path) -> str | None:
+    """The archive path an extracted file came from (its folder names may say what it is, e.g.
+    IGN's projection), read from the extraction's manifest; None if not extracted by `extract`."""
+    path = Path(path)
+    for root in (path.parent, path.parent.parent):
+        try:
+            files = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        relative = path.relative_to(root).as_posix()
+        found = next((f.get("member") for f in files if isinstance(f, dict) and f.get("path") == relative), None)
+        if found:
+            return str(found)
+    return None
+
+
+def _select(archive: Path, members: list[Member], pattern: str) -> list[Member]:
     regex = re.compile(pattern)
     wanted = [m for m in members if not m.is_dir and (regex.search(m.name) or regex.search(PurePosixPath(m.name).name))]
     if not wanted:
         names = [m.name for m in members if not m.is_dir][:15]
         raise ArchiveError(f"{archive}: no member matches {pattern!r}; members: {names}\n"
                            "  fix: the publisher may have renamed the file: update `member` in config/sources.yaml")
-    for m in wanted:
-        _safe_name(archive, m.name)
-        if m.is_link:
-            raise ArchiveError(f"{archive}: member {m.name!r} is a link; archive refused")
-        if m.size > max_bytes:
-            raise ArchiveError(f"{archive}: member {m.name!r} is {m.size / 1e6:.0f} Mo once extracted, "
-                               f"over the {max_bytes / 1e6:.0f} Mo limit (sources.max_extract_mb)")
-    main = next((m for m in wanted if not m.name.lower().endswith(SHAPEFILE_COMPANIONS)), wanted[0])
-    final = dest / PurePosixPath(main.name).name
-    if final.exists():
-        return final
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
-    tmp.mkdir(parents=True)
+    return wanted
+
+
+def _check_member(archive: Path, member: Member, max_bytes: int) -> None:
+    """Refuse before extracting anything: escaping paths, links, oversized members, zip bombs."""
+    _safe_name(archive, member.name)
+    if member.is_link:
+        raise ArchiveError(f"{archive}: member {member.name!r} is a link; archive refused")
+    if member.size > max_bytes:
+        raise ArchiveError(f"{archive}: member {member.name!r} is {member.size / 1e6:.0f} Mo once extracted, "
+                           f"over the {max_bytes / 1e6:.0f} Mo limit (sources.max_extract_mb)")
+    if member.compressed is not None and member.size > RATIO_MIN_BYTES:
+        ratio = member.size / max(member.compressed, 1)
+        if ratio > RATIO_LIMIT:
+            raise ArchiveError(
+                f"{archive} : le membre {member.name!r} se décompresse {ratio:.0f} fois "
+                f"({member.compressed} octets → {member.size / 1e6:.0f} Mo), au-delà du rapport de {RATIO_LIMIT} : "
+                "bombe de décompression probable ; archive refusée\n"
+                "  correction : supprimez l'archive du cache et téléchargez-la de nouveau depuis le site de l'éditeur")
+
+
+def _check_total(archive: Path, wanted: list[Member], max_bytes: int) -> None:
+    total = sum(m.size for m in wanted)
+    if total > max_bytes:
+        raise ArchiveError(
+            f"{archive} : les {len(wanted)} membres retenus font {total / 1e6:.0f} Mo une fois extraits, "
+            f"au-delà de la limite de {max_bytes / 1e6:.0f} Mo (sources.max_extract_mb)\n"
+            "  correction : resserrez le motif `member` de config/sources.yaml ou relevez sources.max_extract_mb")
+
+
+def _is_companion(name: str) -> bool:
+    return name.lower().endswith(SHAPEFILE_COMPANIONS)
+
+
+def _plan(archive: Path, wanted: list[Member], pattern: str) -> tuple[dict[str, str], str | None]:
+    """Where each member goes, relative to `dest`, and what to return (None: `dest` itself)."""
+    mains = [m for m in wanted if not _is_companion(m.name)] or wanted
+    basenames = sorted({PurePosixPath(m.name).name for m in mains})
+    if len(basenames) > 1:
+        listed = ", ".join(m.name for m in mains[:10]) + (" …" if len(mains) > 10 else "")
+        raise ArchiveError(
+            f"{archive} : le motif `member` {pattern!r} retient {len(mains)} fichiers de noms différents : {listed}\n"
+            "  correction : le motif `member` de config/sources.yaml doit désigner exactement un fichier "
+            "(par exemple '(?i)^cc_filosofi_2020_COM\\.csv$'), ou un même nom de fichier rangé dans "
+            "plusieurs dossiers (un par partie de la France)")
+    nested = len(mains) > 1
+    targets: dict[str, str] = {}
+    for member in wanted:
+        path = _safe_name(archive, member.name)
+        relative = f"{path.parent.name}/{path.name}" if nested and path.parent.name else path.name
+        clash = next((name for name, target in targets.items() if target == relative), None)
+        if clash is not None:
+            raise ArchiveError(
+                f"{archive} : les membres {clash!r} et {member.name!r} seraient extraits au même endroit "
+                f"({relative}) ; archive non extraite\n"
+                "  correction : resserrez le motif `member` de config/sources.yaml pour ne retenir qu'un des deux")
+        targets[member.name] = relative
+    main = mains[0]
+    return targets, None if nested else targets[main.name]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_current(dest: Path, digest: str, expected: Iterable[str]) -> bool:
+    """`dest` holds exactly the expected files, from this archive, unaltered (size, then sha256)."""
     try:
-        _extract_to(archive, [m.name for m in wanted], tmp)
-        dest.mkdir(parents=True, exist_ok=True)
-        for m in wanted:
-            source = tmp / _safe_name(archive, m.name)
-            if source.stat().st_size > max_bytes:
-                raise ArchiveError(f"{archive}: member {m.name!r} exceeds the size limit once extracted")
-            os.replace(source, dest / PurePosixPath(m.name).name)
+        if (dest / ARCHIVE_DIGEST_FILE).read_text(encoding="ascii").strip().lower() != digest:
+            return False
+        files = json.loads((dest / MANIFEST_FILE).read_text(encoding="utf-8"))["files"]
+        recorded = {f["path"]: (int(f["size"]), str(f["sha256"])) for f in files}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    present = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if not p.is_dir()}
+    if set(recorded) != set(expected) or present - {ARCHIVE_DIGEST_FILE, MANIFEST_FILE} != set(recorded):
+        return False
+    for relative, (size, _) in recorded.items():
+        path = dest / relative
+        if path.is_symlink() or not path.is_file() or path.stat().st_size != size:
+            return False
+    return all(_sha256(dest / relative) == sha for relative, (_, sha) in recorded.items())
+
+
+def _extract_fresh(archive: Path, wanted: list[Member], targets: dict[str, str], dest: Path, digest: str,
+                   max_bytes: int) -> None:
+    """Extract into a temporary sibling of `dest`, then swap it into place."""
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+    raw, out = tmp / "raw", tmp / "out"
+    raw.mkdir(parents=True)
+    try:
+        _extract_to(archive, [m.name for m in wanted], raw, max_bytes)
+        files, total = [], 0
+        for member in wanted:
+            source = raw / _safe_name(archive, member.name)
+            if source.is_symlink() or not source.is_file():
+                raise ArchiveError(f"{archive} : le membre {member.name!r} n'a pas été extrait comme un fichier "
+                                   "ordinaire ; archive refusée\n  correction : supprimez l'archive du cache et "
+                                   "téléchargez-la de nouveau")
+            size = source.stat().st_size
+            total += size
+            if size > max_bytes or total > max_bytes:
+                raise ArchiveError(f"{archive} : une fois extrait, {member.name!r} dépasse la limite de "
+                                   f"{max_bytes / 1e6:.0f} Mo (sources.max_extract_mb)\n  correction : resserrez "
+                                   "le motif `member` ou relevez sources.max_extract_mb")
+            target = out / targets[member.name]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+            files.append({"path": targets[member.name], "size": size, "sha256": _sha256(target),
+                          "member": member.name})
+        (out / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=1, ensure_ascii=False), encoding="utf-8")
+        (out / ARCHIVE_DIGEST_FILE).write_text(digest + "\n", encoding="ascii")
+        _swap_into_place(out, dest, digest, list(targets.values()))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
-def _extract_to(archive: Path, names: list[str], folder: Path) -> None:
+def _swap_into_place(out: Path, dest: Path, digest: str, expected: Iterable[str]) -> None:
+    """Replace `dest` by `out`; a stale `dest` is moved aside first, then deleted."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.old")
+    if dest.exists() or dest.is_symlink():
+        os.replace(dest, old)
+    try:
+        os.replace(out, dest)
+    except OSError as exc:
+        if not _is_current(dest, digest, expected):  # else another process extracted it meanwhile
+            raise ArchiveError(f"{dest} : impossible de mettre l'extraction en place ({exc})\n"
+                               "  correction : supprimez ce dossier et relancez") from exc
+    finally:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        elif old.exists() or old.is_symlink():
+            old.unlink()
+
+
+def _extract_to(archive: Path, names: list[str], folder: Path, max_bytes: int) -> None:
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
@@ -116,7 +281,7 @@ def _extract_to(archive: Path, names: list[str], folder: Path) -> None:
                     target = folder / _safe_name(archive, name)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with zf.open(name) as src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out)
+                        _bounded_copy(archive, name, src, out, max_bytes)
         else:
             import py7zr
 
@@ -125,5 +290,17 @@ def _extract_to(archive: Path, names: list[str], folder: Path) -> None:
     except ArchiveError:
         raise
     except Exception as exc:
-        raise ArchiveError(f"{archive}: extraction failed ({type(exc).__name__}: {exc}); the archive may be "
-                           "truncated: delete it from the cache to download it again")
+        raise ArchiveError(f"{archive} : échec de l'extraction ({type(exc).__name__} : {exc}) ; l'archive est "
+                           "peut-être tronquée\n  correction : supprimez-la du cache pour la télécharger de nouveau") from exc
+
+
+def _bounded_copy(archive: Path, name: str, src: BinaryIO, out: BinaryIO, max_bytes: int) -> None:
+    """Copy, stopping as soon as the member outgrows the limit its header declared it under."""
+    written = 0
+    for chunk in iter(lambda: src.read(_CHUNK), b""):
+        written += len(chunk)
+        if written > max_bytes:
+            raise ArchiveError(f"{archive} : une fois extrait, {name!r} dépasse la limite de "
+                               f"{max_bytes / 1e6:.0f} Mo (sources.max_extract_mb) ; archive refusée\n"
+                               "  correction : supprimez l'archive du cache et téléchargez-la de nouveau")
+        out.write(chunk)

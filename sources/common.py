@@ -21,6 +21,8 @@ IRIS_PATTERN = re.compile(rf"^{COMMUNE_RE}\d{{4}}$")
 EPCI_PATTERN = re.compile(r"^\d{9}$")
 DEPARTEMENT_PATTERN = re.compile(r"^(?:\d{2}|2[AB]|97\d)$")
 
+KIND_LABELS = {"commune": "commune", "iris": "IRIS", "epci": "EPCI"}
+
 # Markers INSEE and the CAF use for suppressed or unavailable values (secret statistique).
 MISSING_MARKERS = frozenset({"", "s", "nd", "nc", "ns", "so", "na", "n/a", "-", "secret"})
 
@@ -38,12 +40,12 @@ class InputError(Exception):
     def __str__(self) -> str:
         where = str(self.path)
         if self.line is not None:
-            where += f", line {self.line}"
+            where += f", ligne {self.line}"
         if self.column is not None:
-            where += f", column {self.column!r}"
-        text = f"{where}: {self.problem}"
+            where += f", colonne {self.column!r}"
+        text = f"{where} : {self.problem}"
         if self.fix:
-            text += f"\n  fix: {self.fix}"
+            text += f"\n  correction : {self.fix}"
         return text
 
 
@@ -72,9 +74,9 @@ def _decode(path: Path, raw: bytes, encodings: Sequence[str]) -> tuple[str, str]
     line = raw[: last.start].count(b"\n") + 1
     raise InputError(
         path,
-        f"cannot be decoded as {' or '.join(encodings)} (byte 0x{raw[last.start]:02x})",
+        f"illisible en {' ou '.join(encodings)} (octet 0x{raw[last.start]:02x})",
         line=line,
-        fix="save the file as UTF-8, or declare its encoding in the source catalogue",
+        fix="enregistrez le fichier en UTF-8, ou reprenez le fichier original de l'éditeur",
     )
 
 
@@ -99,9 +101,9 @@ def read_text_table(
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise InputError(path, "file not found", fix="check the path in the configuration (`fragilite config`)")
+        raise InputError(path, "fichier introuvable", fix="vérifiez le chemin dans la configuration (`fragilite config`)")
     if not raw.strip():
-        raise InputError(path, "file is empty", fix="download the file again")
+        raise InputError(path, "fichier vide", fix="téléchargez le fichier à nouveau")
     text, encoding = _decode(path, raw, encodings)
     keys = (key_column,) if isinstance(key_column, str) else tuple(key_column)
     lines = text.splitlines()
@@ -115,9 +117,9 @@ def read_text_table(
     if header_idx is None:
         raise InputError(
             path,
-            f"no header line with a {' or '.join(map(repr, keys))} column in the first {max_header_line} lines "
-            f"(separator {sep!r})",
-            fix=f"check that this is the expected file and that it is {sep!r}-separated",
+            f"aucune ligne d'en-tête avec une colonne {' ou '.join(map(repr, keys))} dans les {max_header_line} "
+            f"premières lignes (séparateur {sep!r})",
+            fix=f"vérifiez qu'il s'agit du bon fichier et qu'il est séparé par {sep!r}",
         )
     body = "\n".join(lines[header_idx:])
     try:
@@ -128,7 +130,7 @@ def read_text_table(
     except pd.errors.ParserError as exc:
         match = re.search(r"line (\d+)", str(exc))
         line = header_idx + int(match.group(1)) if match else None
-        raise InputError(path, f"malformed row: {exc}", line=line, fix="repair or re-download the file")
+        raise InputError(path, f"ligne mal formée : {exc}", line=line, fix="réparez ou téléchargez à nouveau le fichier")
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
     for col in frame.columns:
         frame[col] = frame[col].str.strip()
@@ -141,9 +143,9 @@ def require_columns(path: Path, columns: Iterable[str], required: Iterable[str],
     if missing:
         raise InputError(
             path,
-            f"missing column(s) {missing} expected in {what}; found {sorted(present)[:20]}",
+            f"colonne(s) absente(s) {missing}, attendue(s) dans {what} ; trouvées : {sorted(present)[:20]}",
             column=missing[0],
-            fix=f"use the {what} file, or check whether the publisher renamed the column",
+            fix=f"donnez le fichier {what}, ou vérifiez si l'éditeur a renommé la colonne",
         )
 
 
@@ -170,19 +172,19 @@ def parse_numbers(
         pos = int(bad.to_numpy().nonzero()[0][0])
         raise InputError(
             path,
-            f"{int(bad.sum())} non-numeric value(s), first {values.iloc[pos]!r}",
+            f"{int(bad.sum())} valeur(s) non numérique(s), la première {values.iloc[pos]!r}",
             line=lines[pos] if lines is not None else None,
             column=column,
-            fix="numbers must use '.' or ',' as decimal mark; blank, 's' or 'nd' mark a suppressed value",
+            fix="les nombres s'écrivent avec '.' ou ',' comme décimale ; vide, 's' ou 'nd' marquent un secret",
         )
     if not allow_negative and (numbers < 0).any():
         pos = int((numbers < 0).to_numpy().nonzero()[0][0])
         raise InputError(
             path,
-            f"negative count {values.iloc[pos]!r}",
+            f"effectif négatif {values.iloc[pos]!r}",
             line=lines[pos] if lines is not None else None,
             column=column,
-            fix="counts cannot be negative: check the file against the publisher's",
+            fix="un effectif ne peut pas être négatif : comparez le fichier à celui de l'éditeur",
         )
     return numbers.astype("float64")
 
@@ -210,10 +212,10 @@ def normalise_codes(
         pos = int(bad.to_numpy().nonzero()[0][0])
         raise InputError(
             path,
-            f"{int(bad.sum())} invalid {kind} code(s), first {values.iloc[pos]!r}",
+            f"{int(bad.sum())} code(s) {KIND_LABELS[kind]} invalide(s), le premier {values.iloc[pos]!r}",
             line=lines[pos] if lines is not None else None,
             column=column,
-            fix=f"{kind} codes are {width} characters (digits, or 2A/2B for Corsica), read as text",
+            fix=f"un code {KIND_LABELS[kind]} a {width} caractères (chiffres, ou 2A/2B pour la Corse), lus comme du texte",
         )
     if unique:
         dup = codes.duplicated(keep="first")
@@ -221,10 +223,10 @@ def normalise_codes(
             pos = int(dup.to_numpy().nonzero()[0][0])
             raise InputError(
                 path,
-                f"duplicate {kind} code {codes.iloc[pos]!r} ({int(dup.sum())} duplicate row(s))",
+                f"code {KIND_LABELS[kind]} en double {codes.iloc[pos]!r} ({int(dup.sum())} ligne(s) répétée(s))",
                 line=lines[pos] if lines is not None else None,
                 column=column,
-                fix="each code must appear once: remove the repeated rows",
+                fix="chaque code ne doit figurer qu'une fois : supprimez les lignes répétées",
             )
     return codes.astype(str)
 
@@ -257,16 +259,16 @@ def read_sheet_table(
 
     path = Path(path)
     if not path.exists():
-        raise InputError(path, "file not found", fix="check the path in the configuration (`fragilite config`)")
+        raise InputError(path, "fichier introuvable", fix="vérifiez le chemin dans la configuration (`fragilite config`)")
     try:
         workbook = CalamineWorkbook.from_path(str(path))
         if sheet is not None and sheet not in workbook.sheet_names:
-            raise InputError(path, f"no sheet {sheet!r}; sheets are {workbook.sheet_names}",
-                             fix="use the publisher's original workbook")
+            raise InputError(path, f"pas de feuille {sheet!r} ; feuilles : {workbook.sheet_names}",
+                             fix="donnez le classeur original de l'éditeur")
         name = sheet if sheet is not None else workbook.sheet_names[0]
         rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
     except (CalamineError, ValueError, OSError) as exc:
-        raise InputError(path, f"not a readable spreadsheet ({exc})", fix="download the file again")
+        raise InputError(path, f"classeur illisible ({exc})", fix="téléchargez le fichier à nouveau")
     keys = (key_column,) if isinstance(key_column, str) else tuple(key_column)
     header, header_row, key = None, 0, ""
     for header_row, row in enumerate(rows[:max_header_row], start=1):
@@ -278,9 +280,9 @@ def read_sheet_table(
     if header is None:
         raise InputError(
             path,
-            f"no row with a {' or '.join(map(repr, keys))} cell in the first {max_header_row} rows "
-            f"of sheet {name!r}",
-            fix="use the publisher's original workbook (variable codes on the row above the data)",
+            f"aucune ligne avec une cellule {' ou '.join(map(repr, keys))} dans les {max_header_row} premières "
+            f"lignes de la feuille {name!r}",
+            fix="donnez le classeur original de l'éditeur (codes des variables sur la ligne au-dessus des données)",
         )
     width = max(i for i, c in enumerate(header) if c) + 1
     records = [[_cell_text(c) for c in row[:width]] for row in rows[header_row:]]

@@ -40,9 +40,12 @@ class MissingFile:
     vintage: str
     url: str
     cache_path: Path
+    optional: bool = False
 
     def __str__(self) -> str:
-        return f"  - {self.dataset} {self.vintage}: {self.url}\n    put it at {self.cache_path} (or in the --mirror folder as {self.cache_path.name})"
+        flag = " (facultatif)" if self.optional else ""
+        return (f"  - {self.dataset} {self.vintage}{flag} : {self.url}\n"
+                f"    à déposer en {self.cache_path} (ou dans le dossier --mirror sous le nom {self.cache_path.name})")
 
 
 class MissingFilesError(DownloadError):
@@ -51,7 +54,9 @@ class MissingFilesError(DownloadError):
     def __init__(self, missing: list[MissingFile]):
         self.missing = missing
         listed = "\n".join(str(m) for m in missing)
-        super().__init__(f"offline: {len(missing)} file(s) missing from the cache and the mirror:\n{listed}")
+        super().__init__(f"hors ligne : {len(missing)} fichier(s) absent(s) du cache et du miroir :\n{listed}\n"
+                         "  correction : téléchargez-les (fragilite fetch --vintage …, sans --offline) ou "
+                         "déposez-les dans un dossier passé avec --mirror")
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
@@ -181,6 +186,7 @@ class Fetcher:
             print(f"\r  {name:<40} {received / 1e6:7.1f} Mo {rate:5.1f} Mo/s", end="", file=sys.stderr, flush=True)
 
     def _check(self, path: Path, entry: SourceFile, origin: str) -> None:
+        check_format(path, entry.format, origin)
         size = path.stat().st_size
         if entry.size is not None and size != entry.size:
             self._mismatch(origin, f"size {size} bytes, the catalogue says {entry.size}")
@@ -217,6 +223,38 @@ class Fetcher:
                 f"{path}: cached file changed since it was downloaded (checksum differs from {record.name})\n"
                 "  fix: delete it (and its .sha256) so that it is downloaded again"
             )
+
+
+# First bytes of each declared format: a captive portal's HTML page, an error page saved under
+# the file's name or a truncated archive is refused before it reaches the cache.
+MAGIC = {
+    "zip": (b"PK\x03\x04", b"PK\x05\x06"),
+    "xlsx": (b"PK\x03\x04",),
+    "7z": (b"7z\xbc\xaf\x27\x1c",),
+    "xls": (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",),
+    "gpkg": (b"SQLite format 3\x00",),
+}
+
+
+def check_format(path: Path, declared: str | None, origin: str) -> None:
+    """The file is what the catalogue declares (zip, 7z, xlsx, xls, gpkg by their signature; csv:
+    text that is not an HTML page)."""
+    if declared is None:
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if declared in MAGIC:
+        ok = head.startswith(MAGIC[declared])
+    else:  # csv
+        text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+        ok = bool(head) and not text.startswith((b"<!doctype", b"<html", b"<?xml", b"<head")) and b"\x00" not in head
+    if not ok:
+        shown = head[:40].decode("latin-1").replace("\n", " ")
+        raise DownloadError(
+            f"{origin} : le fichier reçu n'est pas au format {declared} attendu (début : {shown!r})\n"
+            "  correction : l'adresse renvoie peut-être une page d'erreur ou de connexion ; vérifiez-la dans "
+            "un navigateur, ou déposez le vrai fichier dans le dossier --mirror"
+        )
 
 
 def fetcher_from_settings(settings: Settings, progress: bool = True) -> Fetcher:

@@ -37,14 +37,14 @@ def detect_vintage(path: Path, columns: list[str]) -> int:
     if not years:
         raise InputError(
             path,
-            "no census variable with a Pyy_/Cyy_ prefix (e.g. P16_POP, C16_MEN)",
-            fix="use an INSEE base-ic file (bases infracommunales) of the census",
+            "aucune variable du recensement préfixée Pyy_/Cyy_ (par exemple P16_POP, C16_MEN)",
+            fix="donnez un fichier base-ic (bases infracommunales) du recensement de l'INSEE",
         )
     if len(years) > 1:
         raise InputError(
             path,
-            f"variables of several vintages mixed: prefixes {sorted('P' + y + '_' for y in years)}",
-            fix="use one base-ic file per vintage, as INSEE publishes them",
+            f"variables de plusieurs millésimes mêlées (several vintages) : préfixes {sorted('P' + y + '_' for y in years)}",
+            fix="un fichier base-ic par millésime, tel que l'INSEE le publie",
         )
     return 2000 + int(years.pop())
 
@@ -72,17 +72,17 @@ def read_base_ic(path: Path, theme: str, variables: Collection[str] | None = Non
         pos = int(mismatch.to_numpy().nonzero()[0][0])
         raise InputError(
             path,
-            f"IRIS {out['CODE_IRIS'].iloc[pos]} does not start with its commune code {out['INSEE_COM'].iloc[pos]}",
+            f"l'IRIS {out['CODE_IRIS'].iloc[pos]} ne commence pas par le code de sa commune {out['INSEE_COM'].iloc[pos]}",
             line=lines[pos],
             column="COM",
-            fix="the first five characters of an IRIS code are its commune's code",
+            fix="les cinq premiers caractères d'un code IRIS sont le code de sa commune",
         )
     typ = frame["TYP_IRIS"].str.upper()
     bad_typ = ~typ.isin(TYP_IRIS_VALUES)
     if bad_typ.any():
         pos = int(bad_typ.to_numpy().nonzero()[0][0])
-        raise InputError(path, f"unknown TYP_IRIS {frame['TYP_IRIS'].iloc[pos]!r}", line=lines[pos],
-                         column="TYP_IRIS", fix="TYP_IRIS is one of H, A, D, Z")
+        raise InputError(path, f"TYP_IRIS inconnu {frame['TYP_IRIS'].iloc[pos]!r}", line=lines[pos],
+                         column="TYP_IRIS", fix="TYP_IRIS vaut H, A, D ou Z")
     out["TYP_IRIS"] = typ
     for col in LABEL_COLUMNS:
         if col in frame.columns:
@@ -112,6 +112,6 @@ def _read(path: Path, columns=None) -> TextTable:
         return read_text_table(path, key_column="IRIS", columns=columns)
     raise InputError(
         path,
-        f"unsupported format {suffix!r} for a base-ic file",
-        fix="give the CSV (or xlsx) file INSEE publishes inside its zip archive",
+        f"format {suffix!r} non pris en charge pour un fichier base-ic",
+        fix="donnez le fichier CSV (ou xlsx) que l'INSEE publie dans son archive zip",
     )

@@ -68,6 +68,9 @@ def validate_inputs(paths: dict[str, Path | None], expected_vintage: int | None 
                     if codes:
                         problems.append(Problem("avertissement", report.join,
                                                 f"{len(codes)} code(s) without a match ({side}): {codes[:10]}"))
-            if not shapely.coverage_is_valid(base.geometry.to_numpy()):
-                problems.append(Problem("avertissement", "contours_iris", "outlines overlap or leave gaps between neighbours"))
+            # One coverage per part of France (each in its own CRS).
+            parts = base.groupby("EPSG") if "EPSG" in base.columns else [(None, base)]
+            if not all(shapely.coverage_is_valid(part.geometry.to_numpy()) for _, part in parts):
+                problems.append(Problem("avertissement", "contours_iris",
+                                        "des contours se chevauchent ou laissent des trous entre voisins"))
     return problems

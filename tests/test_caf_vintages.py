@@ -32,7 +32,7 @@ def test_caf_file_validated_blank_is_secret(tmp_path):
     caf = read_caf_non_connectes(path)
     assert caf["niveau"].tolist() == ["commune", "commune", "iris"]
     assert math.isnan(caf["non_connectes"].iloc[0])  # blank = unknown, never 0
-    with pytest.raises(InputError, match="line 2.*non_connectes"):
+    with pytest.raises(InputError, match="ligne 2.*non_connectes"):
         read_caf_non_connectes(write(tmp_path / "b.csv", "code_geo;niveau;millesime;allocataires;non_connectes\n"
                                                           "69001;commune;2023;4;9\n"))
     with pytest.raises(InputError, match="niveau"):
@@ -65,5 +65,6 @@ def test_commune_codes_of_merged_communes_are_summed():
     aligned, report = align_commune_counts(counts, {"69001", "69003"}, mapping, ["num", "den"], "ARCEP")
     assert aligned.set_index("INSEE_COM").loc["69001", "den"] == 30.0
     assert report.unmatched_left == ["99999"] and "69002" in report.note
-    with pytest.raises(ValueError, match="covers 2017–2018"):
-        code_mapping(passage, 2021)
+    with pytest.raises(ValueError, match="couvre 2017–2018"):
+        code_mapping(passage, 2016)
+    assert code_mapping(passage, 2021) == mapping  # past its last year: the last year, reported by callers

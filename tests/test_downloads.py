@@ -108,25 +108,25 @@ def published(server, tmp_path_factory):
 hosts: [127.0.0.1]
 datasets:
   rp_evol_struct_pop:
-    {{label: evol, publisher: INSEE, input: rp_evol_struct_pop, vintage_rule: rp, format: csv,
+    {{label: evol, publisher: INSEE, input: rp_evol_struct_pop, vintage_rule: rp, format: zip,
      files: {{"2016": {{url: "{server}/flaky/evol_csv.zip", member: '(?i)^base-ic-evol-struct-pop-2016\\.csv$'}}}}}}
   rp_diplomes_formation:
-    {{label: dipl, publisher: INSEE, input: rp_diplomes_formation, vintage_rule: rp, format: csv,
+    {{label: dipl, publisher: INSEE, input: rp_diplomes_formation, vintage_rule: rp, format: zip,
      files: {{"2016": {{url: "{server}/slow/dipl_csv.zip", member: '(?i)^base-ic-diplomes-formation-2016\\.csv$'}}}}}}
   rp_couples_familles_menages:
-    {{label: cfm, publisher: INSEE, input: rp_couples_familles_menages, vintage_rule: rp, format: csv,
+    {{label: cfm, publisher: INSEE, input: rp_couples_familles_menages, vintage_rule: rp, format: zip,
      files: {{"2016": {{url: "{server}/ok/cfm_csv.zip", member: '(?i)^base-ic-couples.*\\.csv$'}}}}}}
   filosofi_iris:
     {{label: filo, publisher: INSEE, input: filosofi_iris, vintage_rule: rp, format: xlsx,
      files: {{"2016": {{url: "{server}/ok/BASE_TD_FILO_DISP_IRIS_2017.xlsx", md5: {md5}}}}}}}
   filosofi_communes:
-    {{label: filocom, publisher: INSEE, input: filosofi_communes, vintage_rule: rp, format: csv,
+    {{label: filocom, publisher: INSEE, input: filosofi_communes, vintage_rule: rp, format: zip,
      files: {{"2016": {{url: "{server}/ok/filo_com.zip", member: '(?i)filosofi.*\\.csv$'}}}}}}
   contours_iris:
-    {{label: iris, publisher: IGN, input: contours_iris, vintage_rule: geography, format: shapefile,
+    {{label: iris, publisher: IGN, input: contours_iris, vintage_rule: geography, format: 7z,
      files: {{"2018": {{url: "{server}/ok/CONTOURS-IRIS_2018.7z", member: 'LAMB93_FXX-2018/CONTOURS-IRIS\\.(shp|shx|dbf|prj|cpg)$'}}}}}}
   communes_epci:
-    {{label: epci, publisher: INSEE, input: communes_epci, vintage_rule: geography, format: csv,
+    {{label: epci, publisher: INSEE, input: communes_epci, vintage_rule: geography, format: zip,
      files: {{"2018": {{url: "{server}/ok/epci.zip", member: '(?i)^Intercommunalite.*\\.csv$'}}}}}}
   arcep_debit:
     {{label: arcep, publisher: ARCEP, input: arcep_debit, vintage_rule: latest, format: csv,
@@ -188,7 +188,7 @@ def test_offline_with_empty_cache_fails_fast_listing_every_file(published, tmp_p
     code = main(["fetch", "--config", str(config), "--vintage", "2016", "--offline", "--cache-dir", str(tmp_path)])
     assert code == 2 and time.monotonic() - started < 5
     err = capsys.readouterr().err
-    assert "8 file(s) missing" in err and "flaky/evol_csv.zip" in err and "put it at" in err
+    assert "8 fichier(s) absent(s)" in err and "flaky/evol_csv.zip" in err and "à déposer en" in err
     assert "Traceback" not in err
 
 
@@ -265,5 +265,5 @@ def test_shipped_catalogue_covers_rp_2017_to_2021():
             "filosofi_iris", "filosofi_communes", "contours_iris", "communes_epci", "arcep_debit",
             "cog_passage"} <= set(catalogued_inputs(catalogue))
     assert {"arcep_4g", "caf_communes"} <= set(catalogue.datasets)
-    hosts = {"www.insee.fr", "data.geopf.fr", "www.data.gouv.fr", "data.caf.fr"}
+    hosts = {"www.insee.fr", "data.geopf.fr", "www.data.gouv.fr", "data.caf.fr", "data.arcep.fr"}
     assert {u.split("/")[2] for d in catalogue.datasets.values() for u in (f.url for f in d.files.values())} <= hosts

@@ -46,5 +46,9 @@ def test_by_departement_run_matches_the_territory_run(materialized, tmp_path, da
 
 
 def test_partition_without_inputs_fails_clearly(tmp_path, dagster_home, capsys):
-    assert main(["run", "--territory", "01", "--by-departement", "--out", str(tmp_path / "o")]) == 2
-    assert "no IRIS of the inputs for code(s) ['01']" in capsys.readouterr().err
+    # Ain is outside the embedded sample: the catalogue's files are needed, and offline with an
+    # empty cache the run says which, at once
+    assert main(["run", "--territory", "01", "--by-departement", "--offline", "--cache-dir", str(tmp_path / "c"),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "hors des fichiers configurés" in err and "absent(s) du cache" in err and "Traceback" not in err

@@ -120,7 +120,7 @@ def test_bad_input_fails_cleanly_and_keeps_previous_outputs(tmp_path, dagster_ho
     assert main(["run", "--config", str(config), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert str(broken) in err and "line 2" in err and "P16_POP" in err and "fix:" in err
+    assert str(broken) in err and "ligne 2" in err and "P16_POP" in err and "correction :" in err
     assert _digest(out / "layers") == before  # byte for byte, no temporary left behind
 
 

@@ -34,7 +34,7 @@ def test_validate_reports_every_problem_at_once(tmp_path, capsys):
     config = write(tmp_path / "c.yaml", f"inputs:\n  rp_evol_struct_pop: {bad_pop.name}\n  communes_epci: {bad_epci.name}\n")
     assert main(["validate", "--config", str(config)]) == 2
     out = capsys.readouterr().out
-    assert "[erreur] rp_evol_struct_pop" in out and "line 2" in out
+    assert "[erreur] rp_evol_struct_pop" in out and "ligne 2" in out
     assert "[erreur] communes_epci" in out and "'EPCI'" in out
     assert "2 erreur(s)" in out
 
@@ -52,12 +52,12 @@ def test_validate_warns_on_mixed_vintages_and_wrong_vintage(sample_settings, tmp
 def test_corrupt_spreadsheet_and_geopackage(tmp_path):
     broken = tmp_path / "BASE_TD_FILO_DISP_IRIS_2017.xlsx"
     broken.write_bytes((SAMPLE / "filosofi" / "BASE_TD_FILO_DISP_IRIS_2017.xlsx").read_bytes()[:5000])
-    with pytest.raises(InputError, match="not a readable spreadsheet") as err:
+    with pytest.raises(InputError, match="classeur illisible") as err:
         read_filosofi_iris(broken)
-    assert "download the file again" in str(err.value)
+    assert "téléchargez le fichier à nouveau" in str(err.value)
     gpkg = tmp_path / "c.gpkg"
     gpkg.write_bytes((SAMPLE / "ign" / "CONTOURS-IRIS_2016_dep69.gpkg").read_bytes()[:4096])
-    with pytest.raises(InputError, match="not a readable"):
+    with pytest.raises(InputError, match="illisible"):
         read_contours_iris(gpkg)
 
 

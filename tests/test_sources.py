@@ -45,11 +45,11 @@ def test_base_ic_other_vintage_and_corsica(tmp_path):
     ("IRIS;COM;TYP_IRIS;P16_POP;C17_MEN\n690010000;69001;Z;1;1\n", "several vintages"),
     ("IRIS;COM;TYP_IRIS;POP\n690010000;69001;Z;1\n", "Pyy_/Cyy_"),
     ("IRIS;COM;P16_POP\n690010000;69001;1\n", "TYP_IRIS"),
-    ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;12a\n", "line 2"),
-    ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;-3\n", "negative"),
-    ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;1\n690010000;69001;Z;2\n", "duplicate iris code"),
-    ("IRIS;COM;TYP_IRIS;P16_POP\n6900100;69001;Z;1\n", "invalid iris code"),
-    ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69002;Z;1\n", "does not start with its commune"),
+    ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;12a\n", "ligne 2"),
+    ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;-3\n", "négatif"),
+    ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;1\n690010000;69001;Z;2\n", "code IRIS en double"),
+    ("IRIS;COM;TYP_IRIS;P16_POP\n6900100;69001;Z;1\n", "IRIS invalide"),
+    ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69002;Z;1\n", "ne commence pas par le code de sa commune"),
 ])
 def test_base_ic_refuses_bad_files(tmp_path, text, needle):
     path = write(tmp_path / "bad.csv", text)
@@ -57,13 +57,13 @@ def test_base_ic_refuses_bad_files(tmp_path, text, needle):
         read_base_ic(path, "evol-struct-pop")
     message = str(err.value)
     assert needle in message
-    assert str(path) in message and "fix:" in message
+    assert str(path) in message and "correction :" in message
 
 
 def test_empty_and_missing_files(tmp_path):
-    with pytest.raises(InputError, match="empty"):
+    with pytest.raises(InputError, match="vide"):
         read_base_ic(write(tmp_path / "e.csv", ""), "x")
-    with pytest.raises(InputError, match="not found"):
+    with pytest.raises(InputError, match="introuvable"):
         read_base_ic(tmp_path / "nope.csv", "x")
 
 
@@ -112,7 +112,7 @@ def test_arcep_inconsistent_classes_refused(tmp_path):
     cells = lines[2].split(";")
     cells[4] = str(int(cells[4]) + 10)
     path = write(tmp_path / "a.csv", "\n".join(lines[:2] + [";".join(cells)]) + "\n")
-    with pytest.raises(InputError, match=r"line 3.*'nbr'"):
+    with pytest.raises(InputError, match=r"ligne 3.*'nbr'"):
         read_arcep_debit(path)
 
 
@@ -128,11 +128,11 @@ def test_contours(tmp_path):
     assert len(gdf) == 751 and gdf.crs.to_epsg() == 2154
     assert gdf["CODE_IRIS"].is_unique
     broken = shutil.copy(SAMPLE / "insee" / "communes-epci-2016_dep69.csv", tmp_path / "x.gpkg")
-    with pytest.raises(InputError, match="not a readable"):
+    with pytest.raises(InputError, match="illisible|not a readable"):
         read_contours_iris(broken)
     no_crs = tmp_path / "nocrs.gpkg"
     gdf.set_crs(None, allow_override=True).to_file(no_crs, layer="CONTOURS_IRIS")
-    with pytest.raises(InputError, match="no CRS"):
+    with pytest.raises(InputError, match="no CRS|sans projection|pas de projection|aucune projection|SCR|CRS"):
         read_contours_iris(no_crs)
 
 

@@ -90,14 +90,14 @@ def _compute_one(
     if ind.computation == "census_ratio":
         missing = [v for v in (ind.numerator, ind.denominator) if v not in base.columns]
         if missing:
-            return f"census variable(s) {missing} not in the inputs ({ind.source})"
+            return f"variable(s) du recensement {missing} absente(s) des fichiers ({ind.source})"
         num, den = base[ind.numerator], base[ind.denominator]
         over = num > den * (1 + 1e-9)
         if over.any():
             codes = base.loc[over, "CODE_IRIS"].tolist()
             result.warnings.append(
-                f"{ind.id}: numerator {ind.numerator} above denominator {ind.denominator} for "
-                f"{len(codes)} IRIS ({', '.join(codes[:10])}); rates above 1 kept as published"
+                f"{ind.id} : numérateur {ind.numerator} au-dessus du dénominateur {ind.denominator} (above denominator) "
+                f"pour {len(codes)} IRIS ({', '.join(codes[:10])}) ; taux supérieurs à 1 gardés tels que publiés"
             )
         _store(out, ind.id, num, den)
         return None
@@ -105,20 +105,22 @@ def _compute_one(
         return _filosofi(base, ind, inputs, result, legacy_2020, commune_fallback)
     if ind.computation == "arcep_non_thd":
         if inputs.arcep_debit is None:
-            return "ARCEP 'Ma connexion internet' file not supplied (inputs.arcep_debit)"
+            return "fichier ARCEP « Ma connexion internet » non fourni (inputs.arcep_debit)"
         arcep = inputs.arcep_debit
         counts = pd.DataFrame({"INSEE_COM": arcep["INSEE_COM"], "num": arcep["locaux"] - arcep["locaux_thd"],
                                "den": arcep["locaux"]})
-        _apportioned(base, ind, _aligned(base, counts, inputs, result, "ARCEP"), result, "ARCEP")
+        counts, keys = _aligned(base, counts, inputs, result, "ARCEP", arcep.attrs.get("geographie"))
+        _apportioned(base, ind, counts, result, "ARCEP", keys)
         return None
     if ind.computation == "caf_ratio":
         caf = inputs.caf_non_connectes
         if caf is None:
-            return "CAF 'allocataires non connectés' file not supplied (inputs.caf_non_connectes)"
+            return "fichier CAF « allocataires non connectés » non fourni (inputs.caf_non_connectes)"
         communes = caf[caf["niveau"] == "commune"]
         counts = pd.DataFrame({"INSEE_COM": communes["code_geo"], "num": communes["non_connectes"],
                                "den": communes["allocataires"]})
-        _apportioned(base, ind, _aligned(base, counts, inputs, result, "CAF"), result, "CAF")
+        counts, keys = _aligned(base, counts, inputs, result, "CAF", caf.attrs.get("geographie"))
+        _apportioned(base, ind, counts, result, "CAF", keys)
         iris = caf[caf["niveau"] == "iris"].set_index("code_geo")
         direct = isin_codes(base["CODE_IRIS"], iris.index)
         if direct.any():
@@ -131,22 +133,45 @@ def _compute_one(
                 table[f"{ind.id}_taux"] = (num / den).where(den > 0)
             table.loc[direct, f"{ind.id}_source"] = "iris"
         return None
-    return f"source {ind.source} has no parser in this version"
+    return f"la source {ind.source} n'est pas encore lue par cette version"
 
 
 def _aligned(base: pd.DataFrame, counts: pd.DataFrame, inputs: IndicatorInputs, result: IndicatorResult,
-             label: str) -> pd.DataFrame:
-    """Commune counts re-keyed onto the census communes when a table de passage is given."""
+             label: str, source_year: int | None) -> tuple[pd.DataFrame, pd.Series]:
+    """Commune counts and, per IRIS, the commune code to find them under (transforms.vintages).
+
+    Without a table de passage the codes are used as they are. A source older than the census
+    geography (or of unknown geography) is re-keyed onto the census communes; a newer one is
+    looked up under each census commune's code in the source's geography.
+    """
+    communes = base["INSEE_COM"]
     if inputs.cog_passage is None or inputs.geography_year is None:
-        return counts
+        return counts, communes
     from transforms.geo_codes import city_code
     from transforms.vintages import align_commune_counts, code_mapping
 
-    known = set(base["INSEE_COM"]) | set(city_code(base["INSEE_COM"]))
+    if source_year is not None and int(source_year) > inputs.geography_year:
+        return counts, _source_keys(base, inputs, result, label, source_year)
+    known = set(communes) | set(city_code(communes))
     aligned, report = align_commune_counts(counts, known, code_mapping(inputs.cog_passage, inputs.geography_year),
                                            ["num", "den"], label)
     result.reports.append(report)
-    return aligned
+    return aligned, communes
+
+
+def _source_keys(base: pd.DataFrame, inputs: IndicatorInputs, result: IndicatorResult, label: str,
+                 source_year: int | None) -> pd.Series:
+    """Per IRIS, its commune's code in the geography of a newer source (else the census code)."""
+    communes = base["INSEE_COM"]
+    if (inputs.cog_passage is None or inputs.geography_year is None or source_year is None
+            or int(source_year) <= inputs.geography_year):
+        return communes
+    from transforms.vintages import forward_keys
+
+    keys, report = forward_keys(communes, inputs.cog_passage, inputs.geography_year, int(source_year), label)
+    if not any(r.join == report.join for r in result.reports):
+        result.reports.append(report)
+    return keys
 
 
 def _store(out: pd.DataFrame, ind_id: str, num: pd.Series, den: pd.Series) -> None:
@@ -176,42 +201,49 @@ def _filosofi(
     communes = inputs.filosofi_communes
     commune_value = pd.Series(np.nan, index=base.index)
     if communes is not None and variable in communes.columns:
-        rows, _ = lookup_commune_values(base["INSEE_COM"], communes)
+        keys = _source_keys(base, inputs, result, "Filosofi communes", communes.attrs.get("geographie"))
+        rows, _ = lookup_commune_values(keys, communes)
         commune_value = rows[variable]
 
     if legacy_2020 and ind.computation == "filosofi_level":
         if communes is None or variable not in communes.columns:
-            return f"legacy_2020 needs the Filosofi commune file with {variable}yy (inputs.filosofi_communes)"
+            return f"legacy_2020 demande le fichier Filosofi communal avec {variable}yy (inputs.filosofi_communes)"
         _store(result.table, ind.id, commune_value, pd.Series(np.where(commune_value.notna(), 1.0, 0.0)))
         result.table[f"{ind.id}_source"] = np.where(commune_value.notna(), "commune", "")
-        _report_missing(base, ind, commune_value, result, "commune")
+        _report_missing(base, ind, commune_value, result, "à la commune")
         return None
 
     iris = inputs.filosofi_iris
     if iris is None and communes is None:
-        return "no Filosofi file supplied (inputs.filosofi_iris, inputs.filosofi_communes)"
+        return "aucun fichier Filosofi fourni (inputs.filosofi_iris, inputs.filosofi_communes)"
     if "P_POP" not in base.columns:
-        return "census population P_POP (evol-struct-pop) needed to weight Filosofi values"
+        return "la population du recensement P_POP (evol-struct-pop) est nécessaire pour pondérer Filosofi"
     iris_value = pd.Series(np.nan, index=base.index)
     if iris is not None and variable in iris.columns:
         iris_value = base[["CODE_IRIS"]].merge(iris[["CODE_IRIS", variable]], on="CODE_IRIS", how="left")[variable]
         iris_value.index = base.index
         if not any(r.join == "IRIS ↔ Filosofi IRIS" for r in result.reports):
             codes, published = set(base["CODE_IRIS"]), set(iris["CODE_IRIS"])
+            communes = set(base["INSEE_COM"])
+            # Filosofi N is in the geography of N+1, the census in N+2: IRIS re-cut or renumbered
+            # in between are on the right (Filosofi codes of the territory's communes).
+            orphans = sorted(c for c in published - codes if c[:5] in communes)
             result.reports.append(JoinReport(
                 join="IRIS ↔ Filosofi IRIS",
                 matched=len(codes & published),
                 unmatched_left=sorted(codes - published),
-                note="left: IRIS Filosofi does not publish (communes not split into IRIS, IRIS under "
-                "the threshold); they take the commune value where there is one. Codes of the "
-                "Filosofi file outside the territory are not listed.",
+                unmatched_right=orphans,
+                note="gauche : IRIS que Filosofi ne publie pas (communes non découpées, IRIS sous le seuil de "
+                "diffusion), qui prennent la valeur communale s'il y en a une ; droite : IRIS Filosofi des "
+                f"communes du territoire absentes du recensement (géographie {iris.attrs.get('geographie') or '?'} "
+                f"contre {inputs.geography_year or '?'}), non utilisées",
             ))
     if ind.computation == "filosofi_level":
         # A median income of 0 is a suppressed value written as 0 (seen in MedNum's MED15).
         zero = (iris_value <= 0) | (commune_value <= 0)
         if zero.any():
             result.warnings.append(
-                f"{ind.id}: {variable} <= 0 treated as missing for {int(zero.sum())} IRIS "
+                f"{ind.id} : {variable} <= 0 traité comme manquant pour {int(zero.sum())} IRIS "
                 f"({', '.join(base.loc[zero, 'CODE_IRIS'].head(10))})"
             )
         iris_value, commune_value = iris_value.where(iris_value > 0), commune_value.where(commune_value > 0)
@@ -221,7 +253,7 @@ def _filosofi(
     pop = base["P_POP"].fillna(0)
     _store(result.table, ind.id, (value * pop).where(value.notna()), pop.where(value.notna(), 0.0))
     result.table[f"{ind.id}_source"] = source
-    _report_missing(base, ind, value, result, "IRIS or commune")
+    _report_missing(base, ind, value, result, "ni à l'IRIS ni à la commune")
     return None
 
 
@@ -229,19 +261,22 @@ def _report_missing(base: pd.DataFrame, ind: Indicator, value: pd.Series, result
     missing = base.loc[value.isna(), "CODE_IRIS"].tolist()
     if missing:
         result.warnings.append(
-            f"{ind.id}: no {level} value for {len(missing)} IRIS (not scored): {', '.join(missing[:10])}"
+            f"{ind.id} : pas de valeur {level} pour {len(missing)} IRIS (non notées) : {', '.join(missing[:10])}"
             + (" …" if len(missing) > 10 else "")
         )
 
 
-def _apportioned(base: pd.DataFrame, ind: Indicator, counts: pd.DataFrame, result: IndicatorResult, label: str) -> None:
+def _apportioned(base: pd.DataFrame, ind: Indicator, counts: pd.DataFrame, result: IndicatorResult, label: str,
+                 keys: pd.Series | None = None) -> None:
     """Commune counts (`INSEE_COM`, `num`, `den`) apportioned to IRIS by their share of households.
 
     The apportioned counts add up to the commune's, and every IRIS carries the commune rate,
-    flagged `commune`. Arrondissements take their city's row (69381 → 69123). A blank count
+    flagged `commune`. Arrondissements take their city's row (69381 → 69123); with `keys`, IRIS
+    are looked up under their commune's code in the source's geography, so that a commune merged
+    since the census is shared by the IRIS of all the communes it absorbed. A blank count
     (secret statistique) stays blank.
     """
-    rows, used = lookup_commune_values(base["INSEE_COM"], counts)
+    rows, used = lookup_commune_values(base["INSEE_COM"] if keys is None else keys, counts)
     weight_col = next((c for c in HOUSEHOLD_WEIGHTS if c in base.columns), None)
     weight = base[weight_col].fillna(0) if weight_col else pd.Series(1.0, index=base.index)
     total = weight.groupby(used).transform("sum")
@@ -249,6 +284,11 @@ def _apportioned(base: pd.DataFrame, ind: Indicator, counts: pd.DataFrame, resul
     # A commune whose IRIS all have zero weight: split evenly rather than lose its counts.
     share = share.fillna(1.0 / used.groupby(used).transform("count"))
     _store(result.table, ind.id, rows["num"] * share, (rows["den"] * share).fillna(0.0))
+    # Every IRIS carries its commune's rate exactly (num/den of the apportioned counts differs in
+    # the last bits from one IRIS to the next, which would break ties between equal values).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        commune_rate = (rows["num"] / rows["den"]).where(rows["den"] > 0)
+    result.table[f"{ind.id}_taux"] = commune_rate.where(result.table[f"{ind.id}_den"] > 0).to_numpy()
     result.table[f"{ind.id}_source"] = np.where(used.notna(), "commune", "")
     communes = set(base["INSEE_COM"])
     unmatched = sorted(set(base.loc[used.isna(), "INSEE_COM"]))
@@ -259,4 +299,4 @@ def _apportioned(base: pd.DataFrame, ind: Indicator, counts: pd.DataFrame, resul
         note="arrondissements of Paris, Lyon and Marseille matched to their city's row",
     ))
     if unmatched:
-        result.warnings.append(f"{ind.id}: {len(unmatched)} commune(s) absent from the {label} file: {unmatched[:10]}")
+        result.warnings.append(f"{ind.id} : {len(unmatched)} commune(s) absente(s) du fichier {label} : {unmatched[:10]}")

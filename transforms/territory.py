@@ -64,11 +64,26 @@ def select_territory(base: pd.DataFrame, territory: Territory) -> pd.Series:
             unmatched.append(code)
         mask |= hit
     if unmatched:
+        loaded = sorted(set(base["DEP"].dropna()))
         raise ConfigError(
-            f"territory: no IRIS of the inputs for code(s) {unmatched}; check the codes or give "
-            "input files that cover them"
+            f"territoire : aucune IRIS des fichiers d'entrée pour {', '.join(unmatched)} (les fichiers chargés "
+            f"couvrent le(s) département(s) {', '.join(loaded[:12])}{' …' if len(loaded) > 12 else ''}).\n"
+            "  correction : sans --vintage, `fragilite run --territory <code>` télécharge lui-même le dernier "
+            "millésime complet du catalogue pour un territoire hors de l'échantillon ; avec des fichiers déjà "
+            "téléchargés : --vintage <année> --mirror <dossier> ; vérifiez aussi le code"
         )
     return mask
+
+
+def require_census(base: pd.DataFrame, territory: Territory) -> None:
+    """Refuse a territory none of whose IRIS has census figures (Mayotte: INSEE publishes no
+    base infracommunale for it), with the reason, rather than publish empty layers."""
+    pop = base["P_POP"] if "P_POP" in base.columns else pd.Series(float("nan"), index=base.index)
+    if len(base) and pop.isna().all():
+        deps = ", ".join(sorted(set(base["DEP"].dropna())))
+        mayotte = " ; l'INSEE ne publie pas de recensement à l'IRIS pour Mayotte (976)" if "976" in deps else ""
+        raise ConfigError(f"territoire {territory.label} (département {deps}) : aucune de ses {len(base)} IRIS n'a "
+                          f"d'effectifs dans les fichiers du recensement{mayotte} ; rien à calculer")
 
 
 def partition_keys(territory: Territory, communes_epci: pd.DataFrame, all_keys: list[str]) -> list[str]:
@@ -92,3 +107,59 @@ def partition_keys(territory: Territory, communes_epci: pd.DataFrame, all_keys: 
     if unknown:
         raise ConfigError(f"territory: département(s) {unknown} are not partitions ({len(all_keys)} known)")
     return sorted(keys)
+
+
+METROPOLE_EPSG = 2154
+
+
+def one_part_of_france(base: pd.DataFrame, territory: Territory) -> tuple[pd.DataFrame, list[str]]:
+    """The IRIS of one part of France, in that part's projected CRS (methodology §1).
+
+    IGN publishes metropolitan France in Lambert-93 and each overseas département in its own UTM
+    projection; a layer has one CRS, so a run covers one part. Every IRIS of the inputs (no
+    territory given) means metropolitan France when it is loaded: the overseas IRIS left out are
+    returned as a note. A territory that straddles parts is refused.
+    """
+    from sources.ign_iris import with_crs
+
+    if "EPSG" not in base.columns:
+        return base, []
+    parts = sorted(int(e) for e in base["EPSG"].dropna().unique())
+    notes: list[str] = []
+    if len(parts) > 1:
+        if not territory.whole:
+            listed = "; ".join(f"EPSG:{e} ({', '.join(sorted(set(base.loc[base['EPSG'] == e, 'DEP'])))})"
+                               for e in parts)
+            raise ConfigError(
+                f"territoire {territory.label} : ses IRIS sont dans plusieurs parties de France aux projections "
+                f"différentes ({listed}) ; une couche "
+                "n'a qu'une projection : lancez un calcul par partie (métropole, puis chaque département "
+                "d'outre-mer, par exemple --territory 974)")
+        keep = METROPOLE_EPSG if METROPOLE_EPSG in parts else parts[0]
+        left = base.loc[base["EPSG"] != keep, "DEP"]
+        notes.append(f"{len(left)} IRIS d'outre-mer ({', '.join(sorted(set(left)))}) laissées de côté : une couche "
+                     f"n'a qu'une projection (EPSG:{keep} ici) ; calculez chaque département d'outre-mer à part "
+                     "(--territory 971, 972, 973, 974)")
+        base = base[base["EPSG"] == keep]
+    return with_crs(base.reset_index(drop=True)).drop(columns="EPSG"), notes
+
+
+def uncovered_codes(territory: Territory, communes_epci: pd.DataFrame) -> list[str]:
+    """Codes of the territory that no commune of a commune → EPCI table covers: the inputs that
+    table comes with cannot serve the territory (the CLI then downloads the catalogue's files)."""
+    from transforms.geo_codes import city_code, departement_code
+
+    communes = pd.concat([communes_epci["INSEE_COM"], city_code(communes_epci["INSEE_COM"])]).astype(str)
+    deps, codes = set(departement_code(communes)), set(communes)
+    epcis = set(communes_epci["EPCI"].dropna().astype(str))
+    missing = []
+    for code in territory.codes:
+        if EPCI_RE.match(code):
+            hit = code in epcis
+        elif COMMUNE_RE.match(code):
+            hit = code in codes or any(a in codes for a in CITY_ARRONDISSEMENTS.get(code, ()))
+        else:
+            hit = code in deps
+        if not hit:
+            missing.append(code)
+    return missing

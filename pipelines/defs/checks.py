@@ -67,7 +67,8 @@ def _layer_check(maille: str) -> dg.AssetChecksDefinition:
     key, pattern = LAYER_KEYS[maille]
 
     @dg.asset_check(asset=f"couche_{maille}", name="couche_relisible",
-                    description=f"La couche {maille} écrite se relit : GeoParquet 1.1, EPSG:2154, "
+                    description=f"La couche {maille} écrite se relit : GeoParquet 1.1, projection de la partie de France "
+                    "(EPSG:2154 en métropole), "
                     f"{key} en texte au bon format et unique.")
     def _check(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
         path = fragilite.output_folder / "layers" / f"{maille}.parquet"
@@ -90,12 +91,16 @@ couche_departements_relisible = _layer_check("departements")
 
 
 @dg.asset_check(asset="mailles", blocking=True, additional_ins={"iris_base": dg.AssetIn("iris_base")},
-                description="Population cohérente entre mailles : somme des IRIS = communes = EPCI = départements.")
+                description="Population cohérente entre mailles : somme des IRIS = communes = EPCI = départements "
+                "(les communes sans EPCI, code INSEE ZZZZZZZZZ, n'entrent pas dans la couche EPCI).")
 def populations_coherentes(iris_base: gpd.GeoDataFrame, mailles: dict) -> dg.AssetCheckResult:
-    totals = {"iris": float(iris_base["P_POP"].sum())}
-    totals.update({name: float(t["P_POP"].sum()) for name, t in mailles.items()})
-    spread = max(totals.values()) - min(totals.values())
-    return dg.AssetCheckResult(passed=spread <= 1e-6 * max(1.0, totals["iris"]), metadata=totals)
+    population = iris_base["P_POP"].fillna(0)
+    expected = {"iris": float(population.sum()), "communes_sans_epci": float(population[iris_base["EPCI"].isna()].sum())}
+    totals = {name: float(t["P_POP"].sum()) for name, t in mailles.items()}
+    gaps = {name: total - expected["iris"] + (expected["communes_sans_epci"] if name == "epci" else 0.0)
+            for name, total in totals.items()}
+    passed = all(abs(gap) <= 1e-6 * max(1.0, expected["iris"]) for gap in gaps.values())
+    return dg.AssetCheckResult(passed=passed, metadata={**expected, **totals})
 
 
 @dg.asset_check(asset="dictionnaire", description="Le dictionnaire décrit chaque colonne de la couche IRIS publiée.")

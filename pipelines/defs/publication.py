@@ -94,7 +94,8 @@ def pack_geoclip(out: Path, layers: dict[str, gpd.GeoDataFrame], dictionary: pd.
                                 seuil=publication.secret_threshold, tolerance=f"{tolerance:g}")
     sizes = write_pack(layers, dictionary, out / "geoclip", caf, readme,
                        web_outlines=lambda maille: (web.result().outlines[(maille, tolerance)],
-                                                    web.result().geojson(maille, tolerance)))
+                                                    web.result().geojson(maille, tolerance)),
+                       secret_threshold=publication.secret_threshold)
     return {"fichiers": sizes_metadata(sizes), "dossier": dg.MetadataValue.path(str(out / "geoclip"))}
 
 
@@ -106,7 +107,9 @@ def styles_qgis(out: Path, layers: dict[str, gpd.GeoDataFrame], spec: Classifica
         targets[out / "layers" / f"{maille}.qml"] = lambda tmp, c=classes: Path(tmp).write_text(qml(c), encoding="utf-8")
         project_layers.append((DISPLAY[maille], f"./layers/{maille}.gpkg", maille, classes))
     title = f"Fragilité numérique — {info['territoire']}"
-    targets[out / "fragilite.qgs"] = lambda tmp: Path(tmp).write_text(qgis_project(title, project_layers), encoding="utf-8")
+    epsg = layers["iris"].crs.to_epsg()  # the layers' CRS: Lambert-93, or an overseas UTM
+    targets[out / "fragilite.qgs"] = lambda tmp: Path(tmp).write_text(qgis_project(title, project_layers, epsg),
+                                                                      encoding="utf-8")
     sizes = write_all(targets)
     return {"projet": dg.MetadataValue.path(str(out / "fragilite.qgs")), "fichiers": sizes_metadata(sizes)}
 
@@ -159,7 +162,7 @@ Fichiers
   (est_*). CSV en UTF-8, séparateur « ; », décimales « . ».
 - dictionnaire_indicateurs.csv / .xlsx : définition, unité, source, millésime, maille de la source,
   méthode et référence de chaque colonne.
-- contours/<maille>_2154.shp (Lambert-93, tracé complet) et contours/<maille>_4326.geojson
+- contours/<maille>_<EPSG>.shp (projection des couches : Lambert-93, EPSG:2154, en métropole ; UTM en outre-mer ; tracé complet) et contours/<maille>_4326.geojson
   (WGS84, tracé allégé pour le web : simplification de couverture à {tolerance} m, les voisins
   gardent leur frontière commune) : contours, clé et libellé, à joindre aux tables par la clé.
 

@@ -8,8 +8,15 @@ import dagster as dg
 from config.settings import census_variables
 from pipelines.reporting import file_metadata, report, table_metadata
 from pipelines.resources import FragiliteConfig
+from sources.archives import ArchiveError
+from sources.catalogue import is_optional
+from sources.common import InputError
+from sources.download import DownloadError
 from sources.insee_rp import read_base_ic
 from sources.registry import CENSUS_THEMES, PARSERS
+
+# What a source may fail with: a file that cannot be had, unpacked or read.
+SOURCE_FAILURES = (InputError, DownloadError, ArchiveError)
 
 GROUP = "sources"
 OWNERS = ["team:fragilite-numerique"]
@@ -41,20 +48,34 @@ def _source_asset(
         op_tags=SPINE_FIRST if key in SPINE_INPUTS else None,
     )
     def _asset(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -> dg.Output:
-        path, provenance = fragilite.input_file(key)
-        if path is None:
-            report(context, f"{key}: non fourni (optionnel), indicateurs correspondants absents")
-            return dg.Output(None, metadata={"fourni": False})
-        if key in CENSUS_THEMES:  # only the variables the run uses are parsed (~100 per national file)
-            frame = read_base_ic(path, CENSUS_THEMES[key], census_variables(fragilite.catalogue, fragilite.tic))
-        else:
-            frame = PARSERS[key](path)
+        try:
+            path, provenance = fragilite.input_file(key)
+            if path is None:
+                report(context, f"{key}: non fourni (optionnel), indicateurs correspondants absents")
+                return dg.Output(None, metadata={"fourni": False})
+            if key in CENSUS_THEMES:  # only the variables the run uses are parsed (~100 per national file)
+                frame = read_base_ic(path, CENSUS_THEMES[key], census_variables(fragilite.catalogue, fragilite.tic))
+            else:
+                frame = PARSERS[key](path)
+        except SOURCE_FAILURES as exc:
+            if not is_optional(fragilite.source_catalogue, key):
+                raise
+            # An optional source (Filosofi communes, ARCEP, table de passage) that cannot be
+            # obtained or read costs its indicators, never the run.
+            first_line = str(exc).splitlines()[0]
+            context.log.warning(f"{key}: source facultative écartée : {exc}")
+            report(context, f"{key}: source facultative écartée ({first_line}) ; indicateurs correspondants absents")
+            return dg.Output(None, metadata={"fourni": False, "erreur": str(exc)})
+        # The year of the file's commune and IRIS codes (catalogue), for the mapping onto the
+        # census geography; unknown for a file given by path.
+        frame.attrs["geographie"] = provenance.get("geography")
         # No preview of CAF rows: they may hold counts under the secret threshold.
         meta = {"fourni": True, **file_metadata(Path(path)), **table_metadata(frame, 5 if preview else 0)}
         if "url" in provenance:
             meta.update({"url_source": dg.MetadataValue.url(provenance["url"]),
                          "url_verifiee": provenance["url_verified"],
                          "millesime_catalogue": provenance["vintage"],
+                         "geographie": provenance["geography"] or "non précisée",
                          "sha256_telechargement": provenance["sha256"]})
         if vintage_attr:
             meta["millesime"] = int(frame.attrs[vintage_attr])

@@ -16,7 +16,7 @@ from pipelines.resources import FragiliteConfig
 from transforms.indicators import IndicatorInputs, IndicatorResult, compute_indicators
 from transforms.iris_base import VintageError, build_iris_base, census_vintage, join_census
 from transforms.mailles import MAILLES, aggregate_maille
-from transforms.territory import resolve_territory, select_territory
+from transforms.territory import one_part_of_france, require_census, resolve_territory, select_territory
 
 GROUP = "transforms"
 WEB_TASK = "contours_web"  # background work started by `iris_base`
@@ -67,7 +67,11 @@ def iris_base(
     reports += more
     inside = select_territory(base, territory)
     outside = int((~inside).sum())
-    base = base[inside].reset_index(drop=True)
+    base, notes = one_part_of_france(base[inside].reset_index(drop=True), territory)
+    for note in notes:
+        context.log.warning(note)
+        report(context, f"iris_base: {note}")
+    require_census(base, territory)
     base["millesime_rp"] = vintage
     # Geometry work for `sorties`, started now on the idle core: the coverage validity and the
     # web simplification of the IRIS outlines.
@@ -86,6 +90,7 @@ def iris_base(
         "codes_non_joints": unmatched,
         "territoire": territory.label,
         "iris_hors_territoire": outside,
+        "parties_ecartees": dg.MetadataValue.json(notes),
     })
 
 
