@@ -67,8 +67,13 @@ def _departements(n_communes: int) -> list[str]:
 
 # Where each overseas département's IRIS are moved, in its own projected CRS (IGN ships one
 # shapefile per part of France, each in its projection: methodology §1).
-OVERSEAS = {"971": (5490, 640_000, 1_770_000), "972": (5490, 700_000, 1_610_000), "973": (2972, 300_000, 500_000),
-            "974": (2975, 330_000, 7_640_000), "976": (4471, 510_000, 8_570_000)}
+OVERSEAS = {
+    "971": (5490, 640_000, 1_770_000),
+    "972": (5490, 700_000, 1_610_000),
+    "973": (2972, 300_000, 500_000),
+    "974": (2975, 330_000, 7_640_000),
+    "976": (4471, 510_000, 8_570_000),
+}
 
 
 def _write_outlines(folder: Path, outlines: gpd.GeoDataFrame, deps: pd.Series) -> None:
@@ -82,9 +87,11 @@ def _write_outlines(folder: Path, outlines: gpd.GeoDataFrame, deps: pd.Series) -
         if part.empty:
             continue
         minx, miny, _, _ = part.total_bounds
-        moved = part.set_geometry(shapely.transform(part.geometry.to_numpy(), lambda xy: xy - [minx, miny] + [x, y]))
-        moved.set_crs(epsg, allow_override=True).to_file(folder / f"CONTOURS-IRIS_{dep}.gpkg", layer="CONTOURS_IRIS",
-                                                         engine="pyogrio")
+        shift = np.array([x - minx, y - miny])
+        moved = part.set_geometry(shapely.transform(part.geometry.to_numpy(), lambda xy, s=shift: xy + s))
+        moved.set_crs(epsg, allow_override=True).to_file(
+            folder / f"CONTOURS-IRIS_{dep}.gpkg", layer="CONTOURS_IRIS", engine="pyogrio"
+        )
 
 
 def generate(folder: Path, scale: float = 1.0, seed: int = 2026) -> Generated:
@@ -105,7 +112,7 @@ def generate(folder: Path, scale: float = 1.0, seed: int = 2026) -> Generated:
     width = communes["DEP"].str.len().map({2: 3, 3: 2})
     communes["INSEE_COM"] = [d + str(r).zfill(w) for d, r, w in zip(communes["DEP"], communes["rank"], width)]
     communes["NOM_COM"] = "Commune " + communes["INSEE_COM"]
-    epci_of = (np.arange(n_communes) * n_epci // n_communes)
+    epci_of = np.arange(n_communes) * n_epci // n_communes
     communes["EPCI"] = [str(200_000_000 + int(e)) for e in epci_of]
     communes["LIBEPCI"] = "EPCI " + communes["EPCI"]
 
@@ -126,15 +133,22 @@ def generate(folder: Path, scale: float = 1.0, seed: int = 2026) -> Generated:
     iris["TYP_IRIS"] = np.where(split, "H", "Z")
     iris["NOM_IRIS"] = np.where(split, "IRIS " + iris["CODE_IRIS"], iris["NOM_COM"])
 
-    outlines = gpd.GeoDataFrame(iris[["INSEE_COM", "NOM_COM", "IRIS", "CODE_IRIS", "NOM_IRIS", "TYP_IRIS"]],
-                                geometry=geoms, crs=2154)
+    outlines = gpd.GeoDataFrame(
+        iris[["INSEE_COM", "NOM_COM", "IRIS", "CODE_IRIS", "NOM_IRIS", "TYP_IRIS"]], geometry=geoms, crs=2154
+    )
     _write_outlines(folder / "CONTOURS-IRIS", outlines, iris["DEP"])
     _census(folder, iris, rng)
     _filosofi(folder, iris, communes, rng, split.to_numpy())
     _arcep(folder, communes, rng)
     _caf(folder, communes, rng)
-    pd.DataFrame({"CODGEO": communes["INSEE_COM"], "LIBGEO": communes["NOM_COM"], "EPCI": communes["EPCI"],
-                  "LIBEPCI": communes["LIBEPCI"]}).to_csv(folder / "communes-epci.csv", sep=";", index=False)
+    pd.DataFrame(
+        {
+            "CODGEO": communes["INSEE_COM"],
+            "LIBGEO": communes["NOM_COM"],
+            "EPCI": communes["EPCI"],
+            "LIBEPCI": communes["LIBEPCI"],
+        }
+    ).to_csv(folder / "communes-epci.csv", sep=";", index=False)
     config = folder / "config.yaml"
     config.write_text(CONFIG.format(year=YEAR), encoding="utf-8")
     return Generated(folder, config, n_iris, n_communes, int(shapely.get_num_coordinates(geoms).sum()))
@@ -150,35 +164,63 @@ def _census(folder: Path, iris: pd.DataFrame, rng: np.random.Generator) -> None:
     def share(mean: float, total: np.ndarray) -> np.ndarray:
         return (total * np.clip(rng.normal(mean, mean / 4, n), 0, 1)).round(3)
 
-    ids = pd.DataFrame({"IRIS": iris["CODE_IRIS"], "REG": "84", "DEP": iris["DEP"], "COM": iris["INSEE_COM"],
-                        "LIBCOM": iris["NOM_COM"], "LIBIRIS": iris["NOM_IRIS"], "TYP_IRIS": iris["TYP_IRIS"]})
+    ids = pd.DataFrame(
+        {
+            "IRIS": iris["CODE_IRIS"],
+            "REG": "84",
+            "DEP": iris["DEP"],
+            "COM": iris["INSEE_COM"],
+            "LIBCOM": iris["NOM_COM"],
+            "LIBIRIS": iris["NOM_IRIS"],
+            "TYP_IRIS": iris["TYP_IRIS"],
+        }
+    )
     p = f"P{YEAR % 100}_"
     c = f"C{YEAR % 100}_"
     pop15 = share(0.82, pop)
-    evol = ids.assign(**{f"{p}POP": pop, f"{p}POP1529": share(0.17, pop), f"{p}POP3044": share(0.18, pop),
-                         f"{p}POP4559": share(0.2, pop), f"{p}POP6074": share(0.17, pop), f"{p}POP65P": share(0.2, pop),
-                         f"{p}POP75P": share(0.09, pop), f"{p}POP15P": pop15, f"{c}POP15P_CS7": share(0.27, pop15)})
+    evol = ids.assign(
+        **{
+            f"{p}POP": pop,
+            f"{p}POP1529": share(0.17, pop),
+            f"{p}POP3044": share(0.18, pop),
+            f"{p}POP4559": share(0.2, pop),
+            f"{p}POP6074": share(0.17, pop),
+            f"{p}POP65P": share(0.2, pop),
+            f"{p}POP75P": share(0.09, pop),
+            f"{p}POP15P": pop15,
+            f"{c}POP15P_CS7": share(0.27, pop15),
+        }
+    )
     nscol = share(0.72, pop)
     dipl = ids.assign(**{f"{p}NSCOL15P": nscol, f"{p}NSCOL15P_DIPLMIN": share(0.26, nscol)})
     men = share(0.45, pop)
     fam = share(0.6, men)
-    cfm = ids.assign(**{f"{c}MEN": men, f"{c}MENPSEUL": share(0.37, men), f"{c}FAM": fam,
-                        f"{c}FAMMONO": share(0.15, fam)})
+    cfm = ids.assign(
+        **{f"{c}MEN": men, f"{c}MENPSEUL": share(0.37, men), f"{c}FAM": fam, f"{c}FAMMONO": share(0.15, fam)}
+    )
     act = share(0.47, pop)
     chom = share(0.12, act)
     activite = ids.assign(**{f"{p}ACT1564": act, f"{p}CHOM1564": chom, f"{p}ACTOCC1564": (act - chom).round(3)})
-    for name, table in (("evol-struct-pop", evol), ("diplomes-formation", dipl), ("couples-familles-menages", cfm),
-                        ("activite-residents", activite)):
+    for name, table in (
+        ("evol-struct-pop", evol),
+        ("diplomes-formation", dipl),
+        ("couples-familles-menages", cfm),
+        ("activite-residents", activite),
+    ):
         # INSEE's files are ~100 columns wide (sex, age and socio-professional breakdowns); the
         # run reads only the few it uses, so the others are there to be skipped.
         width = BASE_IC_WIDTH - len(table.columns)
-        breakdowns = pd.DataFrame((rng.random((n, width)) * pop[:, None] / 10).round(3), index=table.index,
-                                  columns=[f"{p}{name.split('-')[0].upper()}_DETAIL{k:03d}" for k in range(width)])
+        breakdowns = pd.DataFrame(
+            (rng.random((n, width)) * pop[:, None] / 10).round(3),
+            index=table.index,
+            columns=[f"{p}{name.split('-')[0].upper()}_DETAIL{k:03d}" for k in range(width)],
+        )
         pd.concat([table, breakdowns], axis=1).to_csv(folder / f"base-ic-{name}-{YEAR}.CSV", sep=";", index=False)
 
 
-def _filosofi(folder: Path, iris: pd.DataFrame, communes: pd.DataFrame, rng: np.random.Generator,
-              split: np.ndarray) -> None:
+def _filosofi(
+    folder: Path, iris: pd.DataFrame, communes: pd.DataFrame, rng: np.random.Generator, split: np.ndarray
+) -> None:
     rows = iris.loc[split, "CODE_IRIS"]
     n = len(rows)
     codes = rows.str.replace(r"^0", "", regex=True).to_numpy()  # like 2019: Ain lost its leading zero
@@ -187,13 +229,24 @@ def _filosofi(folder: Path, iris: pd.DataFrame, communes: pd.DataFrame, rng: np.
     med = np.round(rng.normal(22_000, 4_000, n), -1).astype(int).astype(str)
     mini = np.round(rng.uniform(0.5, 9, n), 1).astype(str)
     y = YEAR % 100
-    table = pd.DataFrame({"IRIS": codes, f"DISP_TP60{y}": pd.Series(tp60).str.replace(".", ",", regex=False),
-                          f"DISP_MED{y}": med, f"DISP_PPMINI{y}": pd.Series(mini).str.replace(".", ",", regex=False)})
+    table = pd.DataFrame(
+        {
+            "IRIS": codes,
+            f"DISP_TP60{y}": pd.Series(tp60).str.replace(".", ",", regex=False),
+            f"DISP_MED{y}": med,
+            f"DISP_PPMINI{y}": pd.Series(mini).str.replace(".", ",", regex=False),
+        }
+    )
     table.to_csv(folder / f"BASE_TD_FILO_IRIS_{YEAR}_DISP.csv", sep=";", index=False)
     m = len(communes)
-    com = pd.DataFrame({"CODGEO": communes["INSEE_COM"], "LIBGEO": communes["NOM_COM"],
-                        f"MED{y}": np.round(rng.normal(21_500, 3_000, m), -1),
-                        f"TP60{y}": np.where(rng.random(m) < 0.5, "", np.round(rng.uniform(5, 30, m), 1).astype(str))})
+    com = pd.DataFrame(
+        {
+            "CODGEO": communes["INSEE_COM"],
+            "LIBGEO": communes["NOM_COM"],
+            f"MED{y}": np.round(rng.normal(21_500, 3_000, m), -1),
+            f"TP60{y}": np.where(rng.random(m) < 0.5, "", np.round(rng.uniform(5, 30, m), 1).astype(str)),
+        }
+    )
     com.to_csv(folder / f"base-cc-filosofi-{YEAR}.CSV", sep=";", index=False)
 
 
@@ -201,8 +254,9 @@ def _arcep(folder: Path, communes: pd.DataFrame, rng: np.random.Generator) -> No
     m = len(communes)
     counts = rng.dirichlet([0.3, 0.2, 0.3, 1.0, 0.8, 0.5, 3.0], size=m) * rng.integers(50, 20_000, m)[:, None]
     counts = counts.round().astype(int)
-    table = pd.DataFrame(counts, columns=["inel_hd", "elig_hd05", "elig_hd3", "elig_hd8", "elig_thd30",
-                                          "elig_thd100", "elig_thd1g"])
+    table = pd.DataFrame(
+        counts, columns=["inel_hd", "elig_hd05", "elig_hd3", "elig_hd8", "elig_thd30", "elig_thd100", "elig_thd1g"]
+    )
     table.insert(0, "type", "logloc")
     table.insert(0, "nbr", counts.sum(axis=1))
     table.insert(0, "code_reg", "84")
@@ -220,8 +274,15 @@ def _caf(folder: Path, communes: pd.DataFrame, rng: np.random.Generator) -> None
     allocataires = rng.integers(3, 5_000, m)
     non = (allocataires * rng.uniform(0.02, 0.3, m)).round().astype(int).astype(str)
     non[rng.random(m) < 0.05] = ""
-    pd.DataFrame({"code_geo": communes["INSEE_COM"], "niveau": "commune", "millesime": str(YEAR),
-                  "allocataires": allocataires, "non_connectes": non}).to_csv(folder / "caf.csv", sep=";", index=False)
+    pd.DataFrame(
+        {
+            "code_geo": communes["INSEE_COM"],
+            "niveau": "commune",
+            "millesime": str(YEAR),
+            "allocataires": allocataires,
+            "non_connectes": non,
+        }
+    ).to_csv(folder / "caf.csv", sep=";", index=False)
 
 
 CONFIG = """run:

@@ -47,7 +47,7 @@ class Sampler:
             self.samples.append((time.time(), time.process_time(), rss_mb()))
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -75,9 +75,13 @@ def run_pipeline(config: Path, out_dir: Path) -> tuple[object, list[tuple[str, f
     resource = FragiliteConfig(config_file=str(config), out_dir=str(out_dir))
     defs = build_definitions(resource)
     with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, selection=TERRITORY_SELECTION,
-                                resources=run_resources(resource),
-                                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+        result = dg.materialize(
+            [*defs.assets, *defs.asset_checks],
+            instance=instance,
+            selection=TERRITORY_SELECTION,
+            resources=run_resources(resource),
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        )
         starts, steps, parts = {}, [], {}
         for entry in instance.all_logs(result.run_id):
             event = entry.dagster_event
@@ -108,8 +112,10 @@ def bench(scale: float, seed: int, keep: Path | None) -> dict:
     try:
         started = time.perf_counter()
         generated = generate(root / "inputs", scale, seed)
-        print(f"\n=== scale {scale:g}: {generated.iris} IRIS, {generated.communes} communes, "
-              f"{generated.vertices:,} vertices (generated in {time.perf_counter() - started:.1f} s) ===")
+        print(
+            f"\n=== scale {scale:g}: {generated.iris} IRIS, {generated.communes} communes, "
+            f"{generated.vertices:,} vertices (generated in {time.perf_counter() - started:.1f} s) ==="
+        )
         out = root / "out"
         wall0, cpu0 = time.perf_counter(), time.process_time()
         with Sampler() as sampler:
@@ -143,11 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     if len(runs) > 1:
         print("\nscale   iris   wall_s  cpu_s  peak_rss_mb  wall_s per 1,000 IRIS")
         for r in runs:
-            print(f"{r['scale']:<6g} {r['iris']:6d} {r['wall_s']:7.1f} {r['cpu_s']:6.1f} {r['peak_rss_mb']:11.0f}"
-                  f"  {1000 * r['wall_s'] / r['iris']:6.2f}")
+            print(
+                f"{r['scale']:<6g} {r['iris']:6d} {r['wall_s']:7.1f} {r['cpu_s']:6.1f} {r['peak_rss_mb']:11.0f}"
+                f"  {1000 * r['wall_s'] / r['iris']:6.2f}"
+            )
     last = runs[-1]
-    print(f"total wall_s={last['wall_s']:.1f} cpu_s={last['cpu_s']:.1f} peak_rss_mb={last['peak_rss_mb']:.0f} "
-          f"iris={last['iris']}")
+    print(
+        f"total wall_s={last['wall_s']:.1f} cpu_s={last['cpu_s']:.1f} peak_rss_mb={last['peak_rss_mb']:.0f} "
+        f"iris={last['iris']}"
+    )
     return 0
 
 

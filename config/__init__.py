@@ -2,8 +2,8 @@
 
 from config.settings import (
     ConfigError,
-    IndicatorCatalogue,
     Indicator,
+    IndicatorCatalogue,
     Settings,
     load_catalogue,
     load_methods,

@@ -7,7 +7,6 @@ user's file is reported with its path in the file, before anything is computed.
 from __future__ import annotations
 
 import fnmatch
-
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -20,9 +19,7 @@ DEFAULTS_FILE = CONFIG_DIR / "defaults.yaml"
 INDICATORS_FILE = CONFIG_DIR / "indicators.yaml"
 
 ReferenceLevel = Literal["departement", "epci", "territoire", "region", "france"]
-Computation = Literal[
-    "census_ratio", "filosofi_share", "filosofi_level", "arcep_non_thd", "arcep_non_4g", "caf_ratio"
-]
+Computation = Literal["census_ratio", "filosofi_share", "filosofi_level", "arcep_non_thd", "arcep_non_4g", "caf_ratio"]
 # ARCEP publishes quarterly: `last`, or a quarter such as 2025_T2.
 QUARTER_PATTERN = r"^(last|\d{4}_T[1-4])$"
 AxisId = Literal["information", "interfaces", "administratif", "numerique"]
@@ -76,7 +73,7 @@ class Indicator(_Strict):
     unit: Literal["part", "euros"]
 
     @model_validator(mode="after")
-    def _fields_of_computation(self) -> "Indicator":
+    def _fields_of_computation(self) -> Indicator:
         if self.computation == "census_ratio" and not (self.numerator and self.denominator):
             raise ValueError(f"{self.id}: census_ratio needs numerator and denominator")
         if self.computation.startswith("filosofi") and not self.variable:
@@ -146,7 +143,7 @@ class MethodsConfig(_Strict):
     ifn_2023: IfnConfig
 
     @model_validator(mode="after")
-    def _presets(self) -> "MethodsConfig":
+    def _presets(self) -> MethodsConfig:
         missing = {"mednum_2019", "opale_2022"} - set(self.weightings)
         if missing:
             raise ValueError(f"weightings needs presets {sorted(missing)}")
@@ -191,7 +188,7 @@ class TicConfig(_Strict):
     age_bands: AgeBands | None = None
 
     @model_validator(mode="after")
-    def _known_outcomes(self) -> "TicConfig":
+    def _known_outcomes(self) -> TicConfig:
         for name, group in self.groups.items():
             unknown = set(group.rates) - set(self.outcomes)
             if unknown:
@@ -233,7 +230,7 @@ class Inputs(_Strict):
     cog_passage: Path | None = None
 
     @model_validator(mode="after")
-    def _required_present(self) -> "Inputs":
+    def _required_present(self) -> Inputs:
         missing = [k for k in REQUIRED_INPUTS if getattr(self, k) is None]
         if missing:
             raise ValueError(f"inputs {missing} are required (set a file path for each)")
@@ -340,9 +337,7 @@ def _format_validation(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_settings(
-    config_file: str | Path | None = None, overrides: dict[str, Any] | None = None
-) -> Settings:
+def load_settings(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Defaults, then the user's file, then command-line overrides; validated once."""
     data = _resolve_paths(read_yaml(DEFAULTS_FILE), CONFIG_DIR)
     sources = [str(DEFAULTS_FILE)]
@@ -400,7 +395,7 @@ class Classification(_Strict):
     colormap: str = "YlOrRd"
 
 
-def census_variables(catalogue: "IndicatorCatalogue", tic: "TicConfig") -> frozenset[str]:
+def census_variables(catalogue: IndicatorCatalogue, tic: TicConfig) -> frozenset[str]:
     """The census counts a run uses, named `P_<VAR>` / `C_<VAR>`: indicator numerators and
     denominators, TIC group counts, and the population and households every run weighs with.
     The base-ic readers parse only these."""
@@ -429,7 +424,6 @@ class PublicationConfig(_Strict):
             raise ValueError("tolerances are positive distances in metres")
         return v
 
-
     def web_selection(self, columns: list[str]) -> list[str]:
         """The layer's columns that go to the web layers, in the layer's order."""
         return [c for c in columns if any(fnmatch.fnmatchcase(c, p) for p in self.web_columns)]
@@ -440,6 +434,8 @@ def load_publication(path: Path = CONFIG_DIR / "publication.yaml") -> Publicatio
 
 
 FileFormat = Literal["zip", "7z", "xlsx", "xls", "csv", "gpkg"]
+
+
 class SourceFile(_Strict):
     """One published file of one vintage."""
 
@@ -494,8 +490,13 @@ class Dataset(_Strict):
             if not re.fullmatch(QUARTER_PATTERN, vintage):
                 raise ValueError(f"quarter {vintage!r}: expected 'last' or YYYY_Tn (e.g. 2025_T2)")
             last = self.files["last"]
-            entry = last.model_copy(update={"url": last.url.replace("/last/", f"/{vintage}/"),
-                                            "geography": int(vintage[:4]), "url_verified": False})
+            entry = last.model_copy(
+                update={
+                    "url": last.url.replace("/last/", f"/{vintage}/"),
+                    "geography": int(vintage[:4]),
+                    "url_verified": False,
+                }
+            )
         else:
             entry = self.files[vintage]
         return entry if entry.format else entry.model_copy(update={"format": self.format})
@@ -506,7 +507,7 @@ class Catalogue(_Strict):
     datasets: dict[str, Dataset]
 
     @model_validator(mode="after")
-    def _declared_hosts(self) -> "Catalogue":
+    def _declared_hosts(self) -> Catalogue:
         from urllib.parse import urlparse
 
         for name, dataset in self.datasets.items():

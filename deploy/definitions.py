@@ -15,10 +15,12 @@ from dagster_celery import celery_executor
 from pipelines.definitions import build_definitions
 from pipelines.resources import FragiliteConfig
 
-EXECUTOR = celery_executor.configured({
-    "broker": {"env": "CELERY_BROKER_URL"},
-    "include": ["dagster_celery.executor"],
-})
+EXECUTOR = celery_executor.configured(
+    {
+        "broker": {"env": "CELERY_BROKER_URL"},
+        "include": ["dagster_celery.executor"],
+    }
+)
 
 
 def production_definitions() -> dg.Definitions:
@@ -30,8 +32,9 @@ def production_definitions() -> dg.Definitions:
         sensors=base.sensors,
         resources={
             **base.resources,
-            "io_manager": S3PickleIOManager(s3_resource=S3Resource(), s3_bucket=dg.EnvVar("FRAGILITE_S3_BUCKET"),
-                                            s3_prefix="fragilite/io"),
+            "io_manager": S3PickleIOManager(
+                s3_resource=S3Resource(), s3_bucket=dg.EnvVar("FRAGILITE_S3_BUCKET"), s3_prefix="fragilite/io"
+            ),
         },
         executor=EXECUTOR,
     )

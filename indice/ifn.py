@@ -6,7 +6,7 @@ of the universe (ties share the lower note, missing values get no note); option:
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd

@@ -1,16 +1,16 @@
 """MedNum 2019 scoring (methodology §4.1). Pure functions: DataFrame in, DataFrame out.
 
-    x_k(R)   = Σ num_k / Σ den_k over the IRIS of the reference territory R
-    score_k  = 100 · x_k(i) / x_k(R)      (inverted, 100 · x_k(R) / x_k(i), if higher is better)
-    axis     = mean of the available indicator scores of the axis
-    acces    = pooled mean of information + interfaces indicator scores (not a mean of axes)
-    global   = mean of all available indicator scores
+x_k(R)   = Σ num_k / Σ den_k over the IRIS of the reference territory R
+score_k  = 100 · x_k(i) / x_k(R)      (inverted, 100 · x_k(R) / x_k(i), if higher is better)
+axis     = mean of the available indicator scores of the axis
+acces    = pooled mean of information + interfaces indicator scores (not a mean of axes)
+global   = mean of all available indicator scores
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -121,6 +121,7 @@ def aggregate_scores(
     `weights` (indicator id → weight, default 1) come from the `mednum_2019` preset. Missing
     scores are skipped, never counted as 0.
     """
+
     def pooled(axes: tuple[str, ...]) -> pd.Series:
         subset = {i: a for i, a in axis_of.items() if a in axes}
         return composite_score(scores, subset, scheme="pooled", indicator_weights=weights)
@@ -152,11 +153,7 @@ def score_mednum(
     """The whole MedNum 2019 method (or its 2020 publication with `legacy_2020`)."""
     commune_mean = frozenset(i.id for i in indicators if legacy_2020 and i.higher_is_better)
     refs = reference_values(frame, indicators, reference, commune_mean=commune_mean)
-    unscored = {
-        i.id: f"no reference value at level {reference.level}"
-        for i in indicators
-        if refs[i.id].isna().all()
-    }
+    unscored = {i.id: f"no reference value at level {reference.level}" for i in indicators if refs[i.id].isna().all()}
     # Unscored indicators keep an all-missing score column; means skip missing scores.
     per_indicator = indicator_scores(frame, indicators, refs, legacy_2020=legacy_2020)
     aggregated = aggregate_scores(per_indicator, {i.id: i.axis for i in indicators}, weights)

@@ -41,12 +41,22 @@ def score_method(method: str, frame: pd.DataFrame, indicators: list[Indicator], 
     axis_of = {i.id: i.axis for i in indicators}
     if method == "mednum_2019":
         preset = params.weightings["mednum_2019"]
-        result = score_mednum(frame, indicators, params.reference, legacy_2020=params.legacy_2020,
-                              weights=preset.indicator_weights)
-        return Scored(result.scores, result.references, {"mednum_2019": {
-            "libelle": preset.label, "reference": params.reference.level, "legacy_2020": params.legacy_2020,
-            "poids_indicateurs": preset.indicator_weights or "égaux", "indicateurs_sans_score": result.unscored,
-        }})
+        result = score_mednum(
+            frame, indicators, params.reference, legacy_2020=params.legacy_2020, weights=preset.indicator_weights
+        )
+        return Scored(
+            result.scores,
+            result.references,
+            {
+                "mednum_2019": {
+                    "libelle": preset.label,
+                    "reference": params.reference.level,
+                    "legacy_2020": params.legacy_2020,
+                    "poids_indicateurs": preset.indicator_weights or "égaux",
+                    "indicateurs_sans_score": result.unscored,
+                }
+            },
+        )
     if method == "ifn_2023":
         table, missing = score_ifn(
             pd.DataFrame({i.id: rates(frame, i.id) for i in indicators}, index=frame.index),
@@ -54,25 +64,56 @@ def score_method(method: str, frame: pd.DataFrame, indicators: list[Indicator], 
             higher_is_better=frozenset(i.id for i in indicators if i.higher_is_better),
             mapping=params.ifn.mapping,
         )
-        return Scored(table, pd.DataFrame(index=frame.index), {"ifn_2023": {
-            "notation": params.ifn.mapping, "univers": params.ifn.universe,
-            "ensembles": params.ifn.indicator_sets, "indicateurs_absents": missing}})
+        return Scored(
+            table,
+            pd.DataFrame(index=frame.index),
+            {
+                "ifn_2023": {
+                    "notation": params.ifn.mapping,
+                    "univers": params.ifn.universe,
+                    "ensembles": params.ifn.indicator_sets,
+                    "indicateurs_absents": missing,
+                }
+            },
+        )
     if method == "opale_2022":
         preset = params.weightings["opale_2022"]
         level = preset.reference or "territoire"
         local = score_mednum(frame, indicators, Reference(level)).scores
-        score = composite_score(local, axis_of, scheme=preset.scheme,
-                                indicator_weights=preset.indicator_weights, axis_weights=preset.axis_weights)
+        score = composite_score(
+            local,
+            axis_of,
+            scheme=preset.scheme,
+            indicator_weights=preset.indicator_weights,
+            axis_weights=preset.axis_weights,
+        )
         expose = (score >= preset.threshold).astype("boolean").mask(score.isna())
-        return Scored(pd.DataFrame({"opale_score": score, "opale_expose": expose}, index=frame.index),
-                      pd.DataFrame(index=frame.index), {"opale_2022": {
-                          "libelle": preset.label, "reference": level, "seuil": preset.threshold,
-                          "poids_axes": preset.axis_weights, "poids_indicateurs": preset.indicator_weights or "égaux"}})
+        return Scored(
+            pd.DataFrame({"opale_score": score, "opale_expose": expose}, index=frame.index),
+            pd.DataFrame(index=frame.index),
+            {
+                "opale_2022": {
+                    "libelle": preset.label,
+                    "reference": level,
+                    "seuil": preset.threshold,
+                    "poids_axes": preset.axis_weights,
+                    "poids_indicateurs": preset.indicator_weights or "égaux",
+                }
+            },
+        )
     if method == "tic_2019":
         tic = estimate_people(frame, params.tic)
-        return Scored(tic.estimates, pd.DataFrame(index=frame.index), {"tic_2019": {
-            "groupes": tic.groups, "groupes_non_estimes": tic.skipped,
-            "avertissement": "les groupes se recouvrent : ne jamais additionner les colonnes est_*"}})
+        return Scored(
+            tic.estimates,
+            pd.DataFrame(index=frame.index),
+            {
+                "tic_2019": {
+                    "groupes": tic.groups,
+                    "groupes_non_estimes": tic.skipped,
+                    "avertissement": "les groupes se recouvrent : ne jamais additionner les colonnes est_*",
+                }
+            },
+        )
     raise ValueError(f"unknown method {method!r}")
 
 

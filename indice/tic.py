@@ -27,8 +27,11 @@ def estimate_people(counts: pd.DataFrame, tic: TicConfig) -> TicResult:
         candidates = [c for c in [group.count, *group.alternative_counts] if c]
         variable = next((c for c in candidates if c in counts.columns), None)
         if variable is None:
-            result.skipped[name] = (f"no count {' or '.join(candidates)} in the inputs" if candidates
-                                    else "no head-count of this group at IRIS level")
+            result.skipped[name] = (
+                f"no count {' or '.join(candidates)} in the inputs"
+                if candidates
+                else "no head-count of this group at IRIS level"
+            )
             continue
         result.groups[name] = variable
         for outcome, rate in group.rates.items():

@@ -7,7 +7,7 @@ Missing weights are 1; weights are normalised over what is available, so they ne
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -41,9 +41,12 @@ def composite_score(
         return weighted_mean(scores[columns], ind_w)
     if scheme == "axis_means":
         axes = sorted(set(axis_of.values()))
-        means = pd.DataFrame({
-            axis: weighted_mean(scores[[c for c in columns if axis_of[c[: -len("_score")]] == axis]], ind_w)
-            for axis in axes
-        }, index=scores.index)
+        means = pd.DataFrame(
+            {
+                axis: weighted_mean(scores[[c for c in columns if axis_of[c[: -len("_score")]] == axis]], ind_w)
+                for axis in axes
+            },
+            index=scores.index,
+        )
         return weighted_mean(means, dict(axis_weights or {}))
     raise ValueError(f"unknown weighting scheme {scheme!r} (pooled or axis_means)")

@@ -10,8 +10,18 @@ import pandas as pd
 from config.settings import Indicator, IndicatorCatalogue, TicConfig
 from outputs.tables import write_csv
 
-COLUMNS = ("code", "libelle", "definition", "unite", "source", "millesime", "maille_source",
-           "methode", "reference", "note")
+COLUMNS = (
+    "code",
+    "libelle",
+    "definition",
+    "unite",
+    "source",
+    "millesime",
+    "maille_source",
+    "methode",
+    "reference",
+    "note",
+)
 
 SOURCE_LABELS = {
     "rp_evol_struct_pop": "INSEE, recensement (RP), base infracommunale évolution et structure de la population",
@@ -50,7 +60,12 @@ FIXED = {
     "millesime_rp": ("Millésime du recensement", "Année du recensement des effectifs", "année", "INSEE"),
     "P_POP": ("Population", "Population municipale du recensement", "personnes", "INSEE, RP"),
     "n_iris": ("Nombre d'IRIS", "IRIS réunis dans l'entité", "nombre", ""),
-    "non_residentiel": ("IRIS sans habitants", "Vrai si la population est nulle : pas de score", "booléen", "INSEE, RP"),
+    "non_residentiel": (
+        "IRIS sans habitants",
+        "Vrai si la population est nulle : pas de score",
+        "booléen",
+        "INSEE, RP",
+    ),
 }
 AXES = {
     "score_information": "Axe accès à l'information : moyenne des scores de ses indicateurs",
@@ -85,25 +100,45 @@ def data_dictionary(columns: list[str], catalogue: IndicatorCatalogue, tic: TicC
             row["libelle"], row["definition"], row["unite"], row["source"] = FIXED[column]
             row["millesime"] = str(run.millesime_rp) if row["source"].startswith("INSEE, RP") else ""
         elif column in AXES:
-            row.update(libelle=column.replace("_", " "), definition=AXES[column], unite="indice (100 = référence)",
-                       methode=run.methode, reference=run.reference)
+            row.update(
+                libelle=column.replace("_", " "),
+                definition=AXES[column],
+                unite="indice (100 = référence)",
+                methode=run.methode,
+                reference=run.reference,
+            )
         elif (m := re.match(r"^(.+)_(num|den|taux|score|source)$", column)) and m.group(1) in indicators:
             _indicator_row(row, indicators[m.group(1)], m.group(2), run)
         elif m := re.match(r"^ifn2023_(.+)_note$", column):
             ind = indicators.get(m.group(1))
-            row.update(libelle=f"Note IFN 2023 : {ind.label if ind else m.group(1)}", unite="note 1–10",
-                       definition="Rang décile parmi les IRIS de l'univers (10 = risque le plus élevé)",
-                       methode="ifn_2023")
+            row.update(
+                libelle=f"Note IFN 2023 : {ind.label if ind else m.group(1)}",
+                unite="note 1–10",
+                definition="Rang décile parmi les IRIS de l'univers (10 = risque le plus élevé)",
+                methode="ifn_2023",
+            )
         elif m := re.match(r"^ifn2023_(?:(.+)_)?score$", column):
-            row.update(libelle=f"Indice IFN 2023{' ' + m.group(1) if m.group(1) else ''}", unite="note 1–10",
-                       definition="Moyenne non pondérée des notes des indicateurs de l'ensemble", methode="ifn_2023")
+            row.update(
+                libelle=f"Indice IFN 2023{' ' + m.group(1) if m.group(1) else ''}",
+                unite="note 1–10",
+                definition="Moyenne non pondérée des notes des indicateurs de l'ensemble",
+                methode="ifn_2023",
+            )
         elif column == "opale_score":
-            row.update(libelle="Score pondéré type Opale", unite="indice (100 = territoire d'étude)",
-                       definition="Moyenne pondérée des moyennes d'axes, référence = territoire d'étude",
-                       methode="opale_2022", reference="territoire")
+            row.update(
+                libelle="Score pondéré type Opale",
+                unite="indice (100 = territoire d'étude)",
+                definition="Moyenne pondérée des moyennes d'axes, référence = territoire d'étude",
+                methode="opale_2022",
+                reference="territoire",
+            )
         elif column == "opale_expose":
-            row.update(libelle="IRIS exposé (Opale)", unite="booléen", methode="opale_2022",
-                       definition="Vrai si le score pondéré atteint le seuil (110 par défaut)")
+            row.update(
+                libelle="IRIS exposé (Opale)",
+                unite="booléen",
+                methode="opale_2022",
+                definition="Vrai si le score pondéré atteint le seuil (110 par défaut)",
+            )
         elif column.startswith("est_"):
             _estimate_row(row, column, tic)
         rows.append(row)
@@ -118,14 +153,26 @@ def _indicator_row(row: dict, ind: Indicator, part: str, run: RunContext) -> Non
         "num": (f"{ind.label} — numérateur", "Effectif au numérateur (somme pour une maille agrégée)", "effectif"),
         "den": (f"{ind.label} — dénominateur", "Effectif au dénominateur", "effectif"),
         "taux": (ind.label, "Numérateur / dénominateur", "euros" if ind.unit == "euros" else "part (0–1)"),
-        "score": (f"{ind.label} — score MedNum",
-                  "100 × taux / taux de référence" + (" (inversé : plus haut = moins fragile)" if ind.higher_is_better else ""),
-                  "indice (100 = référence)"),
-        "source": (f"{ind.label} — maille de la valeur", "iris, ou commune quand la valeur vient de la commune", "texte"),
+        "score": (
+            f"{ind.label} — score MedNum",
+            "100 × taux / taux de référence"
+            + (" (inversé : plus haut = moins fragile)" if ind.higher_is_better else ""),
+            "indice (100 = référence)",
+        ),
+        "source": (
+            f"{ind.label} — maille de la valeur",
+            "iris, ou commune quand la valeur vient de la commune",
+            "texte",
+        ),
     }
     row["libelle"], row["definition"], row["unite"] = texts[part]
-    row.update(source=source, millesime=vintage, maille_source="commune" if ind.computation.startswith("arcep") else
-               ("IRIS, sinon commune" if coarse else "IRIS"))
+    row.update(
+        source=source,
+        millesime=vintage,
+        maille_source="commune"
+        if ind.computation.startswith("arcep")
+        else ("IRIS, sinon commune" if coarse else "IRIS"),
+    )
     if part == "score":
         row.update(methode=run.methode, reference=run.reference)
     if coarse:
@@ -133,21 +180,27 @@ def _indicator_row(row: dict, ind: Indicator, part: str, run: RunContext) -> Non
 
 
 def _estimate_row(row: dict, column: str, tic: TicConfig) -> None:
-    body = column[len("est_"):]
-    for outcome, label in tic.outcomes.items():
+    body = column[len("est_") :]
+    for outcome, label in tic.outcomes.items():  # noqa: B007 - label is used after the loop
         if body.startswith(outcome + "_"):
-            group = body[len(outcome) + 1:]
+            group = body[len(outcome) + 1 :]
             break
     else:
         return
     if group == "age":
         bands = tic.age_bands
-        row.update(libelle=f"{label} — total par tranches d'âge", source=bands.source,
-                   definition="Σ taux par tranche d'âge × effectif de la tranche")
+        row.update(
+            libelle=f"{label} — total par tranches d'âge",
+            source=bands.source,
+            definition="Σ taux par tranche d'âge × effectif de la tranche",
+        )
     else:
         g = tic.groups[group]
-        row.update(libelle=f"{label} — {g.label}", source=g.source,
-                   definition=f"Taux national TIC 2019 ({g.rates[outcome]:.1%}) × effectif du groupe ({g.count})")
+        row.update(
+            libelle=f"{label} — {g.label}",
+            source=g.source,
+            definition=f"Taux national TIC 2019 ({g.rates[outcome]:.1%}) × effectif du groupe ({g.count})",
+        )
     row.update(unite="personnes (estimation)", methode="tic_2019", millesime="2019", note=OVERLAP)
     if group == "age" and not tic.age_bands.verified or group != "age" and not tic.groups[group].verified:
         row["note"] += " Taux de source secondaire, non vérifiés."

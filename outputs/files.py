@@ -11,11 +11,10 @@ import fcntl
 import os
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
-
 
 # Files written at once by `write_all` (this machine class has two cores).
 WRITERS = min(2, os.cpu_count() or 1)

@@ -8,8 +8,8 @@ leading zeros and 2A/2B survive a spreadsheet (both written by `outputs.tables`)
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import geopandas as gpd
 import pandas as pd
@@ -64,16 +64,20 @@ def write_pack(
     for maille, layer in layers.items():
         table = pack_table(layer, maille, caf_indicators, secret_threshold)
         shapes = outlines(layer, maille)
-        targets[out_dir / f"{maille}.xlsx"] = (
-            lambda tmp, t=table, m=maille: _csv_and_xlsx(t, out_dir / f"{m}.csv", tmp, m))
+        targets[out_dir / f"{maille}.xlsx"] = lambda tmp, t=table, m=maille: _csv_and_xlsx(
+            t, out_dir / f"{m}.csv", tmp, m
+        )
         # Full outlines in the layers' projected CRS (EPSG:2154 in metropolitan France).
-        targets[out_dir / "contours" / f"{maille}_{shapes.crs.to_epsg()}.shp"] = lambda tmp, g=shapes: _shapefile(g, tmp)
+        targets[out_dir / "contours" / f"{maille}_{shapes.crs.to_epsg()}.shp"] = lambda tmp, g=shapes: _shapefile(
+            g, tmp
+        )
     targets[out_dir / "dictionnaire_indicateurs.csv"] = lambda tmp: write_csv(dictionary, tmp)
     targets[out_dir / "dictionnaire_indicateurs.xlsx"] = lambda tmp: write_xlsx(dictionary, tmp, "dictionnaire")
     targets[out_dir / "LISEZMOI.txt"] = lambda tmp: Path(tmp).write_text(readme, encoding="utf-8")
     for maille, layer in layers.items():  # last: they may wait for the web outlines
-        targets[out_dir / "contours" / f"{maille}_4326.geojson"] = (
-            lambda tmp, g=outlines(layer, maille), m=maille: _contours_geojson(g, m, web_outlines, tmp))
+        targets[out_dir / "contours" / f"{maille}_4326.geojson"] = lambda tmp, g=outlines(layer, maille), m=maille: (
+            _contours_geojson(g, m, web_outlines, tmp)
+        )
     return write_all(targets)
 
 

@@ -91,8 +91,9 @@ def geojson_geometries(geometries: gpd.GeoSeries) -> np.ndarray:
     return shapely.to_geojson(shapely.orient_polygons(shapely.transform(geometries.to_numpy(), lon_lat)))
 
 
-def write_geojson(gdf: gpd.GeoDataFrame, path: Path, properties: list[str] | None = None,
-                  geometries: np.ndarray | None = None) -> None:
+def write_geojson(
+    gdf: gpd.GeoDataFrame, path: Path, properties: list[str] | None = None, geometries: np.ndarray | None = None
+) -> None:
     """A GeoJSON RFC 7946 FeatureCollection, no `crs` member.
 
     `properties` (from `outputs.tables.json_rows`) and `geometries` (from `geojson_geometries`)
@@ -109,8 +110,9 @@ def write_geojson(gdf: gpd.GeoDataFrame, path: Path, properties: list[str] | Non
         raise ValueError(f"{path}: {len(props)} property rows for {len(shapes)} geometries")
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         fh.write('{"type":"FeatureCollection","features":[\n')
-        fh.write(",\n".join(f'{{"type":"Feature","properties":{p},"geometry":{g or "null"}}}'
-                             for p, g in zip(props, shapes)))
+        fh.write(
+            ",\n".join(f'{{"type":"Feature","properties":{p},"geometry":{g or "null"}}}' for p, g in zip(props, shapes))
+        )
         fh.write("\n]}\n")
 
 
@@ -131,8 +133,10 @@ def write_layer(layer: gpd.GeoDataFrame, out_dir: Path, name: str, run_info: dic
     def sidecar(tmp: Path) -> None:
         tmp.write_text(json.dumps(run_info, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
 
-    return write_all({
-        out_dir / f"{name}.parquet": parquet,
-        out_dir / f"{name}.gpkg": gpkg,
-        out_dir / f"{name}.metadata.json": sidecar,
-    })
+    return write_all(
+        {
+            out_dir / f"{name}.parquet": parquet,
+            out_dir / f"{name}.gpkg": gpkg,
+            out_dir / f"{name}.metadata.json": sidecar,
+        }
+    )

@@ -26,8 +26,15 @@ FIGSIZE = (8, 9)  # inches
 MAX_OUTLINED = 5000
 
 
-def choropleth_png(layer: gpd.GeoDataFrame, classes: Classes, *, title: str, sources: str, dpi: int = 150,
-                   thumbnail_dpi: int | None = None) -> tuple[bytes, bytes | None]:
+def choropleth_png(
+    layer: gpd.GeoDataFrame,
+    classes: Classes,
+    *,
+    title: str,
+    sources: str,
+    dpi: int = 150,
+    thumbnail_dpi: int | None = None,
+) -> tuple[bytes, bytes | None]:
     """A north-up map in the layer's projected CRS (Lambert-93 in metropolitan France, the
     overseas département's UTM projection elsewhere) with legend, title, sources line, north
     arrow and scale bar; and, if `thumbnail_dpi` is given, the same map at that resolution (drawn
@@ -44,8 +51,11 @@ def choropleth_png(layer: gpd.GeoDataFrame, classes: Classes, *, title: str, sou
     palette = list(dict.fromkeys(colors))  # one compound path per colour: a handful of paths to draw
     paths = [class_path(geometries[colors == color], tolerance=pixel / 2) for color in palette]
     outlined = len(layer) <= MAX_OUTLINED
-    ax.add_collection(PathCollection(paths, facecolors=palette, edgecolors="white" if outlined else "none",
-                                     linewidths=0.15 if outlined else 0.0))
+    ax.add_collection(
+        PathCollection(
+            paths, facecolors=palette, edgecolors="white" if outlined else "none", linewidths=0.15 if outlined else 0.0
+        )
+    )
     ax.set_xlim(minx, maxx)
     ax.set_ylim(miny, maxy)
     ax.set_axis_off()
@@ -53,8 +63,14 @@ def choropleth_png(layer: gpd.GeoDataFrame, classes: Classes, *, title: str, sou
     handles = [Patch(facecolor=c, edgecolor="#999999", label=label) for c, label in zip(classes.colors, classes.labels)]
     if np.isnan(values).any():
         handles.append(Patch(facecolor=MISSING_COLOR, edgecolor="#999999", label="non noté"))
-    ax.legend(handles=handles, title=classes.field.replace("_", " "), loc="lower right", fontsize=8,
-              title_fontsize=9, frameon=True)
+    ax.legend(
+        handles=handles,
+        title=classes.field.replace("_", " "),
+        loc="lower right",
+        fontsize=8,
+        title_fontsize=9,
+        frameon=True,
+    )
     ax.set_title(title, fontsize=12, loc="left")
     _north_arrow(ax)
     _scale_bar(ax)
@@ -92,8 +108,16 @@ def class_path(geometries: np.ndarray, tolerance: float) -> MplPath:
 
 
 def _north_arrow(ax) -> None:
-    ax.annotate("N", xy=(0.05, 0.95), xytext=(0.05, 0.86), xycoords="axes fraction", ha="center",
-                fontsize=11, fontweight="bold", arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.5})
+    ax.annotate(
+        "N",
+        xy=(0.05, 0.95),
+        xytext=(0.05, 0.86),
+        xycoords="axes fraction",
+        ha="center",
+        fontsize=11,
+        fontweight="bold",
+        arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.5},
+    )
 
 
 def _scale_bar(ax) -> None:

@@ -32,13 +32,15 @@ def drivers(row: pd.Series, labels: dict[str, str], top: int = 3) -> str:
 def most_fragile(iris: pd.DataFrame, catalogue: IndicatorCatalogue, n: int) -> pd.DataFrame:
     labels = {i.id: i.label for i in catalogue.indicators if f"{i.id}_score" in iris}
     top = iris[iris["score_global"].notna()].nlargest(n, "score_global")
-    return pd.DataFrame({
-        "IRIS": top["CODE_IRIS"],
-        "Nom": top["NOM_IRIS"],
-        "Commune": top["NOM_COM"],
-        "Score global": top["score_global"].round(1),
-        "Indicateurs les plus au-dessus de la référence (score)": [drivers(r, labels) for _, r in top.iterrows()],
-    })
+    return pd.DataFrame(
+        {
+            "IRIS": top["CODE_IRIS"],
+            "Nom": top["NOM_IRIS"],
+            "Commune": top["NOM_COM"],
+            "Score global": top["score_global"].round(1),
+            "Indicateurs les plus au-dessus de la référence (score)": [drivers(r, labels) for _, r in top.iterrows()],
+        }
+    )
 
 
 def people_at_risk(iris: pd.DataFrame, tic: TicConfig) -> pd.DataFrame:
@@ -59,7 +61,9 @@ def _img(png: bytes, alt: str) -> str:
 def _table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "<p>Aucune donnée.</p>"
-    return frame.to_html(index=False, escape=True, border=0, na_rep="", float_format=lambda v: f"{v:,.1f}".replace(",", "\u202f"))
+    return frame.to_html(
+        index=False, escape=True, border=0, na_rep="", float_format=lambda v: f"{v:,.1f}".replace(",", "\u202f")
+    )
 
 
 CSS = """
@@ -87,8 +91,11 @@ def render_report(
 ) -> str:
     """The report's HTML: key figures, map, distribution, most fragile IRIS, people at risk."""
     scored = int(iris["score_global"].notna().sum())
-    kpis = [("IRIS", f"{len(iris)}"), ("IRIS notés", f"{scored}"),
-            ("Population", f"{iris['P_POP'].sum():,.0f}".replace(",", "\u202f") if "P_POP" in iris else "—")]
+    kpis = [
+        ("IRIS", f"{len(iris)}"),
+        ("IRIS notés", f"{scored}"),
+        ("Population", f"{iris['P_POP'].sum():,.0f}".replace(",", "\u202f") if "P_POP" in iris else "—"),
+    ]
     if opale:
         kpis.append(("IRIS exposés (Opale)", f"{opale['iris_exposes']}"))
     vintages = vintages_line(context.vintages)

@@ -46,7 +46,13 @@ def classify(values: pd.Series, spec: Classification) -> Classes:
     colors = tuple(to_hex(cmap(i)) for i in range(len(breaks)))
     lows = (float(present.min()), *breaks[:-1])
     labels = tuple(
-        (f"moins de {_fmt(b)}" if i == 0 else f"{_fmt(lo)} à {_fmt(b)}" if i < len(breaks) - 1 else f"{_fmt(lo)} et plus")
+        (
+            f"moins de {_fmt(b)}"
+            if i == 0
+            else f"{_fmt(lo)} à {_fmt(b)}"
+            if i < len(breaks) - 1
+            else f"{_fmt(lo)} et plus"
+        )
         for i, (lo, b) in enumerate(zip(lows, breaks))
     )
     return Classes(spec.field, float(present.min()), breaks, colors, labels, spec.scheme)
@@ -92,11 +98,11 @@ def renderer_xml(classes: Classes) -> str:
 
 def qml(classes: Classes) -> str:
     """A layer style file: QGIS loads `iris.qml` by itself beside `iris.gpkg`."""
-    return f'''<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.34.0" styleCategories="Symbology">
 {renderer_xml(classes)}
 </qgis>
-'''
+"""
 
 
 def qgis_project(title: str, layers: list[tuple[str, str, str, Classes]], epsg: int = 2154) -> str:
@@ -110,17 +116,19 @@ def qgis_project(title: str, layers: list[tuple[str, str, str, Classes]], epsg: 
     for name, path, layername, classes in layers:
         layer_id = f"{layername}_fragilite"
         source = f"{path}|layername={layername}"
-        tree.append(f'    <layer-tree-layer id="{layer_id}" name={quoteattr(name)} source={quoteattr(source)} '
-                    f'providerKey="ogr" checked="Qt::Checked" expanded="1"/>')
-        maps.append(f'''    <maplayer type="vector" geometry="Polygon">
+        tree.append(
+            f'    <layer-tree-layer id="{layer_id}" name={quoteattr(name)} source={quoteattr(source)} '
+            f'providerKey="ogr" checked="Qt::Checked" expanded="1"/>'
+        )
+        maps.append(f"""    <maplayer type="vector" geometry="Polygon">
       <id>{layer_id}</id>
       <datasource>{source}</datasource>
       <layername>{name}</layername>
       <srs>{srs}</srs>
       <provider encoding="UTF-8">ogr</provider>
 {renderer_xml(classes)}
-    </maplayer>''')
-    return f'''<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+    </maplayer>""")
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis projectname={quoteattr(title)} version="3.34.0">
   <title>{escape(title)}</title>
   <projectCrs>{srs}</projectCrs>
@@ -134,4 +142,4 @@ def qgis_project(title: str, layers: list[tuple[str, str, str, Classes]], epsg: 
     <Paths><Absolute type="bool">false</Absolute></Paths>
   </properties>
 </qgis>
-'''
+"""

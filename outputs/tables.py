@@ -42,8 +42,10 @@ def json_rows(frame: pd.DataFrame, decimals: int | None = None) -> list[str]:
         return ["{}"] * len(frame)
     columns = ", ".join(
         f"round({_quote(f.name)}, {int(decimals)}) AS {_quote(f.name)}"
-        if decimals is not None and pa.types.is_floating(f.type) else _quote(f.name)
-        for f in table.schema)
+        if decimals is not None and pa.types.is_floating(f.type)
+        else _quote(f.name)
+        for f in table.schema
+    )
     with _connect(table) as con:
         rows = con.sql(f"SELECT to_json(r)::VARCHAR FROM (SELECT {columns} FROM t) r")
         return rows.to_arrow_table().column(0).to_pylist()
@@ -64,7 +66,7 @@ _CONTENT_TYPES = (
     'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
     '<Override PartName="/xl/styles.xml" '
     'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
-    '</Types>'
+    "</Types>"
 )
 _ROOT_RELS = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -92,7 +94,7 @@ _STYLES = (
     '<cellXfs count="2"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
     '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/></cellXfs>'
     '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
-    '</styleSheet>'
+    "</styleSheet>"
 )
 _SHEET_HEAD = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -119,8 +121,10 @@ def _escape(value: str) -> str:
 
 
 def _sql_escape(expr: str) -> str:
-    return (f"replace(replace(replace(regexp_replace({expr}, '{_XML_FORBIDDEN}', '', 'g'), "
-            "'&', '&amp;'), '<', '&lt;'), '>', '&gt;')")
+    return (
+        f"replace(replace(replace(regexp_replace({expr}, '{_XML_FORBIDDEN}', '', 'g'), "
+        "'&', '&amp;'), '<', '&lt;'), '>', '&gt;')"
+    )
 
 
 def _is_number(kind: pa.DataType) -> bool:
@@ -132,25 +136,34 @@ def _csv_field_sql(text: str, kind: pa.DataType) -> str:
     quoted when it holds the separator, a quote or a line break."""
     if pa.types.is_boolean(kind) or _is_number(kind):
         return f"coalesce({text}, '')"
-    return (f"CASE WHEN {text} IS NULL THEN '' WHEN regexp_matches({text}, '[;\"\n\r]') "
-            f"THEN concat('\"', replace({text}, '\"', '\"\"'), '\"') ELSE {text} END")
+    return (
+        f"CASE WHEN {text} IS NULL THEN '' WHEN regexp_matches({text}, '[;\"\n\r]') "
+        f"THEN concat('\"', replace({text}, '\"', '\"\"'), '\"') ELSE {text} END"
+    )
 
 
 def _cell_sql(text: str, letter: str, kind: pa.DataType) -> str:
     """A spreadsheet cell from a value's text (`text`; `rn` = the row number); NULL (no cell)
     when the value is missing. Non-finite numbers have no spreadsheet form: no cell either."""
     if pa.types.is_boolean(kind):
-        return (f"CASE WHEN {text} IS NOT NULL THEN concat('<c r=\"{letter}', rn, '\" t=\"b\"><v>', "
-                f"CASE WHEN {text} = 'true' THEN '1' ELSE '0' END, '</v></c>') END")
+        return (
+            f"CASE WHEN {text} IS NOT NULL THEN concat('<c r=\"{letter}', rn, '\" t=\"b\"><v>', "
+            f"CASE WHEN {text} = 'true' THEN '1' ELSE '0' END, '</v></c>') END"
+        )
     if _is_number(kind):
-        return (f"CASE WHEN {text} IS NOT NULL AND {text} NOT IN ('inf', '-inf', 'nan') "
-                f"THEN concat('<c r=\"{letter}', rn, '\"><v>', {text}, '</v></c>') END")
-    return (f"CASE WHEN {text} IS NOT NULL THEN concat('<c r=\"{letter}', rn, '\" t=\"inlineStr\"><is><t>', "
-            f"{_sql_escape(text)}, '</t></is></c>') END")
+        return (
+            f"CASE WHEN {text} IS NOT NULL AND {text} NOT IN ('inf', '-inf', 'nan') "
+            f"THEN concat('<c r=\"{letter}', rn, '\"><v>', {text}, '</v></c>') END"
+        )
+    return (
+        f"CASE WHEN {text} IS NOT NULL THEN concat('<c r=\"{letter}', rn, '\" t=\"inlineStr\"><is><t>', "
+        f"{_sql_escape(text)}, '</t></is></c>') END"
+    )
 
 
-def write_table(frame: pd.DataFrame, *, csv: Path | None = None, xlsx: Path | None = None,
-                sheet: str = "table") -> None:
+def write_table(
+    frame: pd.DataFrame, *, csv: Path | None = None, xlsx: Path | None = None, sheet: str = "table"
+) -> None:
     """The CSV and/or the XLSX of one table, from a single formatting pass: DuckDB turns every
     value into text once (its shortest exact form for numbers), then frames it as a CSV field
     and as a spreadsheet cell. Rows and fields are built with variadic `concat`/`concat_ws`
@@ -173,8 +186,10 @@ def write_table(frame: pd.DataFrame, *, csv: Path | None = None, xlsx: Path | No
         outputs.append(f"concat('<row r=\"', rn, '\">', {cells + ', ' if cells else ''}'</row>') AS xlsx")
     # Row 1 of the sheet is the header: record i goes to row i + 2.
     numbered = table.append_column("__row", pa.array(np.arange(2, table.num_rows + 2, dtype="int64")))
-    query = (f"SELECT {', '.join(outputs)} FROM (SELECT __row, __row::VARCHAR AS rn"
-             f"{''.join(', ' + c for c in columns)} FROM t) ORDER BY __row")
+    query = (
+        f"SELECT {', '.join(outputs)} FROM (SELECT __row, __row::VARCHAR AS rn"
+        f"{''.join(', ' + c for c in columns)} FROM t) ORDER BY __row"
+    )
     with _connect(numbered) as con:
         result = con.sql(query).to_arrow_table()
     if csv is not None:
@@ -183,7 +198,7 @@ def write_table(frame: pd.DataFrame, *, csv: Path | None = None, xlsx: Path | No
             fh.write(header + "\n")
             lines = result.column("csv").to_pylist()
             for start in range(0, len(lines), 8192):
-                fh.write("\n".join(lines[start:start + 8192]) + "\n")
+                fh.write("\n".join(lines[start : start + 8192]) + "\n")
     if xlsx is not None:
         _write_workbook(xlsx, sheet, names, result.column("xlsx").to_pylist())
 
@@ -220,7 +235,7 @@ def _write_workbook(path: Path, sheet: str, names: list[str], rows: list[str]) -
             # The dimension lets streaming readers pad rows whose last cells are blank.
             dimension = f"A1:{column_letter(max(len(names), 1) - 1)}{len(rows) + 1}"
             fh.write(_SHEET_HEAD.format(dimension=dimension).encode("utf-8"))
-            fh.write(f'<row r="1">{header}</row>'.encode("utf-8"))
+            fh.write(f'<row r="1">{header}</row>'.encode())
             for start in range(0, len(rows), 4096):
-                fh.write("".join(rows[start:start + 4096]).encode("utf-8"))
+                fh.write("".join(rows[start : start + 4096]).encode("utf-8"))
             fh.write(b"</sheetData></worksheet>")

@@ -11,8 +11,8 @@ faster and nested. Validity is checked in Lambert-93.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import geopandas as gpd
 import numpy as np
@@ -77,7 +77,9 @@ class IrisLevels:
     valid_after: bool | None = None  # the coarsest level's coverage
 
 
-def simplify_iris(iris: gpd.GeoDataFrame, tolerances: Sequence[float], coverage_valid: bool | None = None) -> IrisLevels:
+def simplify_iris(
+    iris: gpd.GeoDataFrame, tolerances: Sequence[float], coverage_valid: bool | None = None
+) -> IrisLevels:
     """Simplify the IRIS coverage once per tolerance, each level from the previous one, and
     dissolve each level by the coarser mailles' keys present in `iris` (INSEE_COM, EPCI, DEP).
 
@@ -123,13 +125,18 @@ def web_outlines(levels: IrisLevels, layers: dict[str, gpd.GeoDataFrame]) -> Web
             geometries = aligned.to_numpy()
             outlines[(maille, tolerance)] = gpd.GeoSeries(geometries, index=layer.index, crs=layer.crs)
             stats[level_name(maille, tolerance)] = SimplifyStats(
-                tolerance_m=tolerance, vertices_before=before[maille],
-                vertices_after=_vertices(geometries), valid_before=True, valid_after=bool(levels.valid_after))
+                tolerance_m=tolerance,
+                vertices_before=before[maille],
+                vertices_after=_vertices(geometries),
+                valid_before=True,
+                valid_after=bool(levels.valid_after),
+            )
     return WebOutlines(outlines=outlines, stats=stats)
 
 
-def simplify_layers(layers: dict[str, gpd.GeoDataFrame], tolerances: Sequence[float],
-                    coverage_valid: bool | None = None) -> WebOutlines:
+def simplify_layers(
+    layers: dict[str, gpd.GeoDataFrame], tolerances: Sequence[float], coverage_valid: bool | None = None
+) -> WebOutlines:
     """Every maille of `layers` (published layers, projected, `iris` among them) at every
     tolerance: `simplify_iris` then `web_outlines`."""
     return web_outlines(simplify_iris(layers["iris"], tolerances, coverage_valid), layers)

@@ -11,8 +11,9 @@ step re-executed alone from the UI) computes it itself, so results never depend 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 # One worker: tasks run in the order they were started (a task may wait for an earlier one).
 _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fragilite-arriere-plan")

@@ -8,8 +8,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from config import ConfigError, load_settings, settings_as_yaml
 from config.settings import PROJECT_ROOT
@@ -28,25 +28,39 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="compute the index and write the layers (default: the embedded Rhône sample)")
     _config_option(run)
-    run.add_argument("--reference", choices=["departement", "epci", "territoire", "region", "france"],
-                     help="reference territory of the scores (default: departement)")
-    run.add_argument("--legacy-2020", action="store_true", default=None,
-                     help="reproduce the 2020 MedNum publication (see README)")
-    run.add_argument("--territory", metavar="CODES",
-                     help="study territory: a preset of config/territories.yaml (rhone, metropole-lyon, "
-                          "pays-arbresle, …) or comma-separated département, commune or EPCI codes")
+    run.add_argument(
+        "--reference",
+        choices=["departement", "epci", "territoire", "region", "france"],
+        help="reference territory of the scores (default: departement)",
+    )
+    run.add_argument(
+        "--legacy-2020", action="store_true", default=None, help="reproduce the 2020 MedNum publication (see README)"
+    )
+    run.add_argument(
+        "--territory",
+        metavar="CODES",
+        help="study territory: a preset of config/territories.yaml (rhone, metropole-lyon, "
+        "pays-arbresle, …) or comma-separated département, commune or EPCI codes",
+    )
     run.add_argument("--out", metavar="DIR", help="output folder (default: build/)")
-    run.add_argument("--by-departement", action="store_true",
-                     help="run the département partitions the territory covers, then their national merge "
-                          "(layers/france_iris.parquet), instead of the territory layers")
+    run.add_argument(
+        "--by-departement",
+        action="store_true",
+        help="run the département partitions the territory covers, then their national merge "
+        "(layers/france_iris.parquet), instead of the territory layers",
+    )
     _source_options(run)
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on failure")
 
-    fetch = sub.add_parser("fetch", help="download (or check offline) every file a census vintage needs, without computing")
+    fetch = sub.add_parser(
+        "fetch", help="download (or check offline) every file a census vintage needs, without computing"
+    )
     _config_option(fetch)
     _source_options(fetch, vintage_required=True)
 
-    check = sub.add_parser("validate", help="check the inputs of a run (layout, codes, joins, vintages) without computing")
+    check = sub.add_parser(
+        "validate", help="check the inputs of a run (layout, codes, joins, vintages) without computing"
+    )
     _config_option(check)
     _source_options(check)
 
@@ -63,14 +77,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _source_options(parser: argparse.ArgumentParser, vintage_required: bool = False) -> None:
-    parser.add_argument("--vintage", type=int, required=vintage_required,
-                        help="census vintage (e.g. 2019): download its files from the catalogue instead of "
-                             "reading config inputs; the geography year follows (vintage + 2)")
+    parser.add_argument(
+        "--vintage",
+        type=int,
+        required=vintage_required,
+        help="census vintage (e.g. 2019): download its files from the catalogue instead of "
+        "reading config inputs; the geography year follows (vintage + 2)",
+    )
     parser.add_argument("--offline", action="store_true", default=None, help="use only the cache and --mirror")
     parser.add_argument("--mirror", metavar="DIR", help="folder of files already downloaded, matched by file name")
     parser.add_argument("--cache-dir", metavar="DIR", help="download cache (default: ~/.cache/fragilite-numerique)")
-    parser.add_argument("--accept-changed", action="store_true", default=None,
-                        help="accept files whose checksum differs from the catalogue")
+    parser.add_argument(
+        "--accept-changed",
+        action="store_true",
+        default=None,
+        help="accept files whose checksum differs from the catalogue",
+    )
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -127,8 +149,9 @@ def _is_input_error(exc: BaseException) -> bool:
     from sources.download import DownloadError
     from transforms.iris_base import VintageError
 
-    return isinstance(_user_error(exc), (InputError, ConfigError, VintageError, OutputLockedError,
-                                         DownloadError, ArchiveError))
+    return isinstance(
+        _user_error(exc), (InputError, ConfigError, VintageError, OutputLockedError, DownloadError, ArchiveError)
+    )
 
 
 def _use_local_instance() -> None:
@@ -149,7 +172,9 @@ def _resource(args: argparse.Namespace):
         reference=getattr(args, "reference", None),
         legacy_2020=getattr(args, "legacy_2020", None),
         out_dir=absolute(getattr(args, "out", None)),
-        territory=[c.strip() for c in args.territory.split(",") if c.strip()] if getattr(args, "territory", None) else None,
+        territory=[c.strip() for c in args.territory.split(",") if c.strip()]
+        if getattr(args, "territory", None)
+        else None,
         vintage=args.vintage,
         offline=args.offline,
         mirror=absolute(args.mirror),
@@ -167,8 +192,13 @@ def _fetch(resource) -> int:
     settings = resource.settings
     fetcher = fetcher_from_settings(settings)
     print(f"fragilite : fichiers du RP {settings.run.vintage} (cache {fetcher.cache_dir})", file=sys.stderr)
-    resolved = resolve_inputs(resource.source_catalogue, settings.run.vintage, fetcher,
-                              settings.sources.max_extract_mb << 20, quarter=settings.sources.arcep_trimestre)
+    resolved = resolve_inputs(
+        resource.source_catalogue,
+        settings.run.vintage,
+        fetcher,
+        settings.sources.max_extract_mb << 20,
+        quarter=settings.sources.arcep_trimestre,
+    )
     for key, found in resolved.items():
         if isinstance(found, Exception):
             print(f"  {key:<28} facultatif, écarté : {str(found).splitlines()[0]}")
@@ -210,10 +240,21 @@ def _sources(args: argparse.Namespace) -> int:
 
     catalogue = load_sources(load_settings(args.config).sources.catalogue)
     rows = [
-        {"dataset": name, "publisher": d.publisher, "input": d.input, "vintage": v, "url": f.url,
-         "url_verified": f.url_verified, "format": d.file(v).format, "member": f.member,
-         "checksum": f.md5 or f.sha256, "size": f.size, "note": f.note}
-        for name, d in catalogue.datasets.items() for v, f in d.files.items()
+        {
+            "dataset": name,
+            "publisher": d.publisher,
+            "input": d.input,
+            "vintage": v,
+            "url": f.url,
+            "url_verified": f.url_verified,
+            "format": d.file(v).format,
+            "member": f.member,
+            "checksum": f.md5 or f.sha256,
+            "size": f.size,
+            "note": f.note,
+        }
+        for name, d in catalogue.datasets.items()
+        for v, f in d.files.items()
     ]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -243,20 +284,32 @@ def _run(args: argparse.Namespace) -> int:
     _show_progress()
     started = time.perf_counter()
     territory = ",".join(settings.run.territory) or settings.run.territory_label
-    print(f"fragilite: {territory}, référence {settings.run.reference}"
-          f"{', legacy 2020' if settings.run.legacy_2020 else ''}", file=sys.stderr)
+    print(
+        f"fragilite: {territory}, référence {settings.run.reference}"
+        f"{', legacy 2020' if settings.run.legacy_2020 else ''}",
+        file=sys.stderr,
+    )
     defs = build_definitions(resource)
     everything = [*defs.assets, *defs.asset_checks]
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     with dg.DagsterInstance.get() as instance:
         if args.by_departement:
             return _run_partitions(resource, _resource(args), everything, instance, quiet, started)
-        tags = {"fragilite/commande": "run", "fragilite/territoire": ",".join(settings.run.territory) or "entrées",
-                "fragilite/reference": settings.run.reference}
+        tags = {
+            "fragilite/commande": "run",
+            "fragilite/territoire": ",".join(settings.run.territory) or "entrées",
+            "fragilite/reference": settings.run.reference,
+        }
         if settings.run.vintage is not None:
             tags["fragilite/millesime"] = str(settings.run.vintage)
-        result = dg.materialize(everything, instance=instance, resources=run_resources(resource),
-                                run_config=quiet, tags=tags, selection=TERRITORY_SELECTION)
+        result = dg.materialize(
+            everything,
+            instance=instance,
+            resources=run_resources(resource),
+            run_config=quiet,
+            tags=tags,
+            selection=TERRITORY_SELECTION,
+        )
     _summary(result, Path(settings.run.out_dir), time.perf_counter() - started)
     return 0 if result.success else EXIT_FAILED
 
@@ -277,9 +330,12 @@ def _vintage_for_territory(helper) -> int | None:
     if not missing:
         return None
     vintage = latest_vintage(helper.source_catalogue)
-    print(f"fragilite : {', '.join(missing)} hors des fichiers configurés ({epci_path.name}) : millésime le plus "
-          f"récent du catalogue retenu, RP {vintage} (géographie {vintage + 2}) ; fichiers pris dans le cache, "
-          "le dossier --mirror ou téléchargés", file=sys.stderr)
+    print(
+        f"fragilite : {', '.join(missing)} hors des fichiers configurés ({epci_path.name}) : millésime le plus "
+        f"récent du catalogue retenu, RP {vintage} (géographie {vintage + 2}) ; fichiers pris dans le cache, "
+        "le dossier --mirror ou téléchargés",
+        file=sys.stderr,
+    )
     return vintage
 
 
@@ -302,12 +358,23 @@ def _run_partitions(resource, helper, everything, instance, run_config, started:
     keys = partition_keys(territory, PARSERS["communes_epci"](epci_path), DEPARTEMENTS.get_partition_keys())
     print(f"fragilite: {len(keys)} partition(s) département : {', '.join(keys)}", file=sys.stderr)
     for key in keys:
-        result = dg.materialize(everything, instance=instance, resources=run_resources(resource),
-                                run_config=run_config, partition_key=key, selection=NATIONAL_PARTITIONS)
+        result = dg.materialize(
+            everything,
+            instance=instance,
+            resources=run_resources(resource),
+            run_config=run_config,
+            partition_key=key,
+            selection=NATIONAL_PARTITIONS,
+        )
         if not result.success:
             return EXIT_FAILED
-    result = dg.materialize(everything, instance=instance, resources=run_resources(resource),
-                            run_config=run_config, selection=NATIONAL_MERGE)
+    result = dg.materialize(
+        everything,
+        instance=instance,
+        resources=run_resources(resource),
+        run_config=run_config,
+        selection=NATIONAL_MERGE,
+    )
     path = Path(settings.run.out_dir) / "layers" / "france_iris.parquet"
     print(f"\n{len(keys)} département(s) en {time.perf_counter() - started:.1f} s ; fusion nationale : {path}")
     return 0 if result.success else EXIT_FAILED
@@ -341,8 +408,9 @@ OUTPUTS = (
 def _summary(result, out_dir: Path, seconds: float) -> None:
     """What a user needs after a run: how many IRIS, which files, checks, warnings, exposure."""
     metadata = {
-        event.asset_key.to_user_string(): {k: v.value for k, v in
-                                          event.step_materialization_data.materialization.metadata.items()}
+        event.asset_key.to_user_string(): {
+            k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()
+        }
         for event in result.get_asset_materialization_events()
     }
     checks = result.get_asset_check_evaluations()
@@ -357,15 +425,19 @@ def _summary(result, out_dir: Path, seconds: float) -> None:
             print(f"  {name + '/':<16} {len(files):3d} fichiers {size / 1e6:7.2f} Mo  {what}")
         elif path.exists():
             print(f"  {name:<16}               {path.stat().st_size / 1e6:7.2f} Mo  {what}")
-    print(f"Contrôles : {len(checks) - len(failed)}/{len(checks)} réussis"
-          + "".join(f"\n  ÉCHEC {c.asset_key.to_user_string()}:{c.check_name}" for c in failed))
+    print(
+        f"Contrôles : {len(checks) - len(failed)}/{len(checks)} réussis"
+        + "".join(f"\n  ÉCHEC {c.asset_key.to_user_string()}:{c.check_name}" for c in failed)
+    )
     opale = scores.get("opale_resume")
     if opale:
         arr = f", {len(opale['arrondissements'])} arrondissement(s)" if opale["arrondissements"] else ""
         population = f"{opale['population']:,.0f}".replace(",", "\u202f")
-        print(f"Opale : {opale['iris_exposes']} IRIS exposés (score ≥ seuil) dans {opale['communes']} "
-              f"commune(s){arr} ({opale['communes_arrondissements_distincts']} en comptant les "
-              f"arrondissements), {population} habitants")
+        print(
+            f"Opale : {opale['iris_exposes']} IRIS exposés (score ≥ seuil) dans {opale['communes']} "
+            f"commune(s){arr} ({opale['communes_arrondissements_distincts']} en comptant les "
+            f"arrondissements), {population} habitants"
+        )
     for key, meta in metadata.items():
         if meta.get("erreur"):
             print(f"  source écartée : {key} : {str(meta['erreur']).splitlines()[0]}")
@@ -379,8 +451,10 @@ def _summary(result, out_dir: Path, seconds: float) -> None:
 
 def _print_joins(metadata: dict) -> None:
     """Per source, the codes that did not join after mapping (the full lists are in the metadata)."""
-    reports = [*metadata.get("iris_base", {}).get("jointures", []),
-               *metadata.get("iris_indicateurs", {}).get("jointures", [])]
+    reports = [
+        *metadata.get("iris_base", {}).get("jointures", []),
+        *metadata.get("iris_indicateurs", {}).get("jointures", []),
+    ]
     for r in reports:
         codes = r.get("unmatched_left", []) + r.get("unmatched_right", [])
         count = r.get("unmatched_left_count", 0) + r.get("unmatched_right_count", 0)

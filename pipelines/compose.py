@@ -9,8 +9,8 @@ from __future__ import annotations
 import geopandas as gpd
 import pandas as pd
 
-from indice.methods import score_all
 from config.settings import load_publication
+from indice.methods import score_all
 from outputs.disclosure import apply_secret
 from outputs.layers import build_layer
 from pipelines.defs.indice import method_label, method_params, scored_indicators
@@ -38,16 +38,30 @@ def iris_layer_for(fragilite: FragiliteConfig, territory: Territory) -> gpd.GeoD
     result = compute_indicators(
         base,
         [i for i in fragilite.catalogue.indicators if not settings.run.indicators or i.id in settings.run.indicators],
-        IndicatorInputs(**{k: tables.get(k) for k in ("filosofi_iris", "filosofi_communes", "arcep_debit",
-                                                     "caf_non_connectes", "cog_passage")},
-                        geography_year=vintage + 2),
+        IndicatorInputs(
+            **{
+                k: tables.get(k)
+                for k in ("filosofi_iris", "filosofi_communes", "arcep_debit", "caf_non_connectes", "cog_passage")
+            },
+            geography_year=vintage + 2,
+        ),
         legacy_2020=settings.run.legacy_2020,
         commune_fallback=settings.run.filosofi_commune_fallback,
     ).join_to(base)
     frame = pd.DataFrame(result.frame.drop(columns="geometry"))
     scored = score_all(frame, scored_indicators(fragilite, frame), method_params(fragilite, frame))
     indicator_ids = [c[: -len("_num")] for c in result.table.columns if c.endswith("_num")]
-    layer = build_layer("iris", result.frame, scored.table, indicator_ids, methode=method_label(settings),
-                        reference=settings.run.reference, millesime_rp=vintage)
-    return apply_secret(layer, [i.id for i in fragilite.catalogue.indicators if i.source == "caf_non_connectes"],
-                        load_publication().secret_threshold)
+    layer = build_layer(
+        "iris",
+        result.frame,
+        scored.table,
+        indicator_ids,
+        methode=method_label(settings),
+        reference=settings.run.reference,
+        millesime_rp=vintage,
+    )
+    return apply_secret(
+        layer,
+        [i.id for i in fragilite.catalogue.indicators if i.source == "caf_non_connectes"],
+        load_publication().secret_threshold,
+    )

@@ -20,9 +20,9 @@ def report(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, me
 
 def table_metadata(frame: pd.DataFrame, preview_rows: int = 5) -> dict:
     """Row count, column schema and a markdown preview, for any table an asset returns."""
-    schema = dg.TableSchema(columns=[
-        dg.TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items() if str(c) != "geometry"
-    ])
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items() if str(c) != "geometry"]
+    )
     preview = frame.drop(columns=["geometry"], errors="ignore").head(preview_rows)
     return {
         "dagster/row_count": len(frame),
@@ -34,7 +34,9 @@ def table_metadata(frame: pd.DataFrame, preview_rows: int = 5) -> dict:
 def file_metadata(path: Path) -> dict:
     """Path, size and SHA-256 of an input file, so a reviewer knows exactly what was read. A folder
     (IGN's outlines, one shapefile per part of France) is summed over its files, in name order."""
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
+    files = (
+        sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
+    )
     digest = hashlib.sha256()
     for file in files:
         if path.is_dir():

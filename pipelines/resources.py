@@ -57,8 +57,11 @@ class FragiliteConfig(dg.ConfigurableResource):
         if self.vintage is not None:
             run["vintage"] = self.vintage
         inputs = {"caf_non_connectes": self.caf_file} if self.caf_file else {}
-        sources = {k: getattr(self, k) for k in ("offline", "mirror", "cache_dir", "accept_changed")
-                   if getattr(self, k) is not None}
+        sources = {
+            k: getattr(self, k)
+            for k in ("offline", "mirror", "cache_dir", "accept_changed")
+            if getattr(self, k) is not None
+        }
         return {k: v for k, v in (("run", run), ("sources", sources), ("inputs", inputs)) if v}
 
     def input_file(self, key: str) -> tuple[Path | None, dict]:
@@ -72,9 +75,14 @@ class FragiliteConfig(dg.ConfigurableResource):
         if settings.run.vintage is None or key not in catalogued_inputs(self.source_catalogue):
             path = settings.input_paths().get(key)
             return path, ({"fichier": str(path)} if path else {})
-        resolved = resolve_input(self.source_catalogue, key, settings.run.vintage,
-                                 fetcher_from_settings(settings), settings.sources.max_extract_mb << 20,
-                                 quarter=settings.sources.arcep_trimestre)
+        resolved = resolve_input(
+            self.source_catalogue,
+            key,
+            settings.run.vintage,
+            fetcher_from_settings(settings),
+            settings.sources.max_extract_mb << 20,
+            quarter=settings.sources.arcep_trimestre,
+        )
         if resolved is None:
             return None, {}
         return resolved

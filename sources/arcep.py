@@ -58,14 +58,17 @@ def read_arcep_debit(path: Path) -> pd.DataFrame:
     keep = _total_rows(path, frame, lines) if layout == CUMULATIVE else pd.Series(True, index=frame.index)
     kept_lines = [line for line, k in zip(lines, keep) if k]
     frame = frame[keep]
-    out = pd.DataFrame({
-        "INSEE_COM": normalise_codes(frame["code_insee"], path=path, column="code_insee", kind="commune",
-                                     lines=kept_lines),
-        "nom_com": frame.get("nom_com", pd.Series("", index=frame.index)),
-        "locaux": counts["nbr"][keep],
-        "locaux_thd": thd[keep],
-        "date": frame.get("date", pd.Series("", index=frame.index)),
-    }).reset_index(drop=True)
+    out = pd.DataFrame(
+        {
+            "INSEE_COM": normalise_codes(
+                frame["code_insee"], path=path, column="code_insee", kind="commune", lines=kept_lines
+            ),
+            "nom_com": frame.get("nom_com", pd.Series("", index=frame.index)),
+            "locaux": counts["nbr"][keep],
+            "locaux_thd": thd[keep],
+            "date": frame.get("date", pd.Series("", index=frame.index)),
+        }
+    ).reset_index(drop=True)
     dates = sorted(set(out["date"]) - {""})
     out.attrs.update(path=str(path), date=dates[-1] if dates else None, layout=layout)
     return out

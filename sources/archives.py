@@ -81,9 +81,13 @@ def list_members(archive: Path) -> list[Member]:
         if py7zr.is_7zfile(archive):
             return _7z_members(archive)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ArchiveError(f"{archive}: corrupt archive ({exc}); delete it from the cache to download it again") from exc
+        raise ArchiveError(
+            f"{archive}: corrupt archive ({exc}); delete it from the cache to download it again"
+        ) from exc
     except Exception as exc:  # py7zr raises several unrelated types on corrupt input
-        raise ArchiveError(f"{archive}: corrupt 7z archive ({type(exc).__name__}: {exc}); delete it from the cache") from exc
+        raise ArchiveError(
+            f"{archive}: corrupt 7z archive ({type(exc).__name__}: {exc}); delete it from the cache"
+        ) from exc
     raise ArchiveError(f"{archive}: neither a zip nor a 7z archive")
 
 
@@ -131,8 +135,10 @@ def _select(archive: Path, members: list[Member], pattern: str) -> list[Member]:
     wanted = [m for m in members if not m.is_dir and (regex.search(m.name) or regex.search(PurePosixPath(m.name).name))]
     if not wanted:
         names = [m.name for m in members if not m.is_dir][:15]
-        raise ArchiveError(f"{archive}: no member matches {pattern!r}; members: {names}\n"
-                           "  fix: the publisher may have renamed the file: update `member` in config/sources.yaml")
+        raise ArchiveError(
+            f"{archive}: no member matches {pattern!r}; members: {names}\n"
+            "  fix: the publisher may have renamed the file: update `member` in config/sources.yaml"
+        )
     return wanted
 
 
@@ -142,8 +148,10 @@ def _check_member(archive: Path, member: Member, max_bytes: int) -> None:
     if member.is_link:
         raise ArchiveError(f"{archive}: member {member.name!r} is a link; archive refused")
     if member.size > max_bytes:
-        raise ArchiveError(f"{archive}: member {member.name!r} is {member.size / 1e6:.0f} Mo once extracted, "
-                           f"over the {max_bytes / 1e6:.0f} Mo limit (sources.max_extract_mb)")
+        raise ArchiveError(
+            f"{archive}: member {member.name!r} is {member.size / 1e6:.0f} Mo once extracted, "
+            f"over the {max_bytes / 1e6:.0f} Mo limit (sources.max_extract_mb)"
+        )
     if member.compressed is not None and member.size > RATIO_MIN_BYTES:
         ratio = member.size / max(member.compressed, 1)
         if ratio > RATIO_LIMIT:
@@ -151,7 +159,8 @@ def _check_member(archive: Path, member: Member, max_bytes: int) -> None:
                 f"{archive} : le membre {member.name!r} se décompresse {ratio:.0f} fois "
                 f"({member.compressed} octets → {member.size / 1e6:.0f} Mo), au-delà du rapport de {RATIO_LIMIT} : "
                 "bombe de décompression probable ; archive refusée\n"
-                "  correction : supprimez l'archive du cache et téléchargez-la de nouveau depuis le site de l'éditeur")
+                "  correction : supprimez l'archive du cache et téléchargez-la de nouveau depuis le site de l'éditeur"
+            )
 
 
 def _check_total(archive: Path, wanted: list[Member], max_bytes: int) -> None:
@@ -160,7 +169,8 @@ def _check_total(archive: Path, wanted: list[Member], max_bytes: int) -> None:
         raise ArchiveError(
             f"{archive} : les {len(wanted)} membres retenus font {total / 1e6:.0f} Mo une fois extraits, "
             f"au-delà de la limite de {max_bytes / 1e6:.0f} Mo (sources.max_extract_mb)\n"
-            "  correction : resserrez le motif `member` de config/sources.yaml ou relevez sources.max_extract_mb")
+            "  correction : resserrez le motif `member` de config/sources.yaml ou relevez sources.max_extract_mb"
+        )
 
 
 def _is_companion(name: str) -> bool:
@@ -177,7 +187,8 @@ def _plan(archive: Path, wanted: list[Member], pattern: str) -> tuple[dict[str, 
             f"{archive} : le motif `member` {pattern!r} retient {len(mains)} fichiers de noms différents : {listed}\n"
             "  correction : le motif `member` de config/sources.yaml doit désigner exactement un fichier "
             "(par exemple '(?i)^cc_filosofi_2020_COM\\.csv$'), ou un même nom de fichier rangé dans "
-            "plusieurs dossiers (un par partie de la France)")
+            "plusieurs dossiers (un par partie de la France)"
+        )
     nested = len(mains) > 1
     targets: dict[str, str] = {}
     for member in wanted:
@@ -188,7 +199,8 @@ def _plan(archive: Path, wanted: list[Member], pattern: str) -> tuple[dict[str, 
             raise ArchiveError(
                 f"{archive} : les membres {clash!r} et {member.name!r} seraient extraits au même endroit "
                 f"({relative}) ; archive non extraite\n"
-                "  correction : resserrez le motif `member` de config/sources.yaml pour ne retenir qu'un des deux")
+                "  correction : resserrez le motif `member` de config/sources.yaml pour ne retenir qu'un des deux"
+            )
         targets[member.name] = relative
     main = mains[0]
     return targets, None if nested else targets[main.name]
@@ -221,8 +233,9 @@ def _is_current(dest: Path, digest: str, expected: Iterable[str]) -> bool:
     return all(_sha256(dest / relative) == sha for relative, (_, sha) in recorded.items())
 
 
-def _extract_fresh(archive: Path, wanted: list[Member], targets: dict[str, str], dest: Path, digest: str,
-                   max_bytes: int) -> None:
+def _extract_fresh(
+    archive: Path, wanted: list[Member], targets: dict[str, str], dest: Path, digest: str, max_bytes: int
+) -> None:
     """Extract into a temporary sibling of `dest`, then swap it into place."""
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
     raw, out = tmp / "raw", tmp / "out"
@@ -233,20 +246,23 @@ def _extract_fresh(archive: Path, wanted: list[Member], targets: dict[str, str],
         for member in wanted:
             source = raw / _safe_name(archive, member.name)
             if source.is_symlink() or not source.is_file():
-                raise ArchiveError(f"{archive} : le membre {member.name!r} n'a pas été extrait comme un fichier "
-                                   "ordinaire ; archive refusée\n  correction : supprimez l'archive du cache et "
-                                   "téléchargez-la de nouveau")
+                raise ArchiveError(
+                    f"{archive} : le membre {member.name!r} n'a pas été extrait comme un fichier "
+                    "ordinaire ; archive refusée\n  correction : supprimez l'archive du cache et "
+                    "téléchargez-la de nouveau"
+                )
             size = source.stat().st_size
             total += size
             if size > max_bytes or total > max_bytes:
-                raise ArchiveError(f"{archive} : une fois extrait, {member.name!r} dépasse la limite de "
-                                   f"{max_bytes / 1e6:.0f} Mo (sources.max_extract_mb)\n  correction : resserrez "
-                                   "le motif `member` ou relevez sources.max_extract_mb")
+                raise ArchiveError(
+                    f"{archive} : une fois extrait, {member.name!r} dépasse la limite de "
+                    f"{max_bytes / 1e6:.0f} Mo (sources.max_extract_mb)\n  correction : resserrez "
+                    "le motif `member` ou relevez sources.max_extract_mb"
+                )
             target = out / targets[member.name]
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
-            files.append({"path": targets[member.name], "size": size, "sha256": _sha256(target),
-                          "member": member.name})
+            files.append({"path": targets[member.name], "size": size, "sha256": _sha256(target), "member": member.name})
         (out / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=1, ensure_ascii=False), encoding="utf-8")
         (out / ARCHIVE_DIGEST_FILE).write_text(digest + "\n", encoding="ascii")
         _swap_into_place(out, dest, digest, list(targets.values()))
@@ -264,8 +280,10 @@ def _swap_into_place(out: Path, dest: Path, digest: str, expected: Iterable[str]
         os.replace(out, dest)
     except OSError as exc:
         if not _is_current(dest, digest, expected):  # else another process extracted it meanwhile
-            raise ArchiveError(f"{dest} : impossible de mettre l'extraction en place ({exc})\n"
-                               "  correction : supprimez ce dossier et relancez") from exc
+            raise ArchiveError(
+                f"{dest} : impossible de mettre l'extraction en place ({exc})\n"
+                "  correction : supprimez ce dossier et relancez"
+            ) from exc
     finally:
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
@@ -290,8 +308,10 @@ def _extract_to(archive: Path, names: list[str], folder: Path, max_bytes: int) -
     except ArchiveError:
         raise
     except Exception as exc:
-        raise ArchiveError(f"{archive} : échec de l'extraction ({type(exc).__name__} : {exc}) ; l'archive est "
-                           "peut-être tronquée\n  correction : supprimez-la du cache pour la télécharger de nouveau") from exc
+        raise ArchiveError(
+            f"{archive} : échec de l'extraction ({type(exc).__name__} : {exc}) ; l'archive est "
+            "peut-être tronquée\n  correction : supprimez-la du cache pour la télécharger de nouveau"
+        ) from exc
 
 
 def _bounded_copy(archive: Path, name: str, src: BinaryIO, out: BinaryIO, max_bytes: int) -> None:
@@ -300,7 +320,9 @@ def _bounded_copy(archive: Path, name: str, src: BinaryIO, out: BinaryIO, max_by
     for chunk in iter(lambda: src.read(_CHUNK), b""):
         written += len(chunk)
         if written > max_bytes:
-            raise ArchiveError(f"{archive} : une fois extrait, {name!r} dépasse la limite de "
-                               f"{max_bytes / 1e6:.0f} Mo (sources.max_extract_mb) ; archive refusée\n"
-                               "  correction : supprimez l'archive du cache et téléchargez-la de nouveau")
+            raise ArchiveError(
+                f"{archive} : une fois extrait, {name!r} dépasse la limite de "
+                f"{max_bytes / 1e6:.0f} Mo (sources.max_extract_mb) ; archive refusée\n"
+                "  correction : supprimez l'archive du cache et téléchargez-la de nouveau"
+            )
         out.write(chunk)

@@ -29,27 +29,43 @@ def read_caf_non_connectes(path: Path) -> pd.DataFrame:
     levels = frame["niveau"].str.lower().map(LEVELS)
     if levels.isna().any():
         pos = int(levels.isna().to_numpy().nonzero()[0][0])
-        raise InputError(path, f"niveau {frame['niveau'].iloc[pos]!r} is not IRIS or commune", line=lines[pos],
-                         column="niveau", fix="write IRIS or commune")
+        raise InputError(
+            path,
+            f"niveau {frame['niveau'].iloc[pos]!r} is not IRIS or commune",
+            line=lines[pos],
+            column="niveau",
+            fix="write IRIS or commune",
+        )
     codes = pd.Series("", index=frame.index, dtype=str)
     for level in ("iris", "commune"):
         rows = levels == level
         if rows.any():
-            codes[rows] = normalise_codes(frame.loc[rows, "code_geo"], path=path, column="code_geo", kind=level,
-                                          lines=[lines[i] for i in rows.to_numpy().nonzero()[0]])
-    out = pd.DataFrame({
-        "code_geo": codes,
-        "niveau": levels,
-        "millesime": frame["millesime"],
-        "allocataires": parse_numbers(frame["allocataires"], path=path, column="allocataires", lines=lines),
-        "non_connectes": parse_numbers(frame["non_connectes"], path=path, column="non_connectes", lines=lines),
-    })
+            codes[rows] = normalise_codes(
+                frame.loc[rows, "code_geo"],
+                path=path,
+                column="code_geo",
+                kind=level,
+                lines=[lines[i] for i in rows.to_numpy().nonzero()[0]],
+            )
+    out = pd.DataFrame(
+        {
+            "code_geo": codes,
+            "niveau": levels,
+            "millesime": frame["millesime"],
+            "allocataires": parse_numbers(frame["allocataires"], path=path, column="allocataires", lines=lines),
+            "non_connectes": parse_numbers(frame["non_connectes"], path=path, column="non_connectes", lines=lines),
+        }
+    )
     over = out["non_connectes"] > out["allocataires"]
     if over.any():
         pos = int(over.to_numpy().nonzero()[0][0])
-        raise InputError(path, f"{out['non_connectes'].iloc[pos]:.0f} non connectés for "
-                         f"{out['allocataires'].iloc[pos]:.0f} allocataires", line=lines[pos],
-                         column="non_connectes", fix="non_connectes counts allocataires, so it cannot exceed them")
+        raise InputError(
+            path,
+            f"{out['non_connectes'].iloc[pos]:.0f} non connectés for {out['allocataires'].iloc[pos]:.0f} allocataires",
+            line=lines[pos],
+            column="non_connectes",
+            fix="non_connectes counts allocataires, so it cannot exceed them",
+        )
     years = sorted(set(out["millesime"]))
     out.attrs.update(path=str(path), millesime=",".join(years))
     return out

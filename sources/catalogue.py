@@ -11,8 +11,9 @@ from sources.download import Fetcher, MissingFile, MissingFilesError, file_diges
 ARCHIVE_SUFFIXES = (".zip", ".7z")
 
 
-def _entry(catalogue: Catalogue, input_key: str, vintage: int,
-           quarter: str = "last") -> tuple[str, Dataset, str, SourceFile] | None:
+def _entry(
+    catalogue: Catalogue, input_key: str, vintage: int, quarter: str = "last"
+) -> tuple[str, Dataset, str, SourceFile] | None:
     """The catalogue file feeding `input_key` at census vintage `vintage` (None: not catalogued)."""
     for name, dataset in catalogue.datasets.items():
         if dataset.input != input_key:
@@ -20,9 +21,11 @@ def _entry(catalogue: Catalogue, input_key: str, vintage: int,
         key = dataset.vintage_for(vintage, quarter)
         if not dataset.has_vintage(key):
             available = ", ".join(sorted(dataset.files))
-            raise ConfigError(f"sources : pas de fichier {name} pour le RP {vintage} (il faut le millésime {key} ; "
-                              f"le catalogue a {available}) ; choisissez un autre --vintage ou ajoutez le fichier "
-                              "à config/sources.yaml")
+            raise ConfigError(
+                f"sources : pas de fichier {name} pour le RP {vintage} (il faut le millésime {key} ; "
+                f"le catalogue a {available}) ; choisissez un autre --vintage ou ajoutez le fichier "
+                "à config/sources.yaml"
+            )
         return name, dataset, key, dataset.file(key)
     return None
 
@@ -52,8 +55,9 @@ def latest_vintage(catalogue: Catalogue) -> int:
     """The most recent census vintage the catalogue covers completely."""
     vintages = census_vintages(catalogue)
     if not vintages:
-        raise ConfigError("sources : aucun millésime du recensement n'a tous ses fichiers dans le catalogue "
-                          "(config/sources.yaml)")
+        raise ConfigError(
+            "sources : aucun millésime du recensement n'a tous ses fichiers dans le catalogue (config/sources.yaml)"
+        )
     return vintages[-1]
 
 
@@ -65,12 +69,15 @@ def missing_files(catalogue: Catalogue, vintage: int, fetcher: Fetcher, quarter:
         target = fetcher.cache_path(name, key, entry)
         in_mirror = fetcher.mirror is not None and (fetcher.mirror / entry.cache_name).is_file()
         if not target.exists() and not in_mirror:
-            missing.append(MissingFile(name, key, entry.url, target, optional=dataset_of(catalogue, input_key).optional))
+            missing.append(
+                MissingFile(name, key, entry.url, target, optional=dataset_of(catalogue, input_key).optional)
+            )
     return missing
 
 
-def resolve_input(catalogue: Catalogue, input_key: str, vintage: int, fetcher: Fetcher,
-                  max_bytes: int, quarter: str = "last") -> tuple[Path, dict] | None:
+def resolve_input(
+    catalogue: Catalogue, input_key: str, vintage: int, fetcher: Fetcher, max_bytes: int, quarter: str = "last"
+) -> tuple[Path, dict] | None:
     """The local file to read for one input (downloaded, verified, extracted) and its provenance.
 
     Provenance carries `geography`, the year of the file's commune and IRIS codes, which decides
@@ -83,14 +90,23 @@ def resolve_input(catalogue: Catalogue, input_key: str, vintage: int, fetcher: F
     digest = file_digest(archive)
     path = archive
     if entry.member and archive.suffix.lower() in ARCHIVE_SUFFIXES:
-        path = extract(archive, entry.member, fetcher.cache_dir / "extracted" / name / key, max_bytes,
-                       archive_sha256=digest)
-    return path, {"dataset": name, "vintage": key, "url": entry.url, "url_verified": entry.url_verified,
-                  "sha256": digest, "file": str(path), "geography": entry.geography}
+        path = extract(
+            archive, entry.member, fetcher.cache_dir / "extracted" / name / key, max_bytes, archive_sha256=digest
+        )
+    return path, {
+        "dataset": name,
+        "vintage": key,
+        "url": entry.url,
+        "url_verified": entry.url_verified,
+        "sha256": digest,
+        "file": str(path),
+        "geography": entry.geography,
+    }
 
 
-def resolve_inputs(catalogue: Catalogue, vintage: int, fetcher: Fetcher, max_bytes: int,
-                   quarter: str = "last") -> dict[str, tuple[Path, dict] | Exception]:
+def resolve_inputs(
+    catalogue: Catalogue, vintage: int, fetcher: Fetcher, max_bytes: int, quarter: str = "last"
+) -> dict[str, tuple[Path, dict] | Exception]:
     """Every catalogued input. Offline, every missing required file is listed at once first; a
     failing optional input is returned as its exception (the caller reports it)."""
     if fetcher.offline:

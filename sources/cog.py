@@ -47,12 +47,14 @@ def read_communes_epci(path: Path) -> pd.DataFrame:
     lines = file_lines(table)
     communes = normalise_codes(frame[key], path=path, column=key, kind="commune", lines=lines)
     member = frame["EPCI"].str.strip().str.upper() != NO_EPCI
-    out = pd.DataFrame({
-        "INSEE_COM": communes,
-        "NOM_COM": frame[label] if label in frame.columns else "",
-        "EPCI": _epci_codes(path, frame["EPCI"], member, lines),
-        "NOM_EPCI": frame["LIBEPCI"].where(member),
-    })
+    out = pd.DataFrame(
+        {
+            "INSEE_COM": communes,
+            "NOM_COM": frame[label] if label in frame.columns else "",
+            "EPCI": _epci_codes(path, frame["EPCI"], member, lines),
+            "NOM_EPCI": frame["LIBEPCI"].where(member),
+        }
+    )
     out.attrs.update(path=str(path), communes_sans_epci=sorted(communes[~member]))
     return out
 
@@ -114,16 +116,24 @@ def read_cog_passage(path: Path) -> pd.DataFrame:
     if path.suffix.lower() in SPREADSHEET_SUFFIXES:
         variables = r"^CODGEO_\d{4}$"
         sheet = _find_sheet(path, PASSAGE_KEYS, variables, preferred=PASSAGE_SHEET)
-        table = read_sheet_table(path, key_column=PASSAGE_KEYS, sheet=sheet, variables=variables,
-                                 max_header_row=_HEADER_ROWS)
+        table = read_sheet_table(
+            path, key_column=PASSAGE_KEYS, sheet=sheet, variables=variables, max_header_row=_HEADER_ROWS
+        )
     else:
         table = read_text_table(path, key_column=PASSAGE_KEYS)
     columns = sorted(c for c in table.frame.columns if re.fullmatch(r"CODGEO_\d{4}", c))
     if not columns:
-        raise InputError(path, "aucune colonne CODGEO_aaaa", fix="utilisez la table de passage annuelle de l'INSEE "
-                         "(table_passage_annuelle_<aaaa>.xlsx, feuille COM)")
+        raise InputError(
+            path,
+            "aucune colonne CODGEO_aaaa",
+            fix="utilisez la table de passage annuelle de l'INSEE (table_passage_annuelle_<aaaa>.xlsx, feuille COM)",
+        )
     lines = file_lines(table)
-    out = pd.DataFrame({c: normalise_codes(table.frame[c], path=path, column=c, kind="commune", lines=lines,
-                                           unique=False) for c in columns})
+    out = pd.DataFrame(
+        {
+            c: normalise_codes(table.frame[c], path=path, column=c, kind="commune", lines=lines, unique=False)
+            for c in columns
+        }
+    )
     out.attrs.update(path=str(path), years=[int(c[-4:]) for c in columns])
     return out

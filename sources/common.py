@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 
@@ -101,7 +101,9 @@ def read_text_table(
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise InputError(path, "fichier introuvable", fix="vérifiez le chemin dans la configuration (`fragilite config`)")
+        raise InputError(
+            path, "fichier introuvable", fix="vérifiez le chemin dans la configuration (`fragilite config`)"
+        ) from None
     if not raw.strip():
         raise InputError(path, "fichier vide", fix="téléchargez le fichier à nouveau")
     text, encoding = _decode(path, raw, encodings)
@@ -124,13 +126,19 @@ def read_text_table(
     body = "\n".join(lines[header_idx:])
     try:
         frame = pd.read_csv(
-            io.StringIO(body), sep=sep, dtype=str, keep_default_na=False, na_filter=False,
+            io.StringIO(body),
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
             usecols=None if columns is None else (lambda c: columns(str(c).strip().lstrip("\ufeff"))),
         )
     except pd.errors.ParserError as exc:
         match = re.search(r"line (\d+)", str(exc))
         line = header_idx + int(match.group(1)) if match else None
-        raise InputError(path, f"ligne mal formée : {exc}", line=line, fix="réparez ou téléchargez à nouveau le fichier")
+        raise InputError(
+            path, f"ligne mal formée : {exc}", line=line, fix="réparez ou téléchargez à nouveau le fichier"
+        ) from exc
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
     for col in frame.columns:
         frame[col] = frame[col].str.strip()
@@ -259,19 +267,24 @@ def read_sheet_table(
 
     path = Path(path)
     if not path.exists():
-        raise InputError(path, "fichier introuvable", fix="vérifiez le chemin dans la configuration (`fragilite config`)")
+        raise InputError(
+            path, "fichier introuvable", fix="vérifiez le chemin dans la configuration (`fragilite config`)"
+        )
     try:
         workbook = CalamineWorkbook.from_path(str(path))
         if sheet is not None and sheet not in workbook.sheet_names:
-            raise InputError(path, f"pas de feuille {sheet!r} ; feuilles : {workbook.sheet_names}",
-                             fix="donnez le classeur original de l'éditeur")
+            raise InputError(
+                path,
+                f"pas de feuille {sheet!r} ; feuilles : {workbook.sheet_names}",
+                fix="donnez le classeur original de l'éditeur",
+            )
         name = sheet if sheet is not None else workbook.sheet_names[0]
         rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
     except (CalamineError, ValueError, OSError) as exc:
-        raise InputError(path, f"classeur illisible ({exc})", fix="téléchargez le fichier à nouveau")
+        raise InputError(path, f"classeur illisible ({exc})", fix="téléchargez le fichier à nouveau") from exc
     keys = (key_column,) if isinstance(key_column, str) else tuple(key_column)
     header, header_row, key = None, 0, ""
-    for header_row, row in enumerate(rows[:max_header_row], start=1):
+    for header_row, row in enumerate(rows[:max_header_row], start=1):  # noqa: B007 - used after the loop
         cells = [_cell_text(c) for c in row]
         key = next((k for k in keys if k in cells), "")
         if key and (variables is None or any(re.match(variables, c) for c in cells)):

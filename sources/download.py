@@ -44,8 +44,10 @@ class MissingFile:
 
     def __str__(self) -> str:
         flag = " (facultatif)" if self.optional else ""
-        return (f"  - {self.dataset} {self.vintage}{flag} : {self.url}\n"
-                f"    à déposer en {self.cache_path} (ou dans le dossier --mirror sous le nom {self.cache_path.name})")
+        return (
+            f"  - {self.dataset} {self.vintage}{flag} : {self.url}\n"
+            f"    à déposer en {self.cache_path} (ou dans le dossier --mirror sous le nom {self.cache_path.name})"
+        )
 
 
 class MissingFilesError(DownloadError):
@@ -54,9 +56,11 @@ class MissingFilesError(DownloadError):
     def __init__(self, missing: list[MissingFile]):
         self.missing = missing
         listed = "\n".join(str(m) for m in missing)
-        super().__init__(f"hors ligne : {len(missing)} fichier(s) absent(s) du cache et du miroir :\n{listed}\n"
-                         "  correction : téléchargez-les (fragilite fetch --vintage …, sans --offline) ou "
-                         "déposez-les dans un dossier passé avec --mirror")
+        super().__init__(
+            f"hors ligne : {len(missing)} fichier(s) absent(s) du cache et du miroir :\n{listed}\n"
+            "  correction : téléchargez-les (fragilite fetch --vintage …, sans --offline) ou "
+            "déposez-les dans un dossier passé avec --mirror"
+        )
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
@@ -69,9 +73,17 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 
 def _session(retries: int) -> requests.Session:
     """Retries with exponential backoff on 429/5xx and connection errors (urllib3 level)."""
-    retry = Retry(total=retries, connect=retries, read=retries, status=retries, backoff_factor=0.5,
-                  status_forcelist=RETRY_STATUS, allowed_methods=frozenset({"GET", "HEAD"}),
-                  respect_retry_after_header=True, raise_on_status=False)
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=0.5,
+        status_forcelist=RETRY_STATUS,
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=retry)
     session.mount("http://", adapter)
@@ -180,8 +192,12 @@ class Fetcher:
         if expected:
             done = int(30 * received / expected)
             bar = "#" * done + "." * (30 - done)
-            print(f"\r  {name:<40} [{bar}] {received / 1e6:7.1f}/{expected / 1e6:.1f} Mo {rate:5.1f} Mo/s",
-                  end="", file=sys.stderr, flush=True)
+            print(
+                f"\r  {name:<40} [{bar}] {received / 1e6:7.1f}/{expected / 1e6:.1f} Mo {rate:5.1f} Mo/s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
         else:
             print(f"\r  {name:<40} {received / 1e6:7.1f} Mo {rate:5.1f} Mo/s", end="", file=sys.stderr, flush=True)
 
@@ -259,6 +275,12 @@ def check_format(path: Path, declared: str | None, origin: str) -> None:
 
 def fetcher_from_settings(settings: Settings, progress: bool = True) -> Fetcher:
     options = settings.sources
-    return Fetcher(cache_dir=options.resolved_cache_dir(), mirror=options.mirror, offline=options.offline,
-                   accept_changed=options.accept_changed, timeout_s=options.timeout_s,
-                   retries=options.retries, progress=progress)
+    return Fetcher(
+        cache_dir=options.resolved_cache_dir(),
+        mirror=options.mirror,
+        offline=options.offline,
+        accept_changed=options.accept_changed,
+        timeout_s=options.timeout_s,
+        retries=options.retries,
+        progress=progress,
+    )

@@ -41,8 +41,7 @@ LONG = "long"
 # Level named after the year in INSEE's names (`cc_filosofi_2018_COM-geo2021.CSV`), and level
 # tokens recognised in any other name (`…_BV2022.csv`, `…_DEP.csv`; not the sample's `_dep69`).
 _INSEE_NAME = re.compile(r"^cc_filosofi_\d{4}_([A-Za-z]+)", re.IGNORECASE)
-_OTHER_LEVEL = re.compile(r"_(DEP|EPCI|REG|METRO|FRANCE|BV\d{4}|UU\d{4}|AAV\d{4}|ZE\d{4})(?=[-_.]|$)",
-                          re.IGNORECASE)
+_OTHER_LEVEL = re.compile(r"_(DEP|EPCI|REG|METRO|FRANCE|BV\d{4}|UU\d{4}|AAV\d{4}|ZE\d{4})(?=[-_.]|$)", re.IGNORECASE)
 _DICTIONARY_COLUMNS = {"COD_VAR", "LIB_VAR"}
 
 LONG_COLUMNS = ("GEO", "GEO_OBJECT", "FILOSOFI_MEASURE", "CONF_STATUS", "TIME_PERIOD", "OBS_VALUE")
@@ -63,17 +62,26 @@ def _read(path: Path, key_column: str | tuple[str, ...], sheet: str | None, vari
         return read_sheet_table(path, key_column=key_column, sheet=sheet, variables=variables)
     if suffix in {".csv", ".txt"}:
         return read_text_table(path, key_column=key_column)
-    raise InputError(path, f"format {suffix!r} non pris en charge pour un fichier Filosofi",
-                     fix="donnez le fichier xlsx ou CSV publié par l'INSEE (extrait de son archive zip)")
+    raise InputError(
+        path,
+        f"format {suffix!r} non pris en charge pour un fichier Filosofi",
+        fix="donnez le fichier xlsx ou CSV publié par l'INSEE (extrait de son archive zip)",
+    )
 
 
 def _year(path: Path, found: set[str], example: str) -> int:
     if not found:
-        raise InputError(path, f"aucune variable Filosofi suffixée par l'année (par exemple {example})",
-                         fix="utilisez un fichier Filosofi de l'INSEE")
+        raise InputError(
+            path,
+            f"aucune variable Filosofi suffixée par l'année (par exemple {example})",
+            fix="utilisez un fichier Filosofi de l'INSEE",
+        )
     if len(found) > 1:
-        raise InputError(path, f"variables de plusieurs années mélangées : suffixes {sorted(found)}",
-                         fix="utilisez un fichier Filosofi par année de revenus")
+        raise InputError(
+            path,
+            f"variables de plusieurs années mélangées : suffixes {sorted(found)}",
+            fix="utilisez un fichier Filosofi par année de revenus",
+        )
     return 2000 + int(found.pop())
 
 
@@ -85,15 +93,21 @@ def read_filosofi_iris(path: Path) -> pd.DataFrame:
     matches = {c: m for c in frame.columns if (m := _IRIS_VAR.match(c))}
     year = _year(path, {m.group(2) for m in matches.values()}, "DISP_MED17")
     lines = file_lines(table)
-    out = pd.DataFrame({"CODE_IRIS": normalise_codes(frame["IRIS"], path=path, column="IRIS", kind="iris", lines=lines)})
+    out = pd.DataFrame(
+        {"CODE_IRIS": normalise_codes(frame["IRIS"], path=path, column="IRIS", kind="iris", lines=lines)}
+    )
     out.attrs["codes_completes"] = completed_codes(frame["IRIS"], out["CODE_IRIS"])
     for col, m in matches.items():
         # Shares in Filosofi can be negative (DISP_PIMPOT, taxes); levels cannot.
         out[m.group(1)] = parse_numbers(frame[col], path=path, column=col, lines=lines, allow_negative=True)
     for needed in ("MED", "TP60"):
         if needed not in out.columns:
-            raise InputError(path, f"aucune colonne DISP_{needed}aa", column=f"DISP_{needed}{year % 100:02d}",
-                             fix="utilisez le fichier Filosofi IRIS des revenus disponibles (DISP)")
+            raise InputError(
+                path,
+                f"aucune colonne DISP_{needed}aa",
+                column=f"DISP_{needed}{year % 100:02d}",
+                fix="utilisez le fichier Filosofi IRIS des revenus disponibles (DISP)",
+            )
     out.attrs.update(annee=year, path=str(path))
     return out
 
@@ -129,9 +143,12 @@ def _data_name(name: str) -> str:
 
 
 def _dictionary_error(path: Path, what: str) -> InputError:
-    return InputError(path, f"fichier {what}",
-                      fix="utilisez la table communale de l'archive : cc_filosofi_<aaaa>_COM….csv "
-                      "(ou DS_FILOSOFI_CC_data.csv à partir des revenus 2021)")
+    return InputError(
+        path,
+        f"fichier {what}",
+        fix="utilisez la table communale de l'archive : cc_filosofi_<aaaa>_COM….csv "
+        "(ou DS_FILOSOFI_CC_data.csv à partir des revenus 2021)",
+    )
 
 
 def _refuse_other_level(path: Path) -> None:
@@ -175,8 +192,9 @@ def _sniff_header(path: Path, max_lines: int = 10) -> tuple[int, list[str], str]
         with path.open("rb") as stream:
             head = stream.read(1 << 16)
     except FileNotFoundError:
-        raise InputError(path, "fichier introuvable",
-                         fix="vérifiez le chemin dans la configuration (`fragilite config`)") from None
+        raise InputError(
+            path, "fichier introuvable", fix="vérifiez le chemin dans la configuration (`fragilite config`)"
+        ) from None
     encoding = _encoding(head)
     text = head.decode(encoding, errors="ignore")
     for i, line in enumerate(text.splitlines()[:max_lines]):
@@ -201,9 +219,13 @@ def _read_long(path: Path, header_idx: int, header: list[str], encoding: str) ->
     per commune with the wide layout's names."""
     missing = [c for c in LONG_COLUMNS if c not in header]
     if missing:
-        raise InputError(path, f"colonne(s) {missing} absente(s) de l'en-tête (format long de Filosofi)",
-                         line=header_idx + 1, column=missing[0],
-                         fix="utilisez DS_FILOSOFI_CC_data.csv tel que publié par l'INSEE")
+        raise InputError(
+            path,
+            f"colonne(s) {missing} absente(s) de l'en-tête (format long de Filosofi)",
+            line=header_idx + 1,
+            column=missing[0],
+            fix="utilisez DS_FILOSOFI_CC_data.csv tel que publié par l'INSEE",
+        )
     rows = _long_commune_rows(path, header_idx, header, encoding)
     lines = (rows.index + header_idx + 2).tolist()
     codes = rows["GEO"].str.replace(r"^.*-", "", regex=True)  # `COM-75101` → `75101`
@@ -224,21 +246,38 @@ def _long_commune_rows(path: Path, header_idx: int, header: list[str], encoding:
     """Commune rows of the measures used, read by chunks of needed columns (index = data row)."""
     wanted = set(LONG_COLUMNS) | ({"UNIT_MULT"} & set(header))
     try:
-        reader = pd.read_csv(path, sep=";", dtype=str, keep_default_na=False, na_filter=False,
-                             skiprows=header_idx, encoding=encoding, chunksize=_CHUNK_ROWS,
-                             usecols=lambda c: str(c).strip().lstrip("\ufeff") in wanted)
+        reader = pd.read_csv(
+            path,
+            sep=";",
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skiprows=header_idx,
+            encoding=encoding,
+            chunksize=_CHUNK_ROWS,
+            usecols=lambda c: str(c).strip().lstrip("\ufeff") in wanted,
+        )
         kept = []
         for chunk in reader:
             chunk.columns = [str(c).strip().lstrip("\ufeff") for c in chunk.columns]
-            chunk = chunk[(chunk["GEO_OBJECT"].str.strip() == "COM") & chunk["FILOSOFI_MEASURE"].str.strip().isin(LONG_MEASURES)]
+            chunk = chunk[
+                (chunk["GEO_OBJECT"].str.strip() == "COM") & chunk["FILOSOFI_MEASURE"].str.strip().isin(LONG_MEASURES)
+            ]
             kept.append(chunk)
     except pd.errors.ParserError as exc:
         match = re.search(r"line (\d+)", str(exc))
-        raise InputError(path, f"ligne mal formée : {exc}", line=header_idx + int(match.group(1)) if match else None,
-                         fix="réparez ou retéléchargez le fichier") from exc
+        raise InputError(
+            path,
+            f"ligne mal formée : {exc}",
+            line=header_idx + int(match.group(1)) if match else None,
+            fix="réparez ou retéléchargez le fichier",
+        ) from exc
     except UnicodeDecodeError as exc:
-        raise InputError(path, f"octets illisibles en {encoding} ({exc.reason})",
-                         fix="enregistrez le fichier en UTF-8, tel que l'INSEE le publie") from exc
+        raise InputError(
+            path,
+            f"octets illisibles en {encoding} ({exc.reason})",
+            fix="enregistrez le fichier en UTF-8, tel que l'INSEE le publie",
+        ) from exc
     rows = pd.concat(kept) if kept else pd.DataFrame()
     if rows.empty:
         raise InputError(
@@ -270,13 +309,23 @@ def _long_year(path: Path, periods: pd.Series, lines: list[int]) -> int:
     bad = ~periods.str.fullmatch(r"\d{4}")
     if bad.any():
         pos = int(bad.to_numpy().nonzero()[0][0])
-        raise InputError(path, f"année de revenus illisible {periods.iloc[pos]!r}", line=lines[pos],
-                         column="TIME_PERIOD", fix="TIME_PERIOD donne l'année de revenus sur quatre chiffres (2021)")
+        raise InputError(
+            path,
+            f"année de revenus illisible {periods.iloc[pos]!r}",
+            line=lines[pos],
+            column="TIME_PERIOD",
+            fix="TIME_PERIOD donne l'année de revenus sur quatre chiffres (2021)",
+        )
     other = periods != periods.iloc[0]
     if other.any():
         pos = int(other.to_numpy().nonzero()[0][0])
-        raise InputError(path, f"plusieurs années de revenus mélangées : {sorted(set(periods))}", line=lines[pos],
-                         column="TIME_PERIOD", fix="gardez une seule année de revenus (TIME_PERIOD) par fichier")
+        raise InputError(
+            path,
+            f"plusieurs années de revenus mélangées : {sorted(set(periods))}",
+            line=lines[pos],
+            column="TIME_PERIOD",
+            fix="gardez une seule année de revenus (TIME_PERIOD) par fichier",
+        )
     return int(periods.iloc[0])
 
 
@@ -288,8 +337,12 @@ def _long_values(path: Path, rows: pd.DataFrame, lines: list[int]) -> pd.Series:
         mult = pd.to_numeric(rows["UNIT_MULT"].replace("", "0"), errors="coerce")
         if mult.isna().any():
             pos = int(mult.isna().to_numpy().nonzero()[0][0])
-            raise InputError(path, f"multiplicateur d'unité illisible {rows['UNIT_MULT'].iloc[pos]!r}",
-                             line=lines[pos], column="UNIT_MULT",
-                             fix="UNIT_MULT est une puissance de dix entière (0 : unités)")
-        values = values * 10.0 ** mult
+            raise InputError(
+                path,
+                f"multiplicateur d'unité illisible {rows['UNIT_MULT'].iloc[pos]!r}",
+                line=lines[pos],
+                column="UNIT_MULT",
+                fix="UNIT_MULT est une puissance de dix entière (0 : unités)",
+            )
+        values = values * 10.0**mult
     return values

@@ -35,8 +35,14 @@ FIELD_ALIASES = {
 }
 # IGN's folder names carry the projection: a second way to know it when pyproj cannot match the
 # ESRI WKT of a `.prj` to an EPSG code.
-FOLDER_CRS = {"LAMB93": 2154, "RGAF09UTM20": 5490, "UTM22RGFG95": 2972, "RGFG95UTM22": 2972,
-              "RGR92UTM40S": 2975, "RGM04UTM38S": 4471}
+FOLDER_CRS = {
+    "LAMB93": 2154,
+    "RGAF09UTM20": 5490,
+    "UTM22RGFG95": 2972,
+    "RGFG95UTM22": 2972,
+    "RGR92UTM40S": 2975,
+    "RGM04UTM38S": 4471,
+}
 _TOKEN = "|".join(FOLDER_CRS)
 PART_LABEL = re.compile(rf"(?<![A-Z0-9])({_TOKEN})_([A-Z]{{3}})(?![A-Z])", re.IGNORECASE)
 FOLDER_TOKEN = re.compile(rf"(?<![A-Z0-9])({_TOKEN})(?![A-Z0-9])", re.IGNORECASE)
@@ -69,8 +75,9 @@ def read_contours_iris(path: Path, layer: str | None = None) -> gpd.GeoDataFrame
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(path, "fichier ou dossier introuvable",
-                         fix="vérifiez le chemin dans la configuration (`fragilite config`)")
+        raise InputError(
+            path, "fichier ou dossier introuvable", fix="vérifiez le chemin dans la configuration (`fragilite config`)"
+        )
     parts = [_read_part(file, layer, _part_label(file)) for file in _part_files(path)]
     return _combine(path, _unique_labels(parts))
 
@@ -82,8 +89,10 @@ def part_crs(departement: str) -> int:
         return EXPECTED_CRS[code]
     if METROPOLE_DEPARTEMENT.match(code):
         return EXPECTED_CRS["metropole"]
-    raise ValueError(f"département {code!r} : IGN ne publie pas de contours IRIS pour ce code (métropole 01 à 95, "
-                     "2A, 2B ; outre-mer 971, 972, 973, 974, 976)")
+    raise ValueError(
+        f"département {code!r} : IGN ne publie pas de contours IRIS pour ce code (métropole 01 à 95, "
+        "2A, 2B ; outre-mer 971, 972, 973, 974, 976)"
+    )
 
 
 def with_crs(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -99,8 +108,10 @@ def with_crs(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         return frame.copy()
     if len(values) > 1:
         listed = ", ".join(f"EPSG:{v}" for v in values)
-        raise ValueError(f"ces IRIS sont dans plusieurs projections ({listed}) : un territoire doit tenir dans une "
-                         "seule partie de la France (la France métropolitaine, ou un seul département d'outre-mer)")
+        raise ValueError(
+            f"ces IRIS sont dans plusieurs projections ({listed}) : un territoire doit tenir dans une "
+            "seule partie de la France (la France métropolitaine, ou un seul département d'outre-mer)"
+        )
     return frame.set_crs(values[0], allow_override=True)
 
 
@@ -108,11 +119,19 @@ def _part_files(path: Path) -> list[Path]:
     """The file itself, or every shapefile and GeoPackage under the folder (hidden ones aside)."""
     if not path.is_dir():
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in PART_SUFFIXES and p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.suffix.lower() in PART_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
     if not files:
-        raise InputError(path, "aucun fichier CONTOURS-IRIS (.shp ou .gpkg) dans ce dossier",
-                         fix="vérifiez le motif `member` du catalogue ou le chemin donné dans la configuration")
+        raise InputError(
+            path,
+            "aucun fichier CONTOURS-IRIS (.shp ou .gpkg) dans ce dossier",
+            fix="vérifiez le motif `member` du catalogue ou le chemin donné dans la configuration",
+        )
     return files
 
 
@@ -155,13 +174,19 @@ def _choose_layer(file: Path, layer: str | None) -> str:
     try:
         layers = pyogrio.list_layers(file)
     except DataSourceError as exc:
-        raise InputError(file, f"GeoPackage ou shapefile illisible ({exc})",
-                         fix="téléchargez de nouveau le fichier (supprimez-le du cache)") from exc
+        raise InputError(
+            file,
+            f"GeoPackage ou shapefile illisible ({exc})",
+            fix="téléchargez de nouveau le fichier (supprimez-le du cache)",
+        ) from exc
     names = [str(n) for n in layers[:, 0]]
     if layer is not None:
         if layer not in names:
-            raise InputError(file, f"pas de couche {layer!r} ; les couches sont {names}",
-                             fix="donnez le nom d'une des couches du fichier")
+            raise InputError(
+                file,
+                f"pas de couche {layer!r} ; les couches sont {names}",
+                fix="donnez le nom d'une des couches du fichier",
+            )
         return layer
     exact = [n for n in names if n.lower() == "contours_iris"]
     candidates = exact or [n for n in names if "IRIS" in n.upper()] or names
@@ -189,18 +214,27 @@ def _rename_fields(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 def _part_epsg(file: Path, crs: CRS | None) -> int:
     """The part's EPSG code: from pyproj, else from IGN's folder name."""
     if crs is None:
-        raise InputError(file, "la couche n'a pas de projection (CRS) : ni .prj ni SRS déclaré",
-                         fix="utilisez le fichier d'origine de l'IGN (Lambert-93, EPSG:2154, en métropole ; "
-                             "UTM de chaque département d'outre-mer)")
+        raise InputError(
+            file,
+            "la couche n'a pas de projection (CRS) : ni .prj ni SRS déclaré",
+            fix="utilisez le fichier d'origine de l'IGN (Lambert-93, EPSG:2154, en métropole ; "
+            "UTM de chaque département d'outre-mer)",
+        )
     if not crs.is_projected:
-        raise InputError(file, f"CRS {crs.to_string()} is not projected",
-                         fix="use IGN's original file in Lambert-93 (EPSG:2154) or the overseas UTM projection")
+        raise InputError(
+            file,
+            f"CRS {crs.to_string()} is not projected",
+            fix="use IGN's original file in Lambert-93 (EPSG:2154) or the overseas UTM projection",
+        )
     epsg = crs.to_epsg() or _folder_epsg(file)
     if epsg is None:
-        raise InputError(file, f"projection {crs.name!r} sans code EPSG reconnu, et aucun dossier parent ne la "
-                               f"nomme ({', '.join(FOLDER_CRS)})",
-                         fix="gardez le fichier dans son dossier IGN d'origine (…_LAMB93_FXX-…, "
-                             "…_RGR92UTM40S_REU-…) ou réenregistrez-le avec un code EPSG")
+        raise InputError(
+            file,
+            f"projection {crs.name!r} sans code EPSG reconnu, et aucun dossier parent ne la "
+            f"nomme ({', '.join(FOLDER_CRS)})",
+            fix="gardez le fichier dans son dossier IGN d'origine (…_LAMB93_FXX-…, "
+            "…_RGR92UTM40S_REU-…) ou réenregistrez-le avec un code EPSG",
+        )
     return int(epsg)
 
 
@@ -215,8 +249,12 @@ def _check_part_crs(file: Path, frame: gpd.GeoDataFrame, epsg: int) -> None:
         try:
             expected.setdefault(part_crs(dep), []).append(dep)
         except ValueError as exc:
-            raise InputError(file, str(exc), column="INSEE_COM",
-                             fix="utilisez les contours IRIS de l'IGN, qui couvrent la métropole et les DOM") from exc
+            raise InputError(
+                file,
+                str(exc),
+                column="INSEE_COM",
+                fix="utilisez les contours IRIS de l'IGN, qui couvrent la métropole et les DOM",
+            ) from exc
     wrong = sorted((code, deps) for code, deps in expected.items() if code != epsg)
     if wrong:
         code, deps = wrong[0]
@@ -226,8 +264,9 @@ def _check_part_crs(file: Path, frame: gpd.GeoDataFrame, epsg: int) -> None:
             f"{', '.join(deps[:5])} sont publiées par l'IGN en EPSG:{code} ({_crs_name(code)})",
             column="geometry",
             fix="prenez pour chaque partie de la France le fichier de son dossier IGN (…_LAMB93_FXX pour la "
-                "métropole, …_RGR92UTM40S_REU pour La Réunion, etc.), ou reprojetez ces contours en "
-                f"EPSG:{code}")
+            "métropole, …_RGR92UTM40S_REU pour La Réunion, etc.), ou reprojetez ces contours en "
+            f"EPSG:{code}",
+        )
 
 
 def _crs_name(epsg: int) -> str:
@@ -240,16 +279,23 @@ def _crs_name(epsg: int) -> str:
 def _check_geometries(file: Path, frame: gpd.GeoDataFrame) -> None:
     empty = frame.geometry.is_empty | frame.geometry.isna()
     if empty.any():
-        raise InputError(file, f"{int(empty.sum())} IRIS sans géométrie, le premier {frame.loc[empty, 'CODE_IRIS'].iloc[0]}",
-                         column="geometry", fix="utilisez le fichier d'origine de l'IGN")
+        raise InputError(
+            file,
+            f"{int(empty.sum())} IRIS sans géométrie, le premier {frame.loc[empty, 'CODE_IRIS'].iloc[0]}",
+            column="geometry",
+            fix="utilisez le fichier d'origine de l'IGN",
+        )
     kinds = frame.geometry.geom_type
     bad = ~kinds.isin(POLYGONAL)
     if bad.any():
         first = bad.to_numpy().nonzero()[0][0]
-        raise InputError(file, f"{int(bad.sum())} géométrie(s) non surfacique(s), la première "
-                               f"({kinds.iloc[first]}) pour l'IRIS {frame['CODE_IRIS'].iloc[first]}",
-                         column="geometry",
-                         fix="les contours IRIS sont des polygones : utilisez le fichier d'origine de l'IGN")
+        raise InputError(
+            file,
+            f"{int(bad.sum())} géométrie(s) non surfacique(s), la première "
+            f"({kinds.iloc[first]}) pour l'IRIS {frame['CODE_IRIS'].iloc[first]}",
+            column="geometry",
+            fix="les contours IRIS sont des polygones : utilisez le fichier d'origine de l'IGN",
+        )
 
 
 def _repair(frame: gpd.GeoDataFrame) -> list[str]:
@@ -260,7 +306,8 @@ def _repair(frame: gpd.GeoDataFrame) -> list[str]:
         # Self-intersections and the like: repaired by GEOS's "structure" method (polygons stay
         # polygons, collapsed parts dropped), and reported (asset metadata, warning check).
         frame.loc[invalid, "geometry"] = shapely.make_valid(
-            frame.geometry[invalid].to_numpy(), method="structure", keep_collapsed=False)
+            frame.geometry[invalid].to_numpy(), method="structure", keep_collapsed=False
+        )
     return repaired
 
 
@@ -271,8 +318,9 @@ def _read_part(file: Path, layer: str | None, label: str) -> Part:
     require_columns(file, frame.columns, COLUMNS, "IGN CONTOURS-IRIS")
     epsg = _part_epsg(file, frame.crs)
     frame["CODE_IRIS"] = normalise_codes(frame["CODE_IRIS"], path=file, column="CODE_IRIS", kind="iris")
-    frame["INSEE_COM"] = normalise_codes(frame["INSEE_COM"], path=file, column="INSEE_COM", kind="commune",
-                                         unique=False)
+    frame["INSEE_COM"] = normalise_codes(
+        frame["INSEE_COM"], path=file, column="INSEE_COM", kind="commune", unique=False
+    )
     for col in ("NOM_COM", "IRIS", "NOM_IRIS", "TYP_IRIS"):
         frame[col] = frame[col].astype(str)
     _check_part_crs(file, frame, epsg)
@@ -287,15 +335,21 @@ def _read_part(file: Path, layer: str | None, label: str) -> Part:
 def _combine(path: Path, parts: list[Part]) -> gpd.GeoDataFrame:
     """One frame for all parts: `crs` set when they share one, None otherwise."""
     frames = [p.frame for p in parts]
-    frame = frames[0] if len(frames) == 1 else gpd.GeoDataFrame(pd.concat(frames, ignore_index=True),
-                                                               geometry="geometry", crs=None)
+    frame = (
+        frames[0]
+        if len(frames) == 1
+        else gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=None)
+    )
     dup = frame["CODE_IRIS"].duplicated()
     if dup.any():
         code = frame.loc[dup, "CODE_IRIS"].iloc[0]
         owners = [p.label for p in parts if (p.frame["CODE_IRIS"] == code).any()]
-        raise InputError(path, f"l'IRIS {code} figure dans plusieurs parties ({', '.join(owners)})",
-                         column="CODE_IRIS",
-                         fix="ne gardez qu'un fichier par partie de la France (vérifiez le motif `member` du catalogue)")
+        raise InputError(
+            path,
+            f"l'IRIS {code} figure dans plusieurs parties ({', '.join(owners)})",
+            column="CODE_IRIS",
+            fix="ne gardez qu'un fichier par partie de la France (vérifiez le motif `member` du catalogue)",
+        )
     frame["EPSG"] = frame["EPSG"].astype("int64")
     epsgs = sorted({p.epsg for p in parts if len(p.frame)}) or sorted({p.epsg for p in parts})
     if len(epsgs) == 1:

@@ -8,15 +8,15 @@ indicator catalogue is written once for all vintages. The vintage travels in `fr
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
-from typing import Collection
 
 import pandas as pd
 
 from sources.common import (
     InputError,
-    completed_codes,
     TextTable,
+    completed_codes,
     file_lines,
     normalise_codes,
     parse_numbers,
@@ -64,9 +64,7 @@ def read_base_ic(path: Path, theme: str, variables: Collection[str] | None = Non
     lines = file_lines(table)
     out = pd.DataFrame(index=frame.index)
     out["CODE_IRIS"] = normalise_codes(frame["IRIS"], path=path, column="IRIS", kind="iris", lines=lines)
-    out["INSEE_COM"] = normalise_codes(
-        frame["COM"], path=path, column="COM", kind="commune", lines=lines, unique=False
-    )
+    out["INSEE_COM"] = normalise_codes(frame["COM"], path=path, column="COM", kind="commune", lines=lines, unique=False)
     mismatch = out["CODE_IRIS"].str[:5] != out["INSEE_COM"]
     if mismatch.any():
         pos = int(mismatch.to_numpy().nonzero()[0][0])
@@ -81,8 +79,13 @@ def read_base_ic(path: Path, theme: str, variables: Collection[str] | None = Non
     bad_typ = ~typ.isin(TYP_IRIS_VALUES)
     if bad_typ.any():
         pos = int(bad_typ.to_numpy().nonzero()[0][0])
-        raise InputError(path, f"TYP_IRIS inconnu {frame['TYP_IRIS'].iloc[pos]!r}", line=lines[pos],
-                         column="TYP_IRIS", fix="TYP_IRIS vaut H, A, D ou Z")
+        raise InputError(
+            path,
+            f"TYP_IRIS inconnu {frame['TYP_IRIS'].iloc[pos]!r}",
+            line=lines[pos],
+            column="TYP_IRIS",
+            fix="TYP_IRIS vaut H, A, D ou Z",
+        )
     out["TYP_IRIS"] = typ
     for col in LABEL_COLUMNS:
         if col in frame.columns:
@@ -91,16 +94,19 @@ def read_base_ic(path: Path, theme: str, variables: Collection[str] | None = Non
         m = _VARIABLE.match(col)
         if m and (variables is None or f"{m.group(1)}_{m.group(3)}" in variables):
             out[f"{m.group(1)}_{m.group(3)}"] = parse_numbers(frame[col], path=path, column=col, lines=lines)
-    out.attrs.update(millesime=vintage, theme=theme, path=str(path),
-                     codes_completes=completed_codes(frame["IRIS"], out["CODE_IRIS"]))
+    out.attrs.update(
+        millesime=vintage, theme=theme, path=str(path), codes_completes=completed_codes(frame["IRIS"], out["CODE_IRIS"])
+    )
     return out.reset_index(drop=True)
 
 
 def _keeps(variables: set[str]):
     """Column filter: identifiers, labels, and the census variables named in `variables`."""
+
     def keep(column: str) -> bool:
         m = _VARIABLE.match(column)
         return f"{m.group(1)}_{m.group(3)}" in variables if m else column in ID_COLUMNS + LABEL_COLUMNS
+
     return keep
 
 

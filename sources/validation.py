@@ -33,7 +33,7 @@ def validate_inputs(paths: dict[str, Path | None], expected_vintage: int | None 
     tables: dict[str, pd.DataFrame] = {}
     for key in REQUIRED_INPUTS:
         if paths.get(key) is None:
-            problems.append(Problem("erreur", key, "required input not set (inputs.%s)" % key))
+            problems.append(Problem("erreur", key, f"entrée obligatoire non renseignée (inputs.{key})"))
     for key, path in paths.items():
         if path is None or key not in PARSERS:
             continue
@@ -44,20 +44,31 @@ def validate_inputs(paths: dict[str, Path | None], expected_vintage: int | None 
             continue
         completed = tables[key].attrs.get("codes_completes")
         if completed:
-            problems.append(Problem("avertissement", key, f"{completed} code(s) completed with their lost leading zero"))
+            problems.append(
+                Problem("avertissement", key, f"{completed} code(s) completed with their lost leading zero")
+            )
         repaired = tables[key].attrs.get("geometries_reparees")
         if repaired:
-            problems.append(Problem("avertissement", key, f"{len(repaired)} invalid geometrie(s) repaired: {repaired[:10]}"))
+            problems.append(
+                Problem("avertissement", key, f"{len(repaired)} invalid geometrie(s) repaired: {repaired[:10]}")
+            )
     themes = {k: tables[k] for k in CENSUS_THEMES if k in tables}
     if themes:
         try:
             vintage = census_vintage(themes)
             if expected_vintage is not None and vintage != expected_vintage:
-                problems.append(Problem("erreur", "recensement", f"files are RP {vintage}, the run asks for RP {expected_vintage}"))
+                problems.append(
+                    Problem("erreur", "recensement", f"files are RP {vintage}, the run asks for RP {expected_vintage}")
+                )
             filosofi = tables.get("filosofi_iris")
             if filosofi is not None and filosofi.attrs.get("annee") not in (vintage, vintage + 1):
-                problems.append(Problem("avertissement", "filosofi_iris",
-                                        f"income year {filosofi.attrs.get('annee')} for census RP {vintage} (mixed vintages)"))
+                problems.append(
+                    Problem(
+                        "avertissement",
+                        "filosofi_iris",
+                        f"income year {filosofi.attrs.get('annee')} for census RP {vintage} (mixed vintages)",
+                    )
+                )
         except VintageError as exc:
             problems.append(Problem("erreur", "recensement", str(exc)))
         if "contours_iris" in tables and "communes_epci" in tables:
@@ -66,11 +77,21 @@ def validate_inputs(paths: dict[str, Path | None], expected_vintage: int | None 
             for report in reports + more:
                 for side, codes in (("left", report.unmatched_left), ("right", report.unmatched_right)):
                     if codes:
-                        problems.append(Problem("avertissement", report.join,
-                                                f"{len(codes)} code(s) without a match ({side}): {codes[:10]}"))
+                        problems.append(
+                            Problem(
+                                "avertissement",
+                                report.join,
+                                f"{len(codes)} code(s) without a match ({side}): {codes[:10]}",
+                            )
+                        )
             # One coverage per part of France (each in its own CRS).
             parts = base.groupby("EPSG") if "EPSG" in base.columns else [(None, base)]
             if not all(shapely.coverage_is_valid(part.geometry.to_numpy()) for _, part in parts):
-                problems.append(Problem("avertissement", "contours_iris",
-                                        "des contours se chevauchent ou laissent des trous entre voisins"))
+                problems.append(
+                    Problem(
+                        "avertissement",
+                        "contours_iris",
+                        "des contours se chevauchent ou laissent des trous entre voisins",
+                    )
+                )
     return problems

@@ -50,8 +50,12 @@ def materialized(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     resource = FragiliteConfig(out_dir=str(out))
     defs = build_definitions(resource)
-    result = dg.materialize([*defs.assets, *defs.asset_checks], instance=dg.DagsterInstance.ephemeral(),
-                            resources=run_resources(resource), selection=TERRITORY_SELECTION)
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=run_resources(resource),
+        selection=TERRITORY_SELECTION,
+    )
     return result, out / "layers"
 
 

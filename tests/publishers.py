@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
-import shapely
 import numpy as np
 import pandas as pd
+import shapely
 from shapely.geometry import MultiPolygon, box
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,6 @@ from config.settings import load_sources
 from pipelines.defs.automation import depot_caf, verification_hebdomadaire
 from pipelines.resources import FragiliteConfig
 from sources.watch import catalogue_changes, newer_vintages
-
 from tests.conftest import write
 
 

@@ -32,8 +32,11 @@ def test_generator_writes_readable_real_layouts(tmp_path):
 
 def test_generator_is_deterministic(tmp_path):
     def digest(folder):
-        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
-                if p.suffix.lower() == ".csv"}
+        return {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.iterdir())
+            if p.suffix.lower() == ".csv"
+        }
 
     a = generate(tmp_path / "a", scale=0.005, seed=3)
     b = generate(tmp_path / "b", scale=0.005, seed=3)

@@ -43,7 +43,9 @@ class Api:
 
     def query(self, query: str, variables: dict | None = None) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"{self.base}/graphql", data=body, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.base}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
         answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
         assert "errors" not in answer, answer
         return answer["data"]
@@ -56,9 +58,14 @@ def dg_dev(tmp_path):
     write(home / "dagster.yaml", "telemetry:\n  enabled: false\n")
     port = _free_port()
     log = open(tmp_path / "dg-dev.log", "w")
-    process = subprocess.Popen([str(Path(sys.executable).with_name("dg")), "dev", "--host", "127.0.0.1", "--port",
-                                str(port)], cwd=ROOT, env={**os.environ, "DAGSTER_HOME": str(home)},
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dg")), "dev", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     api = Api(port)
     try:
         deadline = time.monotonic() + 180
@@ -96,7 +103,9 @@ def test_run_from_the_ui_api(dg_dev):
     entry = location["workspaceOrError"]["locationEntries"][0]
     assert entry["loadStatus"] == "LOADED"
 
-    graph = api.query("{ assetNodes { assetKey { path } groupName description dependencyKeys { path } } }")["assetNodes"]
+    graph = api.query("{ assetNodes { assetKey { path } groupName description dependencyKeys { path } } }")[
+        "assetNodes"
+    ]
     groups = {n["assetKey"]["path"][0]: n["groupName"] for n in graph}
     assert groups["iris_base"] == "transforms" and groups["couche_iris"] == "outputs"
     deps = {n["assetKey"]["path"][0]: [d["path"][0] for d in n["dependencyKeys"]] for n in graph}
@@ -105,12 +114,23 @@ def test_run_from_the_ui_api(dg_dev):
 
     out = tmp_path / "out"
     selection = [n["assetKey"] for n in graph if n["groupName"] != "national"]
-    launched = api.query(LAUNCH, {"p": {
-        "selector": {"repositoryLocationName": entry["name"], "repositoryName": "__repository__",
-                     "jobName": "__ASSET_JOB", "assetSelection": selection},
-        "runConfigData": {"resources": {"fragilite": {"config": {"out_dir": str(out)}}},
-                          "execution": {"config": {"in_process": {}}}},
-    }})["launchRun"]
+    launched = api.query(
+        LAUNCH,
+        {
+            "p": {
+                "selector": {
+                    "repositoryLocationName": entry["name"],
+                    "repositoryName": "__repository__",
+                    "jobName": "__ASSET_JOB",
+                    "assetSelection": selection,
+                },
+                "runConfigData": {
+                    "resources": {"fragilite": {"config": {"out_dir": str(out)}}},
+                    "execution": {"config": {"in_process": {}}},
+                },
+            }
+        },
+    )["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
     deadline = time.monotonic() + 420
@@ -118,8 +138,9 @@ def test_run_from_the_ui_api(dg_dev):
     while status not in ("SUCCESS", "FAILURE", "CANCELED"):
         assert time.monotonic() < deadline, f"run still {status}"
         time.sleep(3)
-        status = api.query('query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }',
-                           {"id": run_id})["runOrError"]["status"]
+        status = api.query("query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id})[
+            "runOrError"
+        ]["status"]
     assert status == "SUCCESS"
     assert (out / "layers" / "iris.parquet").exists()
 
@@ -135,9 +156,12 @@ def test_run_from_the_ui_api(dg_dev):
 
     checks = api.query("""{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks {
         checks { name executionForLatestMaterialization { status } } } } } }""")["assetNodes"]
-    results = {(n["assetKey"]["path"][0], c["name"]): c["executionForLatestMaterialization"]["status"]
-               for n in checks for c in n["assetChecksOrError"].get("checks", [])
-               if c["executionForLatestMaterialization"]}
+    results = {
+        (n["assetKey"]["path"][0], c["name"]): c["executionForLatestMaterialization"]["status"]
+        for n in checks
+        for c in n["assetChecksOrError"].get("checks", [])
+        if c["executionForLatestMaterialization"]
+    }
     assert results[("iris_base", "codes_valides")] == "SUCCEEDED"
     assert results[("couche_iris", "couche_relisible")] == "SUCCEEDED"
     assert len([s for s in results.values() if s == "SUCCEEDED"]) >= 18

@@ -9,9 +9,15 @@ from dagster._core.instance.config import dagster_instance_config
 
 from tests.conftest import ROOT
 
-ENV = {"DAGSTER_PG_USERNAME": "u", "DAGSTER_PG_PASSWORD": "p", "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_DB": "d",
-       "CELERY_BROKER_URL": "pyamqp://guest@127.0.0.1//", "FRAGILITE_S3_BUCKET": "bucket",
-       "FRAGILITE_OUT_DIR": "/srv/fragilite"}
+ENV = {
+    "DAGSTER_PG_USERNAME": "u",
+    "DAGSTER_PG_PASSWORD": "p",
+    "DAGSTER_PG_HOST": "127.0.0.1",
+    "DAGSTER_PG_DB": "d",
+    "CELERY_BROKER_URL": "pyamqp://guest@127.0.0.1//",
+    "FRAGILITE_S3_BUCKET": "bucket",
+    "FRAGILITE_OUT_DIR": "/srv/fragilite",
+}
 
 
 @pytest.fixture

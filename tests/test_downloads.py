@@ -12,15 +12,14 @@ import zipfile
 from pathlib import Path
 
 import geopandas as gpd
-import pyarrow.parquet as pq
 import py7zr
+import pyarrow.parquet as pq
 import pytest
 
 from config.settings import SourceFile
 from pipelines.cli import main
 from sources.archives import ArchiveError, extract
 from sources.download import ChecksumMismatch, DownloadError, Fetcher, MissingFilesError
-
 from tests.conftest import LYON_EPCI, SAMPLE, write
 
 
@@ -92,19 +91,39 @@ def published(server, tmp_path_factory):
     """The sample's files, served in the publishers' packaging, and a catalogue pointing at them."""
     tmp = tmp_path_factory.mktemp("published")
     insee = SAMPLE / "insee"
-    Handler.files.update({
-        "evol_csv.zip": _zip({"base-ic-evol-struct-pop-2016.CSV": (insee / "base-ic-evol-struct-pop-2016_dep69.csv").read_bytes()}),
-        "dipl_csv.zip": _zip({"base-ic-diplomes-formation-2016.CSV": (insee / "base-ic-diplomes-formation-2016_dep69.csv").read_bytes(),
-                              "meta_base-ic-diplomes-formation-2016.CSV": b"COD_VAR;LIB_VAR\n"}),
-        "cfm_csv.zip": _zip({"base-ic-couples-familles-menages-2016.CSV": (insee / "base-ic-couples-familles-menages-2016_dep69.csv").read_bytes()}),
-        "BASE_TD_FILO_DISP_IRIS_2017.xlsx": (SAMPLE / "filosofi" / "BASE_TD_FILO_DISP_IRIS_2017.xlsx").read_bytes(),
-        "filo_com.zip": _zip({"base-cc-filosofi-2015.CSV": (insee / "filosofi-2015-communes-MED15_dep69.csv").read_bytes()}),
-        "CONTOURS-IRIS_2018.7z": _contours_7z(tmp),
-        "epci.zip": _zip({"Intercommunalite_2018.csv": (insee / "communes-epci-2016_dep69.csv").read_bytes()}),
-        "commune-debit-beta.csv": (SAMPLE / "arcep" / "commune-debit-beta_dep69.csv").read_bytes(),
-    })
+    Handler.files.update(
+        {
+            "evol_csv.zip": _zip(
+                {"base-ic-evol-struct-pop-2016.CSV": (insee / "base-ic-evol-struct-pop-2016_dep69.csv").read_bytes()}
+            ),
+            "dipl_csv.zip": _zip(
+                {
+                    "base-ic-diplomes-formation-2016.CSV": (
+                        insee / "base-ic-diplomes-formation-2016_dep69.csv"
+                    ).read_bytes(),
+                    "meta_base-ic-diplomes-formation-2016.CSV": b"COD_VAR;LIB_VAR\n",
+                }
+            ),
+            "cfm_csv.zip": _zip(
+                {
+                    "base-ic-couples-familles-menages-2016.CSV": (
+                        insee / "base-ic-couples-familles-menages-2016_dep69.csv"
+                    ).read_bytes()
+                }
+            ),
+            "BASE_TD_FILO_DISP_IRIS_2017.xlsx": (SAMPLE / "filosofi" / "BASE_TD_FILO_DISP_IRIS_2017.xlsx").read_bytes(),
+            "filo_com.zip": _zip(
+                {"base-cc-filosofi-2015.CSV": (insee / "filosofi-2015-communes-MED15_dep69.csv").read_bytes()}
+            ),
+            "CONTOURS-IRIS_2018.7z": _contours_7z(tmp),
+            "epci.zip": _zip({"Intercommunalite_2018.csv": (insee / "communes-epci-2016_dep69.csv").read_bytes()}),
+            "commune-debit-beta.csv": (SAMPLE / "arcep" / "commune-debit-beta_dep69.csv").read_bytes(),
+        }
+    )
     md5 = hashlib.md5(Handler.files["BASE_TD_FILO_DISP_IRIS_2017.xlsx"]).hexdigest()
-    catalogue = write(tmp / "catalogue.yaml", f"""
+    catalogue = write(
+        tmp / "catalogue.yaml",
+        f"""
 hosts: [127.0.0.1]
 datasets:
   rp_evol_struct_pop:
@@ -131,7 +150,8 @@ datasets:
   arcep_debit:
     {{label: arcep, publisher: ARCEP, input: arcep_debit, vintage_rule: latest, format: csv,
      files: {{latest: {{url: "{server}/ok/commune-debit-beta.csv"}}}}}}
-""")
+""",
+    )
     config = write(tmp / "config.yaml", f"sources:\n  catalogue: {catalogue.name}\n  retries: 3\n  timeout_s: 0.5\n")
     return tmp, config
 
@@ -143,8 +163,21 @@ def _entry(url: str, **kw) -> SourceFile:
 def test_full_run_of_an_epci_from_download_to_layers(published, tmp_path, dagster_home, capsys):
     tmp, config = published
     cache, out = tmp_path / "cache", tmp_path / "out"
-    code = main(["run", "--config", str(config), "--vintage", "2016", "--territory", LYON_EPCI,
-                 "--cache-dir", str(cache), "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "--config",
+            str(config),
+            "--vintage",
+            "2016",
+            "--territory",
+            LYON_EPCI,
+            "--cache-dir",
+            str(cache),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     layer = pq.read_table(out / "layers" / "iris.parquet", columns=["CODE_IRIS", "EPCI", "score_global"]).to_pandas()
     assert len(layer) == 512 and (layer["EPCI"] == LYON_EPCI).all()
@@ -213,7 +246,7 @@ def test_hostile_archives_are_refused(tmp_path):
     link = tmp_path / "link.zip"
     with zipfile.ZipFile(link, "w") as zf:
         info = zipfile.ZipInfo("data.csv")
-        info.external_attr = (0o120777 << 16)  # a symbolic link
+        info.external_attr = 0o120777 << 16  # a symbolic link
         zf.writestr(info, "/etc/passwd")
     with pytest.raises(ArchiveError, match="is a link"):
         extract(link, r"data\.csv$", tmp_path / "out", 10 << 20)
@@ -239,12 +272,15 @@ def test_member_renamed_by_publisher(tmp_path):
 def test_catalogue_refuses_undeclared_hosts_and_non_http(tmp_path):
     from config.settings import ConfigError, load_sources
 
-    bad = write(tmp_path / "c.yaml", """
+    bad = write(
+        tmp_path / "c.yaml",
+        """
 hosts: [www.insee.fr]
 datasets:
   x: {label: x, publisher: x, input: null, vintage_rule: latest, format: csv,
       files: {latest: {url: "https://evil.example.org/x.csv"}}}
-""")
+""",
+    )
     with pytest.raises(ConfigError, match="not in hosts"):
         load_sources(bad)
     ftp = write(tmp_path / "d.yaml", bad.read_text().replace("https://evil.example.org", "ftp://www.insee.fr"))
@@ -261,9 +297,18 @@ def test_shipped_catalogue_covers_rp_2017_to_2021():
         for name, dataset in catalogue.datasets.items():
             if dataset.input is not None:
                 assert dataset.vintage_for(vintage) in dataset.files, (name, vintage)
-    assert {"rp_evol_struct_pop", "rp_diplomes_formation", "rp_couples_familles_menages", "rp_activite_residents",
-            "filosofi_iris", "filosofi_communes", "contours_iris", "communes_epci", "arcep_debit",
-            "cog_passage"} <= set(catalogued_inputs(catalogue))
+    assert {
+        "rp_evol_struct_pop",
+        "rp_diplomes_formation",
+        "rp_couples_familles_menages",
+        "rp_activite_residents",
+        "filosofi_iris",
+        "filosofi_communes",
+        "contours_iris",
+        "communes_epci",
+        "arcep_debit",
+        "cog_passage",
+    } <= set(catalogued_inputs(catalogue))
     assert {"arcep_4g", "caf_communes"} <= set(catalogue.datasets)
     hosts = {"www.insee.fr", "data.geopf.fr", "www.data.gouv.fr", "data.caf.fr", "data.arcep.fr"}
     assert {u.split("/")[2] for d in catalogue.datasets.values() for u in (f.url for f in d.files.values())} <= hosts

@@ -35,12 +35,22 @@ def _outlines(communes: list[str], where: tuple[int, int, int], lower: bool = Fa
     epsg, x, y = where
     codes = [f"{c}0101" for c in communes]
     fields = {
-        "INSEE_COM": communes, "NOM_COM": [f"Commune {c}" for c in communes], "IRIS": ["0101"] * len(codes),
-        "CODE_IRIS": codes, "NOM_IRIS": [f"Quartier {c}" for c in codes], "TYP_IRIS": ["H"] * len(codes),
+        "INSEE_COM": communes,
+        "NOM_COM": [f"Commune {c}" for c in communes],
+        "IRIS": ["0101"] * len(codes),
+        "CODE_IRIS": codes,
+        "NOM_IRIS": [f"Quartier {c}" for c in codes],
+        "TYP_IRIS": ["H"] * len(codes),
     }
     if lower:
-        names = {"INSEE_COM": "code_insee", "NOM_COM": "nom_commune", "IRIS": "iris", "CODE_IRIS": "code_iris",
-                 "NOM_IRIS": "nom_iris", "TYP_IRIS": "type_iris"}
+        names = {
+            "INSEE_COM": "code_insee",
+            "NOM_COM": "nom_commune",
+            "IRIS": "iris",
+            "CODE_IRIS": "code_iris",
+            "NOM_IRIS": "nom_iris",
+            "TYP_IRIS": "type_iris",
+        }
         fields = {names[k]: v for k, v in fields.items()}
     squares = [box(x + 1000 * i, y, x + 1000 * (i + 1), y + 1000) for i in range(len(codes))]
     return gpd.GeoDataFrame(fields, geometry=squares, crs=epsg)
@@ -75,11 +85,17 @@ def _zip(path: Path, members: dict[str, bytes]) -> Path:
 
 @pytest.fixture
 def edition_2019(tmp_path) -> Path:
-    return _delivery(tmp_path, "2-1", 2019, {
-        "CONTOURS-IRIS_2-1_SHP_LAMB93_FXX-2019": _outlines(["69001", "69002", "69123"], METROPOLE),
-        "CONTOURS-IRIS_2-1_SHP_RGR92UTM40S_REU-2019": _outlines(["97411", "97415"], REUNION),
-        "CONTOURS-IRIS_2-1_SHP_RGM04UTM38S_MYT-2019": _outlines(["97611", "97608"], MAYOTTE),
-    }, "2019-06-00122")
+    return _delivery(
+        tmp_path,
+        "2-1",
+        2019,
+        {
+            "CONTOURS-IRIS_2-1_SHP_LAMB93_FXX-2019": _outlines(["69001", "69002", "69123"], METROPOLE),
+            "CONTOURS-IRIS_2-1_SHP_RGR92UTM40S_REU-2019": _outlines(["97411", "97415"], REUNION),
+            "CONTOURS-IRIS_2-1_SHP_RGM04UTM38S_MYT-2019": _outlines(["97611", "97608"], MAYOTTE),
+        },
+        "2019-06-00122",
+    )
 
 
 def test_2019_archive_gives_one_folder_per_part_read_into_one_frame(edition_2019, tmp_path):
@@ -87,23 +103,44 @@ def test_2019_archive_gives_one_folder_per_part_read_into_one_frame(edition_2019
     out = extract(edition_2019, PATTERN_2019, dest, MAX)
     assert out == dest and out.is_dir()
     folders = sorted(p.name for p in dest.iterdir() if p.is_dir())
-    assert folders == ["CONTOURS-IRIS_2-1_SHP_LAMB93_FXX-2019", "CONTOURS-IRIS_2-1_SHP_RGM04UTM38S_MYT-2019",
-                       "CONTOURS-IRIS_2-1_SHP_RGR92UTM40S_REU-2019"]
+    assert folders == [
+        "CONTOURS-IRIS_2-1_SHP_LAMB93_FXX-2019",
+        "CONTOURS-IRIS_2-1_SHP_RGM04UTM38S_MYT-2019",
+        "CONTOURS-IRIS_2-1_SHP_RGR92UTM40S_REU-2019",
+    ]
     for folder in folders:  # same basenames, kept apart rather than overwriting each other
         assert sorted(p.name for p in (dest / folder).iterdir()) == [
-            "CONTOURS-IRIS.cpg", "CONTOURS-IRIS.dbf", "CONTOURS-IRIS.prj", "CONTOURS-IRIS.shp", "CONTOURS-IRIS.shx"]
+            "CONTOURS-IRIS.cpg",
+            "CONTOURS-IRIS.dbf",
+            "CONTOURS-IRIS.prj",
+            "CONTOURS-IRIS.shp",
+            "CONTOURS-IRIS.shx",
+        ]
     manifest = json.loads((dest / ".members.json").read_text(encoding="utf-8"))
     assert len(manifest["files"]) == 15
 
     iris = read_contours_iris(out)
-    assert list(iris.columns) == ["INSEE_COM", "NOM_COM", "IRIS", "CODE_IRIS", "NOM_IRIS", "TYP_IRIS", "EPSG", "geometry"]
+    assert list(iris.columns) == [
+        "INSEE_COM",
+        "NOM_COM",
+        "IRIS",
+        "CODE_IRIS",
+        "NOM_IRIS",
+        "TYP_IRIS",
+        "EPSG",
+        "geometry",
+    ]
     assert len(iris) == 7 and iris.crs is None
     assert iris.groupby("EPSG")["CODE_IRIS"].apply(sorted).to_dict() == {
-        2154: ["690010101", "690020101", "691230101"], 2975: ["974110101", "974150101"],
-        4471: ["976080101", "976110101"]}
-    assert iris.attrs["parties"] == {"LAMB93_FXX": {"epsg": 2154, "iris": 3},
-                                     "RGM04UTM38S_MYT": {"epsg": 4471, "iris": 2},
-                                     "RGR92UTM40S_REU": {"epsg": 2975, "iris": 2}}
+        2154: ["690010101", "690020101", "691230101"],
+        2975: ["974110101", "974150101"],
+        4471: ["976080101", "976110101"],
+    }
+    assert iris.attrs["parties"] == {
+        "LAMB93_FXX": {"epsg": 2154, "iris": 3},
+        "RGM04UTM38S_MYT": {"epsg": 4471, "iris": 2},
+        "RGR92UTM40S_REU": {"epsg": 2975, "iris": 2},
+    }
     reunion = with_crs(iris[iris["INSEE_COM"].str.startswith("974")])
     assert reunion.crs.to_epsg() == 2975 and len(reunion) == 2
     assert reunion.total_bounds[0] == pytest.approx(338_000) and reunion.total_bounds[3] == pytest.approx(7_691_000)
@@ -132,21 +169,38 @@ def test_one_part_selected_is_returned_as_its_file(edition_2019, tmp_path):
 
 
 def test_2023_edition_folders(tmp_path):
-    archive = _delivery(tmp_path, "3-0", 2023, {
-        "CONTOURS-IRIS_3-0_SHP_LAMB93_FXX-ED2023-01-01": _outlines(["69001", "69381"], METROPOLE),
-        "CONTOURS-IRIS_3-0_SHP_RGR92UTM40S_REU-ED2023-01-01": _outlines(["97411"], REUNION),
-    }, "2024-02-00238")
+    archive = _delivery(
+        tmp_path,
+        "3-0",
+        2023,
+        {
+            "CONTOURS-IRIS_3-0_SHP_LAMB93_FXX-ED2023-01-01": _outlines(["69001", "69381"], METROPOLE),
+            "CONTOURS-IRIS_3-0_SHP_RGR92UTM40S_REU-ED2023-01-01": _outlines(["97411"], REUNION),
+        },
+        "2024-02-00238",
+    )
     out = extract(archive, PATTERN_2023, tmp_path / "x", MAX)
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
-        "CONTOURS-IRIS_3-0_SHP_LAMB93_FXX-ED2023-01-01", "CONTOURS-IRIS_3-0_SHP_RGR92UTM40S_REU-ED2023-01-01"]
+        "CONTOURS-IRIS_3-0_SHP_LAMB93_FXX-ED2023-01-01",
+        "CONTOURS-IRIS_3-0_SHP_RGR92UTM40S_REU-ED2023-01-01",
+    ]
     iris = read_contours_iris(out)
-    assert iris.attrs["parties"] == {"LAMB93_FXX": {"epsg": 2154, "iris": 2}, "RGR92UTM40S_REU": {"epsg": 2975, "iris": 1}}
+    assert iris.attrs["parties"] == {
+        "LAMB93_FXX": {"epsg": 2154, "iris": 2},
+        "RGR92UTM40S_REU": {"epsg": 2975, "iris": 1},
+    }
     assert iris.set_index("CODE_IRIS")["EPSG"].to_dict() == {"690010101": 2154, "693810101": 2154, "974110101": 2975}
 
 
 def test_geopackage_with_lower_case_fields(tmp_path):
-    folder = tmp_path / "staging" / "CONTOURS-IRIS_3-0__GPKG_LAMB93_FXX_2024-01-01" / "CONTOURS-IRIS" / \
-        "1_DONNEES_LIVRAISON_2024-03-00150" / "CONTOURS-IRIS_3-0_GPKG_LAMB93_FXX-ED2024-01-01"
+    folder = (
+        tmp_path
+        / "staging"
+        / "CONTOURS-IRIS_3-0__GPKG_LAMB93_FXX_2024-01-01"
+        / "CONTOURS-IRIS"
+        / "1_DONNEES_LIVRAISON_2024-03-00150"
+        / "CONTOURS-IRIS_3-0_GPKG_LAMB93_FXX-ED2024-01-01"
+    )
     folder.mkdir(parents=True)
     gpkg = folder / "iris.gpkg"
     emprise = gpd.GeoDataFrame({"nom": ["emprise"]}, geometry=[box(800_000, 6_500_000, 900_000, 6_600_000)], crs=2154)
@@ -154,8 +208,10 @@ def test_geopackage_with_lower_case_fields(tmp_path):
     _outlines(["69001", "69123", "2A004"], METROPOLE, lower=True).to_file(gpkg, layer="contours_iris", engine="pyogrio")
     archive = tmp_path / "CONTOURS-IRIS_3-0__GPKG_LAMB93_FXX_2024-01-01.7z"
     with py7zr.SevenZipFile(archive, "w") as sz:
-        sz.writeall(tmp_path / "staging" / "CONTOURS-IRIS_3-0__GPKG_LAMB93_FXX_2024-01-01",
-                    "CONTOURS-IRIS_3-0__GPKG_LAMB93_FXX_2024-01-01")
+        sz.writeall(
+            tmp_path / "staging" / "CONTOURS-IRIS_3-0__GPKG_LAMB93_FXX_2024-01-01",
+            "CONTOURS-IRIS_3-0__GPKG_LAMB93_FXX_2024-01-01",
+        )
     out = extract(archive, r"(?i)LAMB93_FXX-(ED)?2024(-01-01)?/[^/]+\.gpkg$", tmp_path / "x", MAX)
     assert out == tmp_path / "x" / "iris.gpkg"
     iris = read_contours_iris(out)
@@ -172,10 +228,16 @@ def test_geopackage_with_lower_case_fields(tmp_path):
 
 def test_part_in_the_wrong_projection_is_refused(tmp_path):
     rhone_in_reunion_utm = _outlines(["69001", "69002"], REUNION)
-    archive = _delivery(tmp_path, "2-1", 2019, {
-        "CONTOURS-IRIS_2-1_SHP_LAMB93_FXX-2019": rhone_in_reunion_utm,
-        "CONTOURS-IRIS_2-1_SHP_RGR92UTM40S_REU-2019": _outlines(["97411"], REUNION),
-    }, "2019-06-00122")
+    archive = _delivery(
+        tmp_path,
+        "2-1",
+        2019,
+        {
+            "CONTOURS-IRIS_2-1_SHP_LAMB93_FXX-2019": rhone_in_reunion_utm,
+            "CONTOURS-IRIS_2-1_SHP_RGR92UTM40S_REU-2019": _outlines(["97411"], REUNION),
+        },
+        "2019-06-00122",
+    )
     out = extract(archive, PATTERN_2019, tmp_path / "x", MAX)
     with pytest.raises(InputError, match=r"EPSG:2975.*69.*EPSG:2154") as err:
         read_contours_iris(out)
@@ -221,7 +283,14 @@ def test_non_polygonal_geometry_is_refused(tmp_path):
 
 def test_part_crs():
     assert [part_crs(d) for d in ("69", "2A", "971", "972", "973", "974", "976")] == [
-        2154, 2154, 5490, 5490, 2972, 2975, 4471]
+        2154,
+        2154,
+        5490,
+        5490,
+        2972,
+        2975,
+        4471,
+    ]
     with pytest.raises(ValueError, match="975"):
         part_crs("975")
 
@@ -234,11 +303,19 @@ def test_same_basename_in_two_folders_is_not_overwritten(tmp_path):
 
 
 def test_main_files_of_different_names_are_refused(tmp_path):
-    archive = _zip(tmp_path / "base-cc-filosofi-2020_CSV.zip", {
-        "cc_filosofi_2020_BV2022.csv": b"CODGEO;MED20\n", "cc_filosofi_2020_COM.csv": b"CODGEO;MED20\n",
-        "meta_cc_filosofi_2020_COM.csv": b"COD_VAR\n"})
-    with pytest.raises(ArchiveError, match=r"(?s)cc_filosofi_2020_BV2022\.csv.*cc_filosofi_2020_COM\.csv.*"
-                                           r"exactement un fichier"):
+    archive = _zip(
+        tmp_path / "base-cc-filosofi-2020_CSV.zip",
+        {
+            "cc_filosofi_2020_BV2022.csv": b"CODGEO;MED20\n",
+            "cc_filosofi_2020_COM.csv": b"CODGEO;MED20\n",
+            "meta_cc_filosofi_2020_COM.csv": b"COD_VAR\n",
+        },
+    )
+    with pytest.raises(
+        ArchiveError,
+        match=r"(?s)cc_filosofi_2020_BV2022\.csv.*cc_filosofi_2020_COM\.csv.*"
+        r"exactement un fichier",
+    ):
         extract(archive, r"(?i)^cc_filosofi.*\.csv$", tmp_path / "x", MAX)
     assert not (tmp_path / "x").exists()
     out = extract(archive, r"(?i)^cc_filosofi_2020_COM\.csv$", tmp_path / "x", MAX)
@@ -262,15 +339,22 @@ def test_changed_archive_is_extracted_again(tmp_path):
 def test_changed_7z_archive_is_extracted_again(tmp_path):
     def build(communes: list[str]) -> Path:
         shutil.rmtree(tmp_path / "staging", ignore_errors=True)
-        return _delivery(tmp_path, "2-1", 2019, {
-            "CONTOURS-IRIS_2-1_SHP_LAMB93_FXX-2019": _outlines(communes, METROPOLE)}, "2019-06-00122")
+        return _delivery(
+            tmp_path,
+            "2-1",
+            2019,
+            {"CONTOURS-IRIS_2-1_SHP_LAMB93_FXX-2019": _outlines(communes, METROPOLE)},
+            "2019-06-00122",
+        )
 
     archive = build(["69001"])
     dest = tmp_path / "x"
     assert read_contours_iris(extract(archive, PATTERN_2019, dest, MAX))["CODE_IRIS"].tolist() == ["690010101"]
     archive = build(["69001", "69002"])  # overwrites the archive with different content
     assert read_contours_iris(extract(archive, PATTERN_2019, dest, MAX))["CODE_IRIS"].tolist() == [
-        "690010101", "690020101"]
+        "690010101",
+        "690020101",
+    ]
 
 
 def test_altered_or_missing_extracted_file_is_extracted_again(tmp_path):

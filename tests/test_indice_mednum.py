@@ -11,23 +11,37 @@ from indice.mednum import Reference, aggregate_scores, reference_values, score_m
 
 
 def ind(id_, axis, higher=False):
-    return Indicator(id=id_, label=id_, axis=axis, computation="census_ratio", source="rp_evol_struct_pop",
-                     numerator="P_A", denominator="P_B", higher_is_better=higher, unit="part")
+    return Indicator(
+        id=id_,
+        label=id_,
+        axis=axis,
+        computation="census_ratio",
+        source="rp_evol_struct_pop",
+        numerator="P_A",
+        denominator="P_B",
+        higher_is_better=higher,
+        unit="part",
+    )
 
 
 @pytest.fixture
 def frame():
     # Two départements; département 01 has IRIS a, b; 02 has c.
-    return pd.DataFrame({
-        "CODE_IRIS": ["010010101", "010010102", "020010000"],
-        "INSEE_COM": ["01001", "01001", "02001"],
-        "EPCI": ["200000001", "200000001", "200000002"],
-        "DEP": ["01", "01", "02"],
-        "REG": ["84", "84", "32"],
-        "seul_num": [30.0, 10.0, 20.0], "seul_den": [100.0, 100.0, 50.0],
-        "rev_num": [20000.0 * 100, 30000.0 * 300, 25000.0 * 50], "rev_den": [100.0, 300.0, 50.0],
-        "vieux_num": [5.0, 0.0, 1.0], "vieux_den": [10.0, 0.0, 4.0],
-    })
+    return pd.DataFrame(
+        {
+            "CODE_IRIS": ["010010101", "010010102", "020010000"],
+            "INSEE_COM": ["01001", "01001", "02001"],
+            "EPCI": ["200000001", "200000001", "200000002"],
+            "DEP": ["01", "01", "02"],
+            "REG": ["84", "84", "32"],
+            "seul_num": [30.0, 10.0, 20.0],
+            "seul_den": [100.0, 100.0, 50.0],
+            "rev_num": [20000.0 * 100, 30000.0 * 300, 25000.0 * 50],
+            "rev_den": [100.0, 300.0, 50.0],
+            "vieux_num": [5.0, 0.0, 1.0],
+            "vieux_den": [10.0, 0.0, 4.0],
+        }
+    )
 
 
 INDS = [ind("seul", "information"), ind("rev", "interfaces", higher=True), ind("vieux", "numerique")]

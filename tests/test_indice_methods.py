@@ -18,8 +18,17 @@ from indice.weighting import composite_score, weighted_mean
 
 
 def ind(id_, axis, higher=False):
-    return Indicator(id=id_, label=id_, axis=axis, computation="census_ratio", source="rp_evol_struct_pop",
-                     numerator="P_A", denominator="P_B", higher_is_better=higher, unit="part")
+    return Indicator(
+        id=id_,
+        label=id_,
+        axis=axis,
+        computation="census_ratio",
+        source="rp_evol_struct_pop",
+        numerator="P_A",
+        denominator="P_B",
+        higher_is_better=higher,
+        unit="part",
+    )
 
 
 def test_decile_notes_balanced_without_ties():
@@ -46,8 +55,9 @@ def test_minmax_notes():
 
 def test_ifn_score_is_mean_of_available_notes():
     rates = pd.DataFrame({"a": np.arange(10.0), "b": np.arange(10.0)[::-1], "rev": np.arange(10.0)})
-    table, missing = score_ifn(rates, {"general": ["a", "b", "absent"], "senior": ["a", "rev"]},
-                               higher_is_better=frozenset({"rev"}))
+    table, missing = score_ifn(
+        rates, {"general": ["a", "b", "absent"], "senior": ["a", "rev"]}, higher_is_better=frozenset({"rev"})
+    )
     assert missing == {"general": ["absent"], "senior": []}
     assert table["ifn2023_a_note"].tolist() == list(range(1, 11))
     assert (table["ifn2023_score"] == 5.5).all()  # (k + 11 - k) / 2
@@ -75,9 +85,16 @@ def test_axis_means_scheme():
 
 
 def test_tic_estimates_and_age_total():
-    counts = pd.DataFrame({"P_POP1529": [100.0, 0.0], "C_MENPSEUL": [50.0, 10.0],
-                           "P_POP3044": [200.0, 10.0], "P_POP4559": [100.0, 0.0], "P_POP6074": [100.0, 0.0],
-                           "P_POP75P": [50.0, 5.0]})
+    counts = pd.DataFrame(
+        {
+            "P_POP1529": [100.0, 0.0],
+            "C_MENPSEUL": [50.0, 10.0],
+            "P_POP3044": [200.0, 10.0],
+            "P_POP4559": [100.0, 0.0],
+            "P_POP6074": [100.0, 0.0],
+            "P_POP75P": [50.0, 5.0],
+        }
+    )
     result = estimate_people(counts, load_tic())
     est = result.estimates
     assert est["est_illectronisme_1529"].tolist() == pytest.approx([3.0, 0.0])
@@ -111,8 +128,14 @@ INDS = [ind("x", "information"), ind("y", "interfaces"), ind("z", "numerique")]
 
 
 def _frame(nums, dens):
-    frame = pd.DataFrame({"INSEE_COM": ["01001"] * len(nums), "EPCI": ["200000001"] * len(nums),
-                          "DEP": ["01"] * len(nums), "REG": ["84"] * len(nums)})
+    frame = pd.DataFrame(
+        {
+            "INSEE_COM": ["01001"] * len(nums),
+            "EPCI": ["200000001"] * len(nums),
+            "DEP": ["01"] * len(nums),
+            "REG": ["84"] * len(nums),
+        }
+    )
     for k, ind_id in enumerate("xyz"):
         frame[f"{ind_id}_num"] = [n[k] for n in nums]
         frame[f"{ind_id}_den"] = [d[k] for d in dens]
@@ -128,8 +151,13 @@ def test_scaling_every_count_leaves_every_score_unchanged(nums, factor):
     dens = [tuple(v * 2 + 1 for v in n) for n in nums]
     frame = _frame(nums, dens)
     scaled = _frame([tuple(v * factor for v in n) for n in nums], [tuple(v * factor for v in d) for d in dens])
-    params = MethodParams(Reference("territoire"), load_methods().weightings, load_methods().ifn_2023, load_tic(),
-                          methods=("mednum_2019", "ifn_2023", "opale_2022"))
+    params = MethodParams(
+        Reference("territoire"),
+        load_methods().weightings,
+        load_methods().ifn_2023,
+        load_tic(),
+        methods=("mednum_2019", "ifn_2023", "opale_2022"),
+    )
     a = score_all(frame, INDS, params).table
     b = score_all(scaled, INDS, params).table
     pd.testing.assert_frame_equal(a, b, rtol=1e-9)

@@ -10,7 +10,6 @@ import pytest
 
 from config import load_tic
 from pipelines.cli import main
-
 from tests.conftest import LYON_EPCI, write
 
 
@@ -26,8 +25,9 @@ def lyon_run(tmp_path_factory):
     write(home / "dagster.yaml", "telemetry:\n  enabled: false\n")
     mp = pytest.MonkeyPatch()
     mp.setenv("DAGSTER_HOME", str(home))
-    import io
     import contextlib
+    import io
+
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         code = main(["run", "--territory", LYON_EPCI, "--out", str(tmp / "out")])
@@ -54,7 +54,9 @@ def test_ifn_notes_are_deciles(lyon_run):
     *_, layers = lyon_run
     iris = read(layers / "iris.parquet")
     notes = [c for c in iris.columns if c.startswith("ifn2023_") and c.endswith("_note")]
-    assert {"ifn2023_non_thd_note", "ifn2023_pop_65p_note", "ifn2023_non_dipl_note", "ifn2023_pauvrete_note"} <= set(notes)
+    assert {"ifn2023_non_thd_note", "ifn2023_pop_65p_note", "ifn2023_non_dipl_note", "ifn2023_pauvrete_note"} <= set(
+        notes
+    )
     for column in notes:
         values = iris[column].dropna()
         assert values.between(1, 10).all() and (values == values.round()).all(), column
@@ -93,8 +95,11 @@ def test_estimates_sum_to_rate_times_count(lyon_run):
     assert {"est_illectronisme_1529", "est_illectronisme_non_dipl", "est_sans_equipement_seuls"} <= set(est)
     counts = {"1529": "pop_1529_num", "non_dipl": "non_dipl_num", "seuls": "men_seul_num"}
     for column in est:
-        outcome, group = column[len("est_"):].rsplit("_", 1) if not column.endswith("non_dipl") else \
-            (column[len("est_"):-len("_non_dipl")], "non_dipl")
+        outcome, group = (
+            column[len("est_") :].rsplit("_", 1)
+            if not column.endswith("non_dipl")
+            else (column[len("est_") : -len("_non_dipl")], "non_dipl")
+        )
         expected = tic.groups[group].rates[outcome] * iris[counts[group]].sum()
         assert iris[column].sum() == pytest.approx(expected), column
         assert epci[column].iloc[0] == pytest.approx(expected), column
@@ -109,8 +114,12 @@ def test_configuration_chooses_the_methods(tmp_path):
     config = write(tmp_path / "c.yaml", "run:\n  methods: [mednum_2019]\n  territory: [pays-arbresle]\n")
     resource = FragiliteConfig(config_file=str(config), out_dir=str(tmp_path / "out"))
     defs = build_definitions(resource)
-    result = dg.materialize([*defs.assets, *defs.asset_checks], instance=dg.DagsterInstance.ephemeral(),
-                            resources=run_resources(resource), selection=TERRITORY_SELECTION)
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=run_resources(resource),
+        selection=TERRITORY_SELECTION,
+    )
     assert result.success
     iris = read(tmp_path / "out" / "layers" / "iris.parquet")
     assert len(iris) == 18 and iris["INSEE_COM"].nunique() == 17  # L'Arbresle has 2 IRIS

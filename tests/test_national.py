@@ -14,7 +14,6 @@ from pipelines.defs.national import DEPARTEMENTS
 from transforms.territory import Territory, partition_keys
 
 
-
 def test_partitions_cover_every_departement():
     keys = DEPARTEMENTS.get_partition_keys()
     assert len(keys) == 101 and {"2A", "2B", "971", "972", "973", "974", "976"} <= set(keys)
@@ -48,7 +47,21 @@ def test_by_departement_run_matches_the_territory_run(materialized, tmp_path, da
 def test_partition_without_inputs_fails_clearly(tmp_path, dagster_home, capsys):
     # Ain is outside the embedded sample: the catalogue's files are needed, and offline with an
     # empty cache the run says which, at once
-    assert main(["run", "--territory", "01", "--by-departement", "--offline", "--cache-dir", str(tmp_path / "c"),
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--territory",
+                "01",
+                "--by-departement",
+                "--offline",
+                "--cache-dir",
+                str(tmp_path / "c"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "hors des fichiers configurés" in err and "absent(s) du cache" in err and "Traceback" not in err

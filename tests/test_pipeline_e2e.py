@@ -18,12 +18,15 @@ import pyogrio
 from config.settings import load_publication
 from outputs.layers import IDENTITY_COLUMNS
 from pipelines.cli import main
-
 from tests.conftest import LYON_EPCI, ROOT, write
 
-CENSUS = {"men_seul": "CM Part des ménages EPCI", "fam_mono": "CM Part des familles EPCI",
-          "pop_1529": "CM Part des personnes âgées de 15 – 29 ans EPCI",
-          "pop_65p": "CM Part des personnes âgées de 65 EPCI", "non_dipl": "CM Part des non ou peu diplômés EPCI"}
+CENSUS = {
+    "men_seul": "CM Part des ménages EPCI",
+    "fam_mono": "CM Part des familles EPCI",
+    "pop_1529": "CM Part des personnes âgées de 15 – 29 ans EPCI",
+    "pop_65p": "CM Part des personnes âgées de 65 EPCI",
+    "non_dipl": "CM Part des non ou peu diplômés EPCI",
+}
 
 
 def test_run_succeeds_with_all_checks(materialized):
@@ -32,8 +35,17 @@ def test_run_succeeds_with_all_checks(materialized):
     checks = result.get_asset_check_evaluations()
     assert len(checks) == 22 and all(c.passed for c in checks)
     materialized_keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert {"iris_base", "iris_indicateurs", "iris_scores", "mailles", "mailles_scores", "couche_iris",
-            "couche_communes", "couche_epci", "couche_departements"} <= materialized_keys
+    assert {
+        "iris_base",
+        "iris_indicateurs",
+        "iris_scores",
+        "mailles",
+        "mailles_scores",
+        "couche_iris",
+        "couche_communes",
+        "couche_epci",
+        "couche_departements",
+    } <= materialized_keys
 
 
 def test_geoparquet(materialized):
@@ -47,7 +59,12 @@ def test_geoparquet(materialized):
     assert table.num_rows == 751
     names = table.schema.names
     assert names[: len(IDENTITY_COLUMNS["iris"])] == list(IDENTITY_COLUMNS["iris"])
-    assert names.index("men_seul_num") < names.index("men_seul_den") < names.index("men_seul_taux") < names.index("men_seul_score")
+    assert (
+        names.index("men_seul_num")
+        < names.index("men_seul_den")
+        < names.index("men_seul_taux")
+        < names.index("men_seul_score")
+    )
     assert names.index("score_global") < names.index("methode") < names.index("millesime_rp")
     codes = table.column("CODE_IRIS").to_pylist()
     assert all(isinstance(c, str) and len(c) == 9 for c in codes)
@@ -75,8 +92,10 @@ def test_geopackage_and_geojson(materialized):
     web_scores = pd.Series([f["properties"]["score_global"] for f in raw["features"]], dtype="float64")
     assert ((web_scores - parquet["score_global"]).abs().max()) <= 0.5e-4  # rounded to 4 decimals
     assert web_scores.round(4).equals(web_scores)
-    assert all(isinstance(f["properties"]["CODE_IRIS"], str) and len(f["properties"]["CODE_IRIS"]) == 9
-               for f in raw["features"])
+    assert all(
+        isinstance(f["properties"]["CODE_IRIS"], str) and len(f["properties"]["CODE_IRIS"]) == 9
+        for f in raw["features"]
+    )
     lons, lats = [], []
     for feature in raw["features"]:
         ring = feature["geometry"]["coordinates"][0][0]
@@ -147,8 +166,14 @@ def test_config_command_prints_effective_paths(capsys):
 
 def test_dg_check_defs():
     env = {**os.environ, "DAGSTER_HOME": str(ROOT)}
-    done = subprocess.run([str(Path(sys.executable).with_name("dg")), "check", "defs"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dg")), "check", "defs"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -41,8 +41,9 @@ def test_pack_tables_csv_and_xlsx(out):
         rows = list(wb.active.iter_rows(values_only=True))
         assert rows[0][0] == key and len(rows) - 1 == len(csv)
         assert all(isinstance(r[0], str) for r in rows[1:])  # codes stored as text
-        indicator_columns = [c for c in csv.columns if c.endswith(("_num", "_den", "_taux", "_score", "_note"))
-                             or c.startswith("est_")]
+        indicator_columns = [
+            c for c in csv.columns if c.endswith(("_num", "_den", "_taux", "_score", "_note")) or c.startswith("est_")
+        ]
         assert set(indicator_columns) <= set(dictionary["code"]), maille
     iris = pd.read_csv(pack / "iris.csv", sep=";", dtype={"CODE_IRIS": str})
     assert iris["CODE_IRIS"].str.len().eq(9).all() and len(iris) == 751
@@ -57,17 +58,26 @@ def test_pack_outlines(out):
         assert shp.crs.to_epsg() == 2154 and shp[key].map(type).eq(str).all()
         raw = json.loads((out / "geoclip" / "contours" / f"{maille}_4326.geojson").read_text(encoding="utf-8"))
         assert "crs" not in raw and len(raw["features"]) == len(shp)
-        minx, miny, maxx, maxy = pyogrio.read_dataframe(out / "geoclip" / "contours" / f"{maille}_4326.geojson").total_bounds
+        minx, miny, maxx, maxy = pyogrio.read_dataframe(
+            out / "geoclip" / "contours" / f"{maille}_4326.geojson"
+        ).total_bounds
         assert 4.2 < minx < maxx < 5.2 and 45.4 < miny < maxy < 46.4
 
 
 def test_codes_keep_zeros_and_corsica(tmp_path):
     """A tiny layer with Ain and Corse-du-Sud codes survives every pack format."""
-    layer = gpd.GeoDataFrame({
-        "CODE_IRIS": ["010010000", "2A0040101"], "NOM_IRIS": ["L'Abergement", "Ajaccio 1"],
-        "caf_non_connectes_num": [3.0, 40.0], "caf_non_connectes_den": [10.0, 200.0],
-        "caf_non_connectes_taux": [0.3, 0.2], "caf_non_connectes_score": [150.0, 100.0],
-    }, geometry=[box(850000, 6540000, 851000, 6541000), box(1180000, 6100000, 1181000, 6101000)], crs=2154)
+    layer = gpd.GeoDataFrame(
+        {
+            "CODE_IRIS": ["010010000", "2A0040101"],
+            "NOM_IRIS": ["L'Abergement", "Ajaccio 1"],
+            "caf_non_connectes_num": [3.0, 40.0],
+            "caf_non_connectes_den": [10.0, 200.0],
+            "caf_non_connectes_taux": [0.3, 0.2],
+            "caf_non_connectes_score": [150.0, 100.0],
+        },
+        geometry=[box(850000, 6540000, 851000, 6541000), box(1180000, 6100000, 1181000, 6101000)],
+        crs=2154,
+    )
     dictionary = pd.DataFrame({"code": ["CODE_IRIS"], "libelle": ["Code IRIS"]})
     write_pack({"iris": layer}, dictionary, tmp_path, ["caf_non_connectes"], "lisez-moi")
     csv = pd.read_csv(tmp_path / "iris.csv", sep=";", dtype={"CODE_IRIS": str})
@@ -146,15 +156,30 @@ def test_report_is_self_contained_and_shows_the_map(out, tmp_path):
     if chromium is None:
         pytest.skip("chromium not installed (apt-get install chromium)")
     shot = tmp_path / "shot.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1400",
-                    f"--screenshot={shot}", (out / "rapport.html").as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,1400",
+            f"--screenshot={shot}",
+            (out / "rapport.html").as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     from matplotlib.image import imread
 
     pixels = imread(shot)[..., :3]
     # the map's darkest class (#800026) and lightest (#ffffcc) are on screen
     dark = np.all(np.abs(pixels - np.array([0x80, 0x00, 0x26]) / 255) < 0.06, axis=-1).sum()
-    light = np.all(np.abs(pixels - np.array([0xff, 0xff, 0xcc]) / 255) < 0.04, axis=-1).sum()
+    light = np.all(np.abs(pixels - np.array([0xFF, 0xFF, 0xCC]) / 255) < 0.04, axis=-1).sum()
     assert dark > 2000 and light > 2000, (dark, light)

@@ -42,14 +42,17 @@ def _layer(out: Path, maille: str = "iris") -> pd.DataFrame:
 def expected_rates(model: P.Model, vintage: int, codes: pd.Index) -> pd.DataFrame:
     """Each indicator's rate per IRIS, by hand from the values written in the fixture files."""
     census = model.census(vintage).loc[codes]
-    out = pd.DataFrame({
-        "men_seul": census.MENPSEUL / census.MEN,
-        "fam_mono": census.FAMMONO / census.FAM,
-        "pop_1529": census.POP1529 / census.POP,
-        "pop_65p": census.POP65P / census.POP,
-        "non_dipl": census.NSCOL15P_DIPLMIN / census.NSCOL15P,
-        "chomage": census.CHOM1564 / census.ACT1564,
-    }, index=codes)
+    out = pd.DataFrame(
+        {
+            "men_seul": census.MENPSEUL / census.MEN,
+            "fam_mono": census.FAMMONO / census.FAM,
+            "pop_1529": census.POP1529 / census.POP,
+            "pop_65p": census.POP65P / census.POP,
+            "non_dipl": census.NSCOL15P_DIPLMIN / census.NSCOL15P,
+            "chomage": census.CHOM1564 / census.ACT1564,
+        },
+        index=codes,
+    )
     # The commune of each IRIS as the commune-level files spell it (Lyon as 69123), in each
     # file's geography (a commune merged since the census takes the code of the new commune).
     cog = model.communes.loc[census.COM, "CODGEO"].to_numpy()
@@ -71,21 +74,40 @@ def expected_rates(model: P.Model, vintage: int, codes: pd.Index) -> pd.DataFram
 def mirrors(tmp_path_factory) -> dict[int, Path]:
     """One folder per census vintage, holding its files under the publishers' own names."""
     root = tmp_path_factory.mktemp("mirrors")
-    return {vintage: (P.write_mirror(root / str(vintage), vintage), root / str(vintage))[1]
-            for vintage in range(2017, 2022)}
+    return {
+        vintage: (P.write_mirror(root / str(vintage), vintage), root / str(vintage))[1] for vintage in range(2017, 2022)
+    }
 
 
 @pytest.mark.parametrize("vintage", [2017, 2018, 2019, 2020, 2021])
 def test_every_census_vintage_runs_on_real_layouts(vintage, mirrors, tmp_path, dagster_home, capsys):
     out, cache = tmp_path / "out", tmp_path / "cache"
     # --accept-changed: the fixtures are not INSEE's bytes, whose checksums the catalogue pins
-    code, _, err = _run(["run", "--vintage", str(vintage), "--territory", TERRITORY, "--mirror", str(mirrors[vintage]),
-                      "--offline", "--cache-dir", str(cache), "--out", str(out), "--accept-changed"], capsys)
+    code, _, err = _run(
+        [
+            "run",
+            "--vintage",
+            str(vintage),
+            "--territory",
+            TERRITORY,
+            "--mirror",
+            str(mirrors[vintage]),
+            "--offline",
+            "--cache-dir",
+            str(cache),
+            "--out",
+            str(out),
+            "--accept-changed",
+        ],
+        capsys,
+    )
     assert code == 0, err[-3000:]
     layer = _layer(out).set_index("CODE_IRIS")
     model = P.load_model()
-    wanted = model.iris[(model.iris.COM.str.startswith("6938")) | model.iris.COM.isin(
-        model.communes.index[model.communes.EPCI.isin(["246900625", "200039865"])])].index
+    wanted = model.iris[
+        (model.iris.COM.str.startswith("6938"))
+        | model.iris.COM.isin(model.communes.index[model.communes.EPCI.isin(["246900625", "200039865"])])
+    ].index
     assert set(layer.index) == set(wanted)
     assert (layer["millesime_rp"] == vintage).all()
     expected = expected_rates(model, vintage, layer.index)
@@ -107,13 +129,26 @@ def test_latest_vintage_chosen_for_a_territory_outside_the_sample(mirrors, tmp_p
     """`run --territory metz-metropole`, no --vintage: the sample does not cover Moselle, so the
     catalogue's latest complete vintage is used, and the run says so."""
     out = tmp_path / "out"
-    code, _, err = _run(["run", "--territory", "metz-metropole", "--mirror", str(mirrors[2021]), "--offline",
-                      "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--accept-changed"], capsys)
+    code, _, err = _run(
+        [
+            "run",
+            "--territory",
+            "metz-metropole",
+            "--mirror",
+            str(mirrors[2021]),
+            "--offline",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+            "--accept-changed",
+        ],
+        capsys,
+    )
     assert code == 0, err[-3000:]
     assert "RP 2021" in err and "200039865" in err
     layer = _layer(out)
-    assert sorted(layer["CODE_IRIS"]) == ["574630101", "574630102", "574630103", "574630104", "576720000",
-                                          "577510000"]
+    assert sorted(layer["CODE_IRIS"]) == ["574630101", "574630102", "574630103", "574630104", "576720000", "577510000"]
     assert (layer["millesime_rp"] == 2021).all() and (layer["EPCI"] == "200039865").all()
 
 
@@ -121,8 +156,19 @@ def test_offline_with_an_empty_cache_lists_every_file_within_seconds(tmp_path, d
     from config.settings import load_sources
 
     started = time.monotonic()
-    code, _, err = _run(["run", "--territory", "metz-metropole", "--offline", "--cache-dir", str(tmp_path / "c"),
-                      "--out", str(tmp_path / "o")], capsys)
+    code, _, err = _run(
+        [
+            "run",
+            "--territory",
+            "metz-metropole",
+            "--offline",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capsys,
+    )
     assert code == 2 and time.monotonic() - started < 15
     catalogue = load_sources()
     for name in ("rp_evol_struct_pop", "filosofi_iris", "contours_iris", "communes_epci"):
@@ -131,13 +177,26 @@ def test_offline_with_an_empty_cache_lists_every_file_within_seconds(tmp_path, d
     assert "--mirror" in err and "hors ligne" in err
 
 
-def test_whole_inputs_keep_communes_without_epci_and_set_the_overseas_aside(mirrors, tmp_path, dagster_home,
-                                                                             capsys):
+def test_whole_inputs_keep_communes_without_epci_and_set_the_overseas_aside(mirrors, tmp_path, dagster_home, capsys):
     """INSEE's `ZZZZZZZZZ` (Ouessant: no EPCI) is kept and reported; a run of every IRIS of the
     inputs covers metropolitan France (one CRS per layer) and says which overseas IRIS it left."""
     out = tmp_path / "out"
-    code, summary, _ = _run(["run", "--vintage", "2019", "--mirror", str(mirrors[2019]), "--offline", "--cache-dir",
-                    str(tmp_path / "cache"), "--out", str(out), "--accept-changed"], capsys)
+    code, summary, _ = _run(
+        [
+            "run",
+            "--vintage",
+            "2019",
+            "--mirror",
+            str(mirrors[2019]),
+            "--offline",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+            "--accept-changed",
+        ],
+        capsys,
+    )
     assert code == 0
     layer = _layer(out)
     ouessant = layer[layer["CODE_IRIS"] == "291550000"]
@@ -152,8 +211,24 @@ def test_whole_inputs_keep_communes_without_epci_and_set_the_overseas_aside(mirr
 
 def test_an_overseas_departement_runs_in_its_own_projection(mirrors, tmp_path, dagster_home, capsys):
     out = tmp_path / "out"
-    code, _, err = _run(["run", "--vintage", "2021", "--territory", "974", "--mirror", str(mirrors[2021]), "--offline",
-                      "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--accept-changed"], capsys)
+    code, _, err = _run(
+        [
+            "run",
+            "--vintage",
+            "2021",
+            "--territory",
+            "974",
+            "--mirror",
+            str(mirrors[2021]),
+            "--offline",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+            "--accept-changed",
+        ],
+        capsys,
+    )
     assert code == 0, err[-3000:]
     import geopandas as gpd
 
@@ -168,9 +243,24 @@ def test_an_overseas_departement_runs_in_its_own_projection(mirrors, tmp_path, d
 
 
 def test_mayotte_without_census_is_reported_not_a_crash(mirrors, tmp_path, dagster_home, capsys):
-    code, _, err = _run(["run", "--vintage", "2021", "--territory", "976", "--mirror", str(mirrors[2021]), "--offline",
-                      "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--accept-changed"],
-                     capsys)
+    code, _, err = _run(
+        [
+            "run",
+            "--vintage",
+            "2021",
+            "--territory",
+            "976",
+            "--mirror",
+            str(mirrors[2021]),
+            "--offline",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(tmp_path / "out"),
+            "--accept-changed",
+        ],
+        capsys,
+    )
     assert code == 2
     assert "Mayotte" in err and "Traceback" not in err
 
@@ -190,9 +280,24 @@ def test_a_failing_optional_source_costs_its_indicators_not_the_run(mirrors, tmp
         for name, data in kept.items():
             zf.writestr(name, data)
     out = tmp_path / "out"
-    code, summary, _ = _run(["run", "--vintage", "2020", "--territory", "pays-arbresle", "--mirror", str(mirror),
-                             "--offline", "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--accept-changed"],
-                            capsys)
+    code, summary, _ = _run(
+        [
+            "run",
+            "--vintage",
+            "2020",
+            "--territory",
+            "pays-arbresle",
+            "--mirror",
+            str(mirror),
+            "--offline",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+            "--accept-changed",
+        ],
+        capsys,
+    )
     assert code == 0
     assert "source écartée : filosofi_communes" in summary
     layer = _layer(out)
@@ -232,14 +337,31 @@ def test_download_from_a_publisher_like_server(mirrors, tmp_path, dagster_home, 
         catalogue = write(tmp_path / "catalogue.yaml", text)
         config = write(tmp_path / "config.yaml", f"sources:\n  catalogue: {catalogue}\n  retries: 0\n")
         cache, out = tmp_path / "cache", tmp_path / "out"
-        code, _, err = _run(["fetch", "--config", str(config), "--vintage", "2018", "--cache-dir", str(cache),
-                          "--accept-changed"], capsys)
+        code, _, err = _run(
+            ["fetch", "--config", str(config), "--vintage", "2018", "--cache-dir", str(cache), "--accept-changed"],
+            capsys,
+        )
         assert code == 0, err
     finally:
         httpd.shutdown()
         httpd.server_close()
-    code, _, err = _run(["run", "--config", str(config), "--vintage", "2018", "--territory", "pays-arbresle",
-                      "--offline", "--cache-dir", str(cache), "--out", str(out)], capsys)
+    code, _, err = _run(
+        [
+            "run",
+            "--config",
+            str(config),
+            "--vintage",
+            "2018",
+            "--territory",
+            "pays-arbresle",
+            "--offline",
+            "--cache-dir",
+            str(cache),
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, err[-3000:]
     layer = _layer(out).set_index("CODE_IRIS")
     expected = expected_rates(P.load_model(), 2018, layer.index)

@@ -11,10 +11,9 @@ from sources.cog import read_communes_epci
 from sources.filosofi import read_filosofi_communes
 from sources.ign_iris import read_contours_iris
 from sources.insee_rp import read_base_ic
+from tests.conftest import LYON_EPCI
 from transforms.indicators import IndicatorInputs, compute_indicators
 from transforms.iris_base import build_iris_base, join_census
-
-from tests.conftest import LYON_EPCI
 
 CENSUS_COLUMNS = {
     "men_seul": "CM Part des ménages {}",
@@ -33,18 +32,27 @@ PUBLISHED_AXES = {
     "score_global": "SCORE GLOBAL {} 1",
 }
 # The published 2020 index used six indicators: the five census ones and income.
-PUBLISHED_AXIS_OF = {"men_seul": "information", "fam_mono": "information", "revenu_median": "interfaces",
-                     "pop_1529": "administratif", "pop_65p": "numerique", "non_dipl": "numerique"}
+PUBLISHED_AXIS_OF = {
+    "men_seul": "information",
+    "fam_mono": "information",
+    "revenu_median": "interfaces",
+    "pop_1529": "administratif",
+    "pop_65p": "numerique",
+    "non_dipl": "numerique",
+}
 
 
 @pytest.fixture(scope="module")
 def legacy_frame(sample_settings, catalogue):
     paths = sample_settings.input_paths()
-    themes = {k: read_base_ic(paths[k], k) for k in
-              ("rp_evol_struct_pop", "rp_diplomes_formation", "rp_couples_familles_menages")}
+    themes = {
+        k: read_base_ic(paths[k], k)
+        for k in ("rp_evol_struct_pop", "rp_diplomes_formation", "rp_couples_familles_menages")
+    }
     census, _ = join_census(themes)
-    base, _ = build_iris_base(read_contours_iris(paths["contours_iris"]), census,
-                              read_communes_epci(paths["communes_epci"]))
+    base, _ = build_iris_base(
+        read_contours_iris(paths["contours_iris"]), census, read_communes_epci(paths["communes_epci"])
+    )
     inputs = IndicatorInputs(filosofi_communes=read_filosofi_communes(paths["filosofi_communes"]))
     census_ids = [i for i in catalogue.indicators if i.id in CENSUS_COLUMNS]
     result = compute_indicators(base, census_ids, inputs, legacy_2020=True)
@@ -95,10 +103,12 @@ def test_legacy_zero_denominator_scores_zero(legacy_frame, published):
 @pytest.mark.parametrize("level,label", [("epci", "EPCI"), ("departement", "departement"), ("region", "region")])
 def test_pooled_means_reproduce_published_axes(published, level, label):
     """Fed the published per-indicator scores, the pooled means give the published aggregates."""
-    scores = pd.DataFrame({
-        **{f"{i}_score": published[c.format(label)] for i, c in CENSUS_COLUMNS.items()},
-        "revenu_median_score": published[f"CM revenue median {label}"],
-    })
+    scores = pd.DataFrame(
+        {
+            **{f"{i}_score": published[c.format(label)] for i, c in CENSUS_COLUMNS.items()},
+            "revenu_median_score": published[f"CM revenue median {label}"],
+        }
+    )
     ours = aggregate_scores(scores, PUBLISHED_AXIS_OF)
     for column, pub in PUBLISHED_AXES.items():
         pub_col = pub.format(level)

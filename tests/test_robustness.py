@@ -23,15 +23,16 @@ from sources.common import InputError
 from sources.filosofi import read_filosofi_iris
 from sources.ign_iris import read_contours_iris
 from sources.validation import validate_inputs
-from transforms.indicators import IndicatorInputs, compute_indicators
-
 from tests.conftest import ROOT, SAMPLE, write
+from transforms.indicators import IndicatorInputs, compute_indicators
 
 
 def test_validate_reports_every_problem_at_once(tmp_path, capsys):
     bad_pop = write(tmp_path / "pop.csv", "IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;douze\n")
     bad_epci = write(tmp_path / "epci.csv", "COM;LIBCOM;LIBEPCI\n69001;Affoux;CA\n")
-    config = write(tmp_path / "c.yaml", f"inputs:\n  rp_evol_struct_pop: {bad_pop.name}\n  communes_epci: {bad_epci.name}\n")
+    config = write(
+        tmp_path / "c.yaml", f"inputs:\n  rp_evol_struct_pop: {bad_pop.name}\n  communes_epci: {bad_epci.name}\n"
+    )
     assert main(["validate", "--config", str(config)]) == 2
     out = capsys.readouterr().out
     assert "[erreur] rp_evol_struct_pop" in out and "ligne 2" in out
@@ -63,9 +64,18 @@ def test_corrupt_spreadsheet_and_geopackage(tmp_path):
 
 def test_self_intersecting_geometry_is_repaired_and_reported(tmp_path):
     bowtie = Polygon([(0, 0), (10, 10), (10, 0), (0, 10), (0, 0)])
-    gdf = gpd.GeoDataFrame({"INSEE_COM": ["69001", "69002"], "NOM_COM": ["A", "B"], "IRIS": ["0000", "0000"],
-                            "CODE_IRIS": ["690010000", "690020000"], "NOM_IRIS": ["A", "B"], "TYP_IRIS": ["Z", "Z"]},
-                           geometry=[bowtie, box(20, 0, 30, 10)], crs=2154)
+    gdf = gpd.GeoDataFrame(
+        {
+            "INSEE_COM": ["69001", "69002"],
+            "NOM_COM": ["A", "B"],
+            "IRIS": ["0000", "0000"],
+            "CODE_IRIS": ["690010000", "690020000"],
+            "NOM_IRIS": ["A", "B"],
+            "TYP_IRIS": ["Z", "Z"],
+        },
+        geometry=[bowtie, box(20, 0, 30, 10)],
+        crs=2154,
+    )
     path = tmp_path / "c.gpkg"
     gdf.to_file(path, layer="CONTOURS_IRIS")
     out = read_contours_iris(path)
@@ -122,8 +132,11 @@ def test_two_runs_cannot_share_an_output_folder(tmp_path):
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
@@ -136,8 +149,9 @@ def test_run_killed_mid_write_keeps_previous_outputs(tmp_path, sig):
     cmd = [sys.executable, "-m", "pipelines.cli", "run", "--territory", "pays-arbresle", "--out", str(out)]
     subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
     before = _digest(out)
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -186,10 +200,13 @@ def test_completed_codes_reported_by_the_source_asset(tmp_path):
     config = write(tmp_path / "c.yaml", f"inputs:\n  filosofi_iris: {filo.name}\n")
     resource = FragiliteConfig(config_file=str(config), out_dir=str(tmp_path / "out"))
     defs = build_definitions(resource)
-    result = dg.materialize([*defs.assets, *defs.asset_checks], instance=dg.DagsterInstance.ephemeral(),
-                            resources=run_resources(resource),
-                            selection=dg.AssetSelection.assets("filosofi_iris").without_checks()
-                            | dg.AssetSelection.checks_for_assets("filosofi_iris"))
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=run_resources(resource),
+        selection=dg.AssetSelection.assets("filosofi_iris").without_checks()
+        | dg.AssetSelection.checks_for_assets("filosofi_iris"),
+    )
     assert result.success
     materialization = result.asset_materializations_for_node("filosofi_iris")[0]
     assert materialization.metadata["codes_completes"].value == 1

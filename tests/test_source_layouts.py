@@ -81,7 +81,9 @@ def test_arcep_cumulative_inequality_violated_is_refused_with_its_line(tmp_path)
     lines = ARCEP_CURRENT.decode().splitlines()
     cells = lines[2].split(";")  # Lyon, line 3: elig_thd100 above elig_thd30
     cells[13] = "380000"
-    path = write_bytes(tmp_path / "commune_debit_filaire.csv", ("\n".join(lines[:2] + [";".join(cells)]) + "\n").encode())
+    path = write_bytes(
+        tmp_path / "commune_debit_filaire.csv", ("\n".join(lines[:2] + [";".join(cells)]) + "\n").encode()
+    )
     with pytest.raises(InputError) as err:
         read_arcep_debit(path)
     message = str(err.value)
@@ -186,12 +188,15 @@ def test_filosofi_metadata_file_refused(tmp_path):
 WIDE_HEADER = "CODGEO;NBMENFISC20;NBPERSMENFISC20;MED20;PIMP20;TP6020;TP60AGE120;PPMINI20\n"
 
 
-@pytest.mark.parametrize("name,first_code", [
-    ("cc_filosofi_2020_BV2022.csv", "01004"),  # bassins de vie: codes that look like communes
-    ("cc_filosofi_2018_DEP-geo2021.CSV", "01"),
-    ("cc_filosofi_2020_EPCI.csv", "200069193"),
-    ("cc_filosofi_2019_UU2020.csv", "01121"),
-])
+@pytest.mark.parametrize(
+    "name,first_code",
+    [
+        ("cc_filosofi_2020_BV2022.csv", "01004"),  # bassins de vie: codes that look like communes
+        ("cc_filosofi_2018_DEP-geo2021.CSV", "01"),
+        ("cc_filosofi_2020_EPCI.csv", "200069193"),
+        ("cc_filosofi_2019_UU2020.csv", "01121"),
+    ],
+)
 def test_filosofi_wide_table_of_another_level_refused(tmp_path, name, first_code):
     text = WIDE_HEADER + f"{first_code};12000;26000;22010;48;11,2;19,1;2,1\n"
     with pytest.raises(InputError) as err:
@@ -240,8 +245,14 @@ def test_filosofi_iris_2021_decimal_comma_markers_and_incert(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 EPCI_CODES = ["CODGEO", "LIBGEO", "EPCI", "LIBEPCI", "DEP", "REG"]
-EPCI_LABELS = ["Code géographique", "Libellé géographique", "EPCI - Métropole",
-               "Libellé de l'EPCI / Métropole", "Département", "Région"]
+EPCI_LABELS = [
+    "Code géographique",
+    "Libellé géographique",
+    "EPCI - Métropole",
+    "Libellé de l'EPCI / Métropole",
+    "Département",
+    "Région",
+]
 EPCI_DATA = [
     ["01001", "L'Abergement-Clémenciat", "200069193", "CC de la Dombes", "01", "84"],
     ["85113", "L'Île-d'Yeu", "ZZZZZZZZZ", "Sans objet", "85", "52"],
@@ -258,11 +269,17 @@ WITHOUT_EPCI = ["22016", "29083", "29155", "85113"]
 def epci_sheets(year: int, data: list[list[str]]) -> dict[str, list[list[str]]]:
     """The two sheets of INSEE's workbook: `EPCI` first, then `Composition_communale` with four
     title rows, a label row (row 5), the code row (row 6) and the data from row 7."""
-    titles = [[f"Composition communale des EPCI à fiscalité propre au 1er janvier {year}"],
-              ["Géographie au 01/01/" + str(year)], ["Source : Insee, Code officiel géographique"], []]
-    summary = titles + [["EPCI - Métropole", "Libellé", "Nature", "Nombre de communes"],
-                        ["EPCI", "LIBEPCI", "NATURE_EPCI", "NB_COM"],
-                        ["200069193", "CC de la Dombes", "CC", "36"]]
+    titles = [
+        [f"Composition communale des EPCI à fiscalité propre au 1er janvier {year}"],
+        ["Géographie au 01/01/" + str(year)],
+        ["Source : Insee, Code officiel géographique"],
+        [],
+    ]
+    summary = titles + [
+        ["EPCI - Métropole", "Libellé", "Nature", "Nombre de communes"],
+        ["EPCI", "LIBEPCI", "NATURE_EPCI", "NB_COM"],
+        ["200069193", "CC de la Dombes", "CC", "36"],
+    ]
     return {"EPCI": summary, "Composition_communale": titles + [EPCI_LABELS, EPCI_CODES] + data}
 
 
@@ -290,13 +307,16 @@ def write_workbook(path: Path, sheets: dict[str, list[list[str]]]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name,year", [
-    ("Intercommunalite_Metropole_au_01-01-2019.xls", 2019),
-    ("Intercommunalite-Metropole_au_01-01-2020_v1.xlsx", 2020),
-    ("Intercommunalite-Metropole_au_01-01-2021.xlsx", 2021),
-    ("Intercommunalite_Metropole_au_01-01-2023.xlsx", 2023),
-    ("EPCI_au_01-01-2024.xlsx", 2024),
-])
+@pytest.mark.parametrize(
+    "name,year",
+    [
+        ("Intercommunalite_Metropole_au_01-01-2019.xls", 2019),
+        ("Intercommunalite-Metropole_au_01-01-2020_v1.xlsx", 2020),
+        ("Intercommunalite-Metropole_au_01-01-2021.xlsx", 2021),
+        ("Intercommunalite_Metropole_au_01-01-2023.xlsx", 2023),
+        ("EPCI_au_01-01-2024.xlsx", 2024),
+    ],
+)
 def test_epci_workbooks_keep_communes_without_epci(tmp_path, name, year):
     df = read_communes_epci(write_workbook(tmp_path / name, epci_sheets(year, EPCI_DATA)))
     assert len(df) == 8 and df["INSEE_COM"].is_unique
@@ -323,11 +343,14 @@ def test_epci_workbook_invalid_code_refused_with_its_row(tmp_path, suffix):
 
 
 def test_epci_csv_layouts_with_and_without_epci(tmp_path):
-    insee = write_bytes(tmp_path / "epci.csv", (
-        "CODGEO;LIBGEO;EPCI;LIBEPCI;DEP;REG\n"
-        "22016;Île-de-Bréhat;ZZZZZZZZZ;Sans objet;22;53\n"
-        "1001;L'Abergement-Clémenciat;200069193;CC de la Dombes;01;84\n"
-    ).encode())
+    insee = write_bytes(
+        tmp_path / "epci.csv",
+        (
+            "CODGEO;LIBGEO;EPCI;LIBEPCI;DEP;REG\n"
+            "22016;Île-de-Bréhat;ZZZZZZZZZ;Sans objet;22;53\n"
+            "1001;L'Abergement-Clémenciat;200069193;CC de la Dombes;01;84\n"
+        ).encode(),
+    )
     df = read_communes_epci(insee)
     assert df["INSEE_COM"].tolist() == ["22016", "01001"]
     assert pd.isna(df["EPCI"].iloc[0]) and df["EPCI"].iloc[1] == "200069193"
@@ -335,7 +358,9 @@ def test_epci_csv_layouts_with_and_without_epci(tmp_path):
     sample = read_communes_epci(SAMPLE / "insee" / "communes-epci-2016_dep69.csv")
     assert sample.set_index("INSEE_COM").loc["69381", "EPCI"] == "200046977"
     assert sample.attrs["communes_sans_epci"] == []
-    bad = write_bytes(tmp_path / "bad.csv", b"COM;LIBCOM;EPCI;LIBEPCI\n69001;Affoux;200040566;CA\n69002;Aigueperse;2469006;CC\n")
+    bad = write_bytes(
+        tmp_path / "bad.csv", b"COM;LIBCOM;EPCI;LIBEPCI\n69001;Affoux;200040566;CA\n69002;Aigueperse;2469006;CC\n"
+    )
     with pytest.raises(InputError, match=r"ligne 3, colonne 'EPCI'"):
         read_communes_epci(bad)
 
@@ -347,13 +372,21 @@ def test_epci_csv_layouts_with_and_without_epci(tmp_path):
 YEARS = list(range(2003, 2026))
 # (code before, code after, year of the merger): Arbignieu → Arboys en Bugey (2016),
 # Annecy-le-Vieux → Annecy (2017); Lyon unchanged.
-HISTORIES = [("01015", "01015", 2016, "Arboys en Bugey"), ("01340", "01015", 2016, "Arboys en Bugey"),
-             ("74011", "74010", 2017, "Annecy"), ("69123", "69123", 2003, "Lyon")]
+HISTORIES = [
+    ("01015", "01015", 2016, "Arboys en Bugey"),
+    ("01340", "01015", 2016, "Arboys en Bugey"),
+    ("74011", "74010", 2017, "Annecy"),
+    ("69123", "69123", 2003, "Lyon"),
+]
 
 
 def passage_rows() -> list[list[str]]:
-    titles = [["Table de passage annuelle des codes communes 2003-2025"], ["Géographie au 1er janvier 2025"],
-              ["Source : Insee, Code officiel géographique"], []]
+    titles = [
+        ["Table de passage annuelle des codes communes 2003-2025"],
+        ["Géographie au 1er janvier 2025"],
+        ["Source : Insee, Code officiel géographique"],
+        [],
+    ]
     labels = [f"Code officiel géographique {y}" for y in YEARS] + ["Libellé géographique 2025"]
     codes = [f"CODGEO_{y}" for y in YEARS] + ["LIBGEO_2025"]
     data = [[old if y < year else new for y in YEARS] + [label] for old, new, year, label in HISTORIES]
@@ -363,8 +396,7 @@ def passage_rows() -> list[list[str]]:
 @pytest.mark.parametrize("sheets", [["Documentation", "COM"], ["Notes", "Table"]])
 def test_table_de_passage_2025(tmp_path, sheets):
     notes = [["Table de passage annuelle"], ["Cette table donne, pour chaque commune, son code chaque année."]]
-    path = write_workbook(tmp_path / "table_passage_annuelle_2025.xlsx",
-                          {sheets[0]: notes, sheets[1]: passage_rows()})
+    path = write_workbook(tmp_path / "table_passage_annuelle_2025.xlsx", {sheets[0]: notes, sheets[1]: passage_rows()})
     df = read_cog_passage(path)
     assert df.attrs["years"] == YEARS
     assert len(df) == 4 and list(df.columns) == [f"CODGEO_{y}" for y in YEARS]

@@ -14,7 +14,6 @@ from sources.common import InputError
 from sources.filosofi import read_filosofi_communes, read_filosofi_iris
 from sources.ign_iris import read_contours_iris
 from sources.insee_rp import read_base_ic
-
 from tests.conftest import SAMPLE, write
 
 POP = SAMPLE / "insee" / "base-ic-evol-struct-pop-2016_dep69.csv"
@@ -33,7 +32,10 @@ def test_base_ic_detects_vintage_and_keeps_codes_as_text():
 
 
 def test_base_ic_other_vintage_and_corsica(tmp_path):
-    path = write(tmp_path / "b.csv", "IRIS;COM;TYP_IRIS;P21_POP;P21_POP65P\n2A0040101;2A004;H;1000,5;200\n010010000;01001;Z;50;s\n")
+    path = write(
+        tmp_path / "b.csv",
+        "IRIS;COM;TYP_IRIS;P21_POP;P21_POP65P\n2A0040101;2A004;H;1000,5;200\n010010000;01001;Z;50;s\n",
+    )
     df = read_base_ic(path, "evol-struct-pop")
     assert df.attrs["millesime"] == 2021
     assert df["CODE_IRIS"].tolist() == ["2A0040101", "010010000"]
@@ -41,16 +43,19 @@ def test_base_ic_other_vintage_and_corsica(tmp_path):
     assert math.isnan(df["P_POP65P"].iloc[1])
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("IRIS;COM;TYP_IRIS;P16_POP;C17_MEN\n690010000;69001;Z;1;1\n", "several vintages"),
-    ("IRIS;COM;TYP_IRIS;POP\n690010000;69001;Z;1\n", "Pyy_/Cyy_"),
-    ("IRIS;COM;P16_POP\n690010000;69001;1\n", "TYP_IRIS"),
-    ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;12a\n", "ligne 2"),
-    ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;-3\n", "négatif"),
-    ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;1\n690010000;69001;Z;2\n", "code IRIS en double"),
-    ("IRIS;COM;TYP_IRIS;P16_POP\n6900100;69001;Z;1\n", "IRIS invalide"),
-    ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69002;Z;1\n", "ne commence pas par le code de sa commune"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("IRIS;COM;TYP_IRIS;P16_POP;C17_MEN\n690010000;69001;Z;1;1\n", "several vintages"),
+        ("IRIS;COM;TYP_IRIS;POP\n690010000;69001;Z;1\n", "Pyy_/Cyy_"),
+        ("IRIS;COM;P16_POP\n690010000;69001;1\n", "TYP_IRIS"),
+        ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;12a\n", "ligne 2"),
+        ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;-3\n", "négatif"),
+        ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;1\n690010000;69001;Z;2\n", "code IRIS en double"),
+        ("IRIS;COM;TYP_IRIS;P16_POP\n6900100;69001;Z;1\n", "IRIS invalide"),
+        ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69002;Z;1\n", "ne commence pas par le code de sa commune"),
+    ],
+)
 def test_base_ic_refuses_bad_files(tmp_path, text, needle):
     path = write(tmp_path / "bad.csv", text)
     with pytest.raises(InputError) as err:
@@ -85,7 +90,9 @@ def test_filosofi_iris_xlsx_with_title_rows():
 
 
 def test_filosofi_iris_csv_decimal_comma_and_lost_zero(tmp_path):
-    path = write(tmp_path / "f.csv", "IRIS;DISP_TP6020;DISP_MED20;DISP_PPMINI20\n10040101;13,0;21450;2,8\n570190102;nd;19970;s\n")
+    path = write(
+        tmp_path / "f.csv", "IRIS;DISP_TP6020;DISP_MED20;DISP_PPMINI20\n10040101;13,0;21450;2,8\n570190102;nd;19970;s\n"
+    )
     df = read_filosofi_iris(path)
     assert df["CODE_IRIS"].tolist() == ["010040101", "570190102"]
     assert df["TP60"].iloc[0] == 13.0 and df["PPMINI"].iloc[0] == 2.8
@@ -142,8 +149,14 @@ def test_base_ic_spreadsheet_with_title_rows(tmp_path, suffix):
     csv = read_base_ic(POP, "evol-struct-pop")
     lines = [line.split(";") for line in POP.read_text(encoding="utf-8").splitlines()[:21]]
     header, rows = lines[0], lines[1:]
-    titles = [["Évolution et structure de la population en 2016"], ["IRIS"], ["Mise en ligne le 18/10/2019"],
-              ["Source : Insee, RP2016"], [], ["Code IRIS"] + ["libellé"] * (len(header) - 1)]
+    titles = [
+        ["Évolution et structure de la population en 2016"],
+        ["IRIS"],
+        ["Mise en ligne le 18/10/2019"],
+        ["Source : Insee, RP2016"],
+        [],
+        ["Code IRIS"] + ["libellé"] * (len(header) - 1),
+    ]
     path = tmp_path / f"base-ic-evol-struct-pop-2016{suffix}"
     if suffix == ".xls":
         import xlwt
@@ -171,9 +184,11 @@ def test_base_ic_spreadsheet_with_title_rows(tmp_path, suffix):
 
 
 def test_base_ic_reads_only_the_variables_asked_for(tmp_path):
-    path = write(tmp_path / "base-ic-evol-struct-pop-2021.CSV",
-                 "IRIS;REG;DEP;COM;LIBCOM;LIBIRIS;TYP_IRIS;P21_POP;P21_POP1529;P21_POP0014;C21_MEN\n"
-                 "010010000;84;01;01001;A;A;Z;100;20;15;40\n")
+    path = write(
+        tmp_path / "base-ic-evol-struct-pop-2021.CSV",
+        "IRIS;REG;DEP;COM;LIBCOM;LIBIRIS;TYP_IRIS;P21_POP;P21_POP1529;P21_POP0014;C21_MEN\n"
+        "010010000;84;01;01001;A;A;Z;100;20;15;40\n",
+    )
     wanted = read_base_ic(path, "evol_struct_pop", variables={"P_POP", "P_POP1529"})
     assert [c for c in wanted.columns if c[:2] in ("P_", "C_")] == ["P_POP", "P_POP1529"]
     assert wanted.attrs["millesime"] == 2021 and wanted.loc[0, "P_POP1529"] == 20

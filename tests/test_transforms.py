@@ -18,12 +18,15 @@ from transforms.iris_base import VintageError, build_iris_base, census_vintage, 
 @pytest.fixture(scope="module")
 def base(sample_settings):
     paths = sample_settings.input_paths()
-    themes = {k: read_base_ic(paths[k], k) for k in
-              ("rp_evol_struct_pop", "rp_diplomes_formation", "rp_couples_familles_menages")}
+    themes = {
+        k: read_base_ic(paths[k], k)
+        for k in ("rp_evol_struct_pop", "rp_diplomes_formation", "rp_couples_familles_menages")
+    }
     census, reports = join_census(themes)
     assert all(r.complete for r in reports)
-    base, reports = build_iris_base(read_contours_iris(paths["contours_iris"]), census,
-                                    read_communes_epci(paths["communes_epci"]))
+    base, reports = build_iris_base(
+        read_contours_iris(paths["contours_iris"]), census, read_communes_epci(paths["communes_epci"])
+    )
     assert all(r.complete for r in reports)
     return base
 
@@ -52,8 +55,10 @@ def test_spine(base):
 
 
 def test_mixed_vintages_refused():
-    a = pd.DataFrame({"CODE_IRIS": []}); a.attrs["millesime"] = 2016
-    b = pd.DataFrame({"CODE_IRIS": []}); b.attrs["millesime"] = 2017
+    a = pd.DataFrame({"CODE_IRIS": []})
+    a.attrs["millesime"] = 2016
+    b = pd.DataFrame({"CODE_IRIS": []})
+    b.attrs["millesime"] = 2017
     with pytest.raises(VintageError, match="RP 2016.*RP 2017"):
         census_vintage({"a": a, "b": b})
 
@@ -71,7 +76,9 @@ def test_lyon_arrondissements_share_the_arcep_row(base, indicators):
 
 
 def test_filosofi_iris_then_commune(base, indicators):
-    table = pd.concat([base[["CODE_IRIS", "P_POP"]], indicators.table.drop(columns="CODE_IRIS")], axis=1).set_index("CODE_IRIS")
+    table = pd.concat([base[["CODE_IRIS", "P_POP"]], indicators.table.drop(columns="CODE_IRIS")], axis=1).set_index(
+        "CODE_IRIS"
+    )
     assert (table["revenu_median_source"] == "iris").sum() == 433
     # Vianney (Écully): DISP_MED17 = published IRIS value, weighted by its population
     row = table.loc["690810102"]

@@ -26,15 +26,17 @@ from transforms.mailles import dissolve_coverage
 
 @pytest.fixture
 def table() -> pd.DataFrame:
-    return pd.DataFrame({
-        "CODGEO": ["01001", "2A004", "69123"],
-        "NOM": ["L'Abergement-Clémenciat", 'A & <B> "C"; D\nE', None],
-        "taux": [0.1 + 0.2, np.nan, 1e-7],
-        "effectif": np.array([3, 0, 12], dtype="int32"),
-        "expose": [True, False, True],
-        "secret": pd.array([True, None, False], dtype="boolean"),
-        "infini": [np.inf, 1.5, -np.inf],
-    })
+    return pd.DataFrame(
+        {
+            "CODGEO": ["01001", "2A004", "69123"],
+            "NOM": ["L'Abergement-Clémenciat", 'A & <B> "C"; D\nE', None],
+            "taux": [0.1 + 0.2, np.nan, 1e-7],
+            "effectif": np.array([3, 0, 12], dtype="int32"),
+            "expose": [True, False, True],
+            "secret": pd.array([True, None, False], dtype="boolean"),
+            "infini": [np.inf, 1.5, -np.inf],
+        }
+    )
 
 
 def test_csv_round_trip(table, tmp_path):
@@ -75,8 +77,16 @@ def test_xlsx_drops_characters_xml_forbids(tmp_path):
 
 
 def test_column_letters():
-    assert [column_letter(i) for i in (0, 25, 26, 27, 51, 52, 701, 702)] == \
-        ["A", "Z", "AA", "AB", "AZ", "BA", "ZZ", "AAA"]
+    assert [column_letter(i) for i in (0, 25, 26, 27, 51, 52, 701, 702)] == [
+        "A",
+        "Z",
+        "AA",
+        "AB",
+        "AZ",
+        "BA",
+        "ZZ",
+        "AAA",
+    ]
 
 
 def test_json_rows(table):
@@ -93,9 +103,12 @@ def test_geojson_is_rfc7946(tmp_path):
     hole = [(842500, 6519500), (843500, 6519500), (843500, 6520500), (842500, 6520500)]
     layer = gpd.GeoDataFrame(
         {"CODE_IRIS": ["691230101", "691230102"], "score": [101.5, np.nan]},
-        geometry=[Polygon(shell, [hole]),
-                  MultiPolygon([box(845000, 6519000, 846000, 6520000), box(847000, 6519000, 848000, 6520000)])],
-        crs=2154)
+        geometry=[
+            Polygon(shell, [hole]),
+            MultiPolygon([box(845000, 6519000, 846000, 6520000), box(847000, 6519000, 848000, 6520000)]),
+        ],
+        crs=2154,
+    )
     path = tmp_path / "l.geojson"
     write_geojson(layer, path)
     raw = json.loads(path.read_text(encoding="utf-8"))
@@ -132,10 +145,16 @@ def test_web_levels_share_borders_and_refuse_invalid_coverage():
     def cell(x0, x1):
         return shapely.segmentize(box(x0, 0, x1, 1000), 10)
 
-    iris = gpd.GeoDataFrame({"INSEE_COM": ["01001", "01001", "01002", "01002"]},
-                            geometry=[cell(0, 1000), cell(1000, 2000), cell(2000, 3000), cell(3000, 4000)], crs=2154)
-    communes = gpd.GeoDataFrame({"INSEE_COM": ["01002", "01001"]},  # not in IRIS order
-                                geometry=[cell(2000, 4000), cell(0, 2000)], crs=2154)
+    iris = gpd.GeoDataFrame(
+        {"INSEE_COM": ["01001", "01001", "01002", "01002"]},
+        geometry=[cell(0, 1000), cell(1000, 2000), cell(2000, 3000), cell(3000, 4000)],
+        crs=2154,
+    )
+    communes = gpd.GeoDataFrame(
+        {"INSEE_COM": ["01002", "01001"]},  # not in IRIS order
+        geometry=[cell(2000, 4000), cell(0, 2000)],
+        crs=2154,
+    )
     iris["CODE_IRIS"] = ["010010101", "010010102", "010020101", "010020102"]
     web = simplify_layers({"iris": iris, "communes": communes}, [50, 10])
     assert sorted(web.outlines) == [("communes", 10), ("communes", 50), ("iris", 10), ("iris", 50)]
@@ -143,7 +162,9 @@ def test_web_levels_share_borders_and_refuse_invalid_coverage():
     for (maille, tolerance), outlines in web.outlines.items():
         stats = web.stats[f"{maille}_{tolerance:g}m"]
         assert stats.valid_before and stats.valid_after and stats.vertices_after < stats.vertices_before
-        assert outlines.crs.to_epsg() == 2154 and outlines.index.equals(iris.index if maille == "iris" else communes.index)
+        assert outlines.crs.to_epsg() == 2154 and outlines.index.equals(
+            iris.index if maille == "iris" else communes.index
+        )
     # Row-aligned with the communes layer (01002 first); a commune is the union of its simplified IRIS.
     commune_2 = web.outlines[("communes", 50)].iloc[0]
     assert shapely.equals(commune_2, shapely.union(*web.outlines[("iris", 50)].iloc[2:4]))
@@ -179,8 +200,10 @@ def test_class_path_keeps_holes_and_parts():
 def test_aborted_writes_publish_nothing(tmp_path):
     previous = tmp_path / "a.txt"
     previous.write_text("before", encoding="utf-8")
-    targets = {previous: lambda tmp: tmp.write_text("after", encoding="utf-8"),
-               tmp_path / "b.txt": lambda tmp: tmp.write_text("new", encoding="utf-8")}
+    targets = {
+        previous: lambda tmp: tmp.write_text("after", encoding="utf-8"),
+        tmp_path / "b.txt": lambda tmp: tmp.write_text("new", encoding="utf-8"),
+    }
     with writes_abortable() as abort:
         abort()  # as when Ctrl-C reaches the thread that owns the writers
         with pytest.raises(WritesAbortedError):

@@ -11,9 +11,7 @@ CITY_ARRONDISSEMENTS: dict[str, tuple[str, ...]] = {
     "69123": tuple(str(c) for c in range(69381, 69390)),
     "13055": tuple(str(c) for c in range(13201, 13217)),
 }
-ARRONDISSEMENT_TO_CITY: dict[str, str] = {
-    arr: city for city, arrs in CITY_ARRONDISSEMENTS.items() for arr in arrs
-}
+ARRONDISSEMENT_TO_CITY: dict[str, str] = {arr: city for city, arrs in CITY_ARRONDISSEMENTS.items() for arr in arrs}
 
 
 def city_code(communes: pd.Series) -> pd.Series:

@@ -42,7 +42,7 @@ class IndicatorResult:
     vintages: dict[str, str] = field(default_factory=dict)  # source → year or date of its data
     frame: pd.DataFrame | None = None  # the IRIS spine joined with `table`, set by `join_to`
 
-    def join_to(self, base: gpd.GeoDataFrame) -> "IndicatorResult":
+    def join_to(self, base: gpd.GeoDataFrame) -> IndicatorResult:
         """One frame per IRIS: outline, keys, census counts and indicators (row-aligned)."""
         joined = pd.concat([base, self.table.drop(columns="CODE_IRIS")], axis=1)
         self.frame = gpd.GeoDataFrame(joined, geometry="geometry", crs=base.crs)
@@ -61,10 +61,12 @@ def compute_indicators(
     """Numerator, denominator and rate of each indicator whose inputs exist, per IRIS."""
     out = pd.DataFrame({"CODE_IRIS": base["CODE_IRIS"].to_numpy()}, index=base.index)
     result = IndicatorResult(table=out)
-    for name, table, attr in (("filosofi_iris", inputs.filosofi_iris, "annee"),
-                              ("filosofi_communes", inputs.filosofi_communes, "annee"),
-                              ("arcep_debit", inputs.arcep_debit, "date"),
-                              ("caf_non_connectes", inputs.caf_non_connectes, "millesime")):
+    for name, table, attr in (
+        ("filosofi_iris", inputs.filosofi_iris, "annee"),
+        ("filosofi_communes", inputs.filosofi_communes, "annee"),
+        ("arcep_debit", inputs.arcep_debit, "date"),
+        ("caf_non_connectes", inputs.caf_non_connectes, "millesime"),
+    ):
         if table is not None and table.attrs.get(attr):
             result.vintages[name] = str(table.attrs[attr])
     for ind in indicators:
@@ -107,8 +109,9 @@ def _compute_one(
         if inputs.arcep_debit is None:
             return "fichier ARCEP « Ma connexion internet » non fourni (inputs.arcep_debit)"
         arcep = inputs.arcep_debit
-        counts = pd.DataFrame({"INSEE_COM": arcep["INSEE_COM"], "num": arcep["locaux"] - arcep["locaux_thd"],
-                               "den": arcep["locaux"]})
+        counts = pd.DataFrame(
+            {"INSEE_COM": arcep["INSEE_COM"], "num": arcep["locaux"] - arcep["locaux_thd"], "den": arcep["locaux"]}
+        )
         counts, keys = _aligned(base, counts, inputs, result, "ARCEP", arcep.attrs.get("geographie"))
         _apportioned(base, ind, counts, result, "ARCEP", keys)
         return None
@@ -117,8 +120,9 @@ def _compute_one(
         if caf is None:
             return "fichier CAF « allocataires non connectés » non fourni (inputs.caf_non_connectes)"
         communes = caf[caf["niveau"] == "commune"]
-        counts = pd.DataFrame({"INSEE_COM": communes["code_geo"], "num": communes["non_connectes"],
-                               "den": communes["allocataires"]})
+        counts = pd.DataFrame(
+            {"INSEE_COM": communes["code_geo"], "num": communes["non_connectes"], "den": communes["allocataires"]}
+        )
         counts, keys = _aligned(base, counts, inputs, result, "CAF", caf.attrs.get("geographie"))
         _apportioned(base, ind, counts, result, "CAF", keys)
         iris = caf[caf["niveau"] == "iris"].set_index("code_geo")
@@ -136,8 +140,14 @@ def _compute_one(
     return f"la source {ind.source} n'est pas encore lue par cette version"
 
 
-def _aligned(base: pd.DataFrame, counts: pd.DataFrame, inputs: IndicatorInputs, result: IndicatorResult,
-             label: str, source_year: int | None) -> tuple[pd.DataFrame, pd.Series]:
+def _aligned(
+    base: pd.DataFrame,
+    counts: pd.DataFrame,
+    inputs: IndicatorInputs,
+    result: IndicatorResult,
+    label: str,
+    source_year: int | None,
+) -> tuple[pd.DataFrame, pd.Series]:
     """Commune counts and, per IRIS, the commune code to find them under (transforms.vintages).
 
     Without a table de passage the codes are used as they are. A source older than the census
@@ -153,18 +163,24 @@ def _aligned(base: pd.DataFrame, counts: pd.DataFrame, inputs: IndicatorInputs, 
     if source_year is not None and int(source_year) > inputs.geography_year:
         return counts, _source_keys(base, inputs, result, label, source_year)
     known = set(communes) | set(city_code(communes))
-    aligned, report = align_commune_counts(counts, known, code_mapping(inputs.cog_passage, inputs.geography_year),
-                                           ["num", "den"], label)
+    aligned, report = align_commune_counts(
+        counts, known, code_mapping(inputs.cog_passage, inputs.geography_year), ["num", "den"], label
+    )
     result.reports.append(report)
     return aligned, communes
 
 
-def _source_keys(base: pd.DataFrame, inputs: IndicatorInputs, result: IndicatorResult, label: str,
-                 source_year: int | None) -> pd.Series:
+def _source_keys(
+    base: pd.DataFrame, inputs: IndicatorInputs, result: IndicatorResult, label: str, source_year: int | None
+) -> pd.Series:
     """Per IRIS, its commune's code in the geography of a newer source (else the census code)."""
     communes = base["INSEE_COM"]
-    if (inputs.cog_passage is None or inputs.geography_year is None or source_year is None
-            or int(source_year) <= inputs.geography_year):
+    if (
+        inputs.cog_passage is None
+        or inputs.geography_year is None
+        or source_year is None
+        or int(source_year) <= inputs.geography_year
+    ):
         return communes
     from transforms.vintages import forward_keys
 
@@ -228,16 +244,18 @@ def _filosofi(
             # Filosofi N is in the geography of N+1, the census in N+2: IRIS re-cut or renumbered
             # in between are on the right (Filosofi codes of the territory's communes).
             orphans = sorted(c for c in published - codes if c[:5] in communes)
-            result.reports.append(JoinReport(
-                join="IRIS ↔ Filosofi IRIS",
-                matched=len(codes & published),
-                unmatched_left=sorted(codes - published),
-                unmatched_right=orphans,
-                note="gauche : IRIS que Filosofi ne publie pas (communes non découpées, IRIS sous le seuil de "
-                "diffusion), qui prennent la valeur communale s'il y en a une ; droite : IRIS Filosofi des "
-                f"communes du territoire absentes du recensement (géographie {iris.attrs.get('geographie') or '?'} "
-                f"contre {inputs.geography_year or '?'}), non utilisées",
-            ))
+            result.reports.append(
+                JoinReport(
+                    join="IRIS ↔ Filosofi IRIS",
+                    matched=len(codes & published),
+                    unmatched_left=sorted(codes - published),
+                    unmatched_right=orphans,
+                    note="gauche : IRIS que Filosofi ne publie pas (communes non découpées, IRIS sous le seuil de "
+                    "diffusion), qui prennent la valeur communale s'il y en a une ; droite : IRIS Filosofi des "
+                    f"communes du territoire absentes du recensement (géographie {iris.attrs.get('geographie') or '?'} "
+                    f"contre {inputs.geography_year or '?'}), non utilisées",
+                )
+            )
     if ind.computation == "filosofi_level":
         # A median income of 0 is a suppressed value written as 0 (seen in MedNum's MED15).
         zero = (iris_value <= 0) | (commune_value <= 0)
@@ -266,8 +284,14 @@ def _report_missing(base: pd.DataFrame, ind: Indicator, value: pd.Series, result
         )
 
 
-def _apportioned(base: pd.DataFrame, ind: Indicator, counts: pd.DataFrame, result: IndicatorResult, label: str,
-                 keys: pd.Series | None = None) -> None:
+def _apportioned(
+    base: pd.DataFrame,
+    ind: Indicator,
+    counts: pd.DataFrame,
+    result: IndicatorResult,
+    label: str,
+    keys: pd.Series | None = None,
+) -> None:
     """Commune counts (`INSEE_COM`, `num`, `den`) apportioned to IRIS by their share of households.
 
     The apportioned counts add up to the commune's, and every IRIS carries the commune rate,
@@ -292,11 +316,15 @@ def _apportioned(base: pd.DataFrame, ind: Indicator, counts: pd.DataFrame, resul
     result.table[f"{ind.id}_source"] = np.where(used.notna(), "commune", "")
     communes = set(base["INSEE_COM"])
     unmatched = sorted(set(base.loc[used.isna(), "INSEE_COM"]))
-    result.reports.append(JoinReport(
-        join=f"communes ↔ {label}",
-        matched=len(communes) - len(unmatched),
-        unmatched_left=unmatched,
-        note="arrondissements of Paris, Lyon and Marseille matched to their city's row",
-    ))
+    result.reports.append(
+        JoinReport(
+            join=f"communes ↔ {label}",
+            matched=len(communes) - len(unmatched),
+            unmatched_left=unmatched,
+            note="arrondissements of Paris, Lyon and Marseille matched to their city's row",
+        )
+    )
     if unmatched:
-        result.warnings.append(f"{ind.id} : {len(unmatched)} commune(s) absente(s) du fichier {label} : {unmatched[:10]}")
+        result.warnings.append(
+            f"{ind.id} : {len(unmatched)} commune(s) absente(s) du fichier {label} : {unmatched[:10]}"
+        )

@@ -61,12 +61,14 @@ def join_census(themes: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, list[Joi
         other = themes[name]
         variables = [c for c in other.columns if c[:2] in ("P_", "C_") and c not in merged.columns]
         left, right = set(merged["CODE_IRIS"]), set(other["CODE_IRIS"])
-        reports.append(JoinReport(
-            join=f"census {names[0]} ↔ {name}",
-            matched=len(left & right),
-            unmatched_left=sorted(left - right),
-            unmatched_right=sorted(right - left),
-        ))
+        reports.append(
+            JoinReport(
+                join=f"census {names[0]} ↔ {name}",
+                matched=len(left & right),
+                unmatched_left=sorted(left - right),
+                unmatched_right=sorted(right - left),
+            )
+        )
         extra = other[["CODE_IRIS", "INSEE_COM", "TYP_IRIS", *variables]]
         merged = merged.merge(extra, on="CODE_IRIS", how="outer", suffixes=("", "_other"))
         for col in ("INSEE_COM", "TYP_IRIS"):
@@ -83,14 +85,16 @@ def build_iris_base(
     outline, and outlines without census figures, are both reported.
     """
     left, right = set(contours["CODE_IRIS"]), set(census["CODE_IRIS"])
-    reports = [JoinReport(
-        join="CONTOURS-IRIS ↔ census",
-        matched=len(left & right),
-        unmatched_left=sorted(left - right),
-        unmatched_right=sorted(right - left),
-        note="left: outlines without census figures (kept, indicators empty); "
-        "right: census IRIS without an outline (not in the layers)",
-    )]
+    reports = [
+        JoinReport(
+            join="CONTOURS-IRIS ↔ census",
+            matched=len(left & right),
+            unmatched_left=sorted(left - right),
+            unmatched_right=sorted(right - left),
+            note="left: outlines without census figures (kept, indicators empty); "
+            "right: census IRIS without an outline (not in the layers)",
+        )
+    ]
     census_cols = [c for c in census.columns if c not in ("INSEE_COM", "TYP_IRIS")]
     base = contours.merge(census[census_cols], on="CODE_IRIS", how="left")
 
@@ -99,12 +103,14 @@ def build_iris_base(
     base["NOM_EPCI"] = epci_rows["NOM_EPCI"]
     communes = set(base["INSEE_COM"])
     missing = sorted(set(base.loc[used.isna(), "INSEE_COM"]))
-    reports.append(JoinReport(
-        join="communes ↔ EPCI",
-        matched=len(communes) - len(missing),
-        unmatched_left=missing,
-        note="communes of the outlines without an EPCI in the membership table",
-    ))
+    reports.append(
+        JoinReport(
+            join="communes ↔ EPCI",
+            matched=len(communes) - len(missing),
+            unmatched_left=missing,
+            note="communes of the outlines without an EPCI in the membership table",
+        )
+    )
     base["DEP"] = departement_code(base["INSEE_COM"])
     if "REG" not in base.columns:
         base["REG"] = pd.NA

@@ -28,8 +28,7 @@ PARENT_KEYS: dict[str, tuple[str, ...]] = {
 
 def additive_columns(frame: pd.DataFrame) -> list[str]:
     """Columns that add up across IRIS: indicator pairs and census counts."""
-    return [c for c in frame.columns
-            if c.endswith(("_num", "_den")) or c.startswith(("P_", "C_"))]
+    return [c for c in frame.columns if c.endswith(("_num", "_den")) or c.startswith(("P_", "C_"))]
 
 
 def dissolve_coverage(geometries: np.ndarray, keys: pd.Series) -> tuple[pd.Index, np.ndarray]:
@@ -81,9 +80,14 @@ def aggregate_maille(iris: gpd.GeoDataFrame, maille: str, departement_names: dic
     for parent in PARENT_KEYS[maille]:
         if parent not in frame:
             continue
-        by_pop = (pd.DataFrame({key: frame[key], parent: frame[parent], "w": weight})
-                  .groupby([key, parent], dropna=False)["w"].sum().reset_index()
-                  .sort_values([key, "w"], ascending=[True, False]).drop_duplicates(key))
+        by_pop = (
+            pd.DataFrame({key: frame[key], parent: frame[parent], "w": weight})
+            .groupby([key, parent], dropna=False)["w"]
+            .sum()
+            .reset_index()
+            .sort_values([key, "w"], ascending=[True, False])
+            .drop_duplicates(key)
+        )
         out[parent] = out[key].map(by_pop.set_index(key)[parent])
     keys, outlines = dissolve_coverage(frame.geometry.to_numpy(), frame[key])
     if not keys.equals(pd.Index(out[key])):

@@ -82,8 +82,10 @@ def require_census(base: pd.DataFrame, territory: Territory) -> None:
     if len(base) and pop.isna().all():
         deps = ", ".join(sorted(set(base["DEP"].dropna())))
         mayotte = " ; l'INSEE ne publie pas de recensement à l'IRIS pour Mayotte (976)" if "976" in deps else ""
-        raise ConfigError(f"territoire {territory.label} (département {deps}) : aucune de ses {len(base)} IRIS n'a "
-                          f"d'effectifs dans les fichiers du recensement{mayotte} ; rien à calculer")
+        raise ConfigError(
+            f"territoire {territory.label} (département {deps}) : aucune de ses {len(base)} IRIS n'a "
+            f"d'effectifs dans les fichiers du recensement{mayotte} ; rien à calculer"
+        )
 
 
 def partition_keys(territory: Territory, communes_epci: pd.DataFrame, all_keys: list[str]) -> list[str]:
@@ -128,18 +130,22 @@ def one_part_of_france(base: pd.DataFrame, territory: Territory) -> tuple[pd.Dat
     notes: list[str] = []
     if len(parts) > 1:
         if not territory.whole:
-            listed = "; ".join(f"EPSG:{e} ({', '.join(sorted(set(base.loc[base['EPSG'] == e, 'DEP'])))})"
-                               for e in parts)
+            listed = "; ".join(
+                f"EPSG:{e} ({', '.join(sorted(set(base.loc[base['EPSG'] == e, 'DEP'])))})" for e in parts
+            )
             raise ConfigError(
                 f"territoire {territory.label} : ses IRIS sont dans plusieurs parties de France aux projections "
                 f"différentes ({listed}) ; une couche "
                 "n'a qu'une projection : lancez un calcul par partie (métropole, puis chaque département "
-                "d'outre-mer, par exemple --territory 974)")
+                "d'outre-mer, par exemple --territory 974)"
+            )
         keep = METROPOLE_EPSG if METROPOLE_EPSG in parts else parts[0]
         left = base.loc[base["EPSG"] != keep, "DEP"]
-        notes.append(f"{len(left)} IRIS d'outre-mer ({', '.join(sorted(set(left)))}) laissées de côté : une couche "
-                     f"n'a qu'une projection (EPSG:{keep} ici) ; calculez chaque département d'outre-mer à part "
-                     "(--territory 971, 972, 973, 974)")
+        notes.append(
+            f"{len(left)} IRIS d'outre-mer ({', '.join(sorted(set(left)))}) laissées de côté : une couche "
+            f"n'a qu'une projection (EPSG:{keep} ici) ; calculez chaque département d'outre-mer à part "
+            "(--territory 971, 972, 973, 974)"
+        )
         base = base[base["EPSG"] == keep]
     return with_crs(base.reset_index(drop=True)).drop(columns="EPSG"), notes
 

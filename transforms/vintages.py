@@ -42,8 +42,9 @@ def code_mapping(passage: pd.DataFrame, target_year: int) -> dict[str, str]:
     return mapping
 
 
-def forward_keys(communes: pd.Series, passage: pd.DataFrame, census_year: int, source_year: int,
-                 source: str) -> tuple[pd.Series, JoinReport]:
+def forward_keys(
+    communes: pd.Series, passage: pd.DataFrame, census_year: int, source_year: int, source: str
+) -> tuple[pd.Series, JoinReport]:
     """Each census commune's code in the (newer) geography of a source.
 
     Codes the table does not list (municipal arrondissements, which ARCEP and the CAF give under
@@ -54,12 +55,15 @@ def forward_keys(communes: pd.Series, passage: pd.DataFrame, census_year: int, s
     mapping = dict(zip(passage[census_col], passage[source_col]))
     keys = communes.map(mapping).fillna(communes).astype(str)
     changed = sorted(set(communes[keys != communes]))
-    note = (f"{len(changed)} commune(s) du recensement (géographie {census_year}) rattachée(s) à leur code "
-            f"{source_used} : {changed[:20]}")
+    note = (
+        f"{len(changed)} commune(s) du recensement (géographie {census_year}) rattachée(s) à leur code "
+        f"{source_used} : {changed[:20]}"
+    )
     if source_used < source_year:
         note += f" ; la table de passage s'arrête en {source_used}, la source est en géographie {source_year}"
-    return keys, JoinReport(join=f"{source} : communes du recensement → géographie {source_used}",
-                            matched=len(set(communes)), note=note)
+    return keys, JoinReport(
+        join=f"{source} : communes du recensement → géographie {source_used}", matched=len(set(communes)), note=note
+    )
 
 
 def align_commune_counts(

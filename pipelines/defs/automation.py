@@ -13,9 +13,13 @@ from sources.watch import catalogue_changes, drop_folder_files
 ALL_ASSETS = dg.AssetSelection.all() - dg.AssetSelection.groups("national")
 
 
-@dg.schedule(cron_schedule="0 6 * * 1", target=ALL_ASSETS, default_status=dg.DefaultScheduleStatus.STOPPED,
-             description="Chaque lundi à 6 h : vérifie le catalogue (nouveaux millésimes, fichiers changés chez "
-             "l'éditeur) et relance le calcul s'il y a du nouveau.")
+@dg.schedule(
+    cron_schedule="0 6 * * 1",
+    target=ALL_ASSETS,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Chaque lundi à 6 h : vérifie le catalogue (nouveaux millésimes, fichiers changés chez "
+    "l'éditeur) et relance le calcul s'il y a du nouveau.",
+)
 def verification_hebdomadaire(context: dg.ScheduleEvaluationContext, fragilite: FragiliteConfig):
     settings = fragilite.settings
     if settings.run.vintage is None:
@@ -30,9 +34,13 @@ def verification_hebdomadaire(context: dg.ScheduleEvaluationContext, fragilite: 
     return dg.RunRequest(run_key=f"catalogue-{digest}", tags={"fragilite/motif": "catalogue"})
 
 
-@dg.sensor(target=ALL_ASSETS, default_status=dg.DefaultSensorStatus.STOPPED, minimum_interval_seconds=60,
-           description="Surveille le dossier de dépôt des fichiers CAF « allocataires non connectés » "
-           "(sources.caf_drop_folder) et relance le calcul avec chaque fichier nouveau ou modifié.")
+@dg.sensor(
+    target=ALL_ASSETS,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    minimum_interval_seconds=60,
+    description="Surveille le dossier de dépôt des fichiers CAF « allocataires non connectés » "
+    "(sources.caf_drop_folder) et relance le calcul avec chaque fichier nouveau ou modifié.",
+)
 def depot_caf(context: dg.SensorEvaluationContext, fragilite: FragiliteConfig):
     folder = fragilite.settings.sources.caf_drop_folder
     if folder is None:
@@ -44,7 +52,10 @@ def depot_caf(context: dg.SensorEvaluationContext, fragilite: FragiliteConfig):
     if not new:
         return dg.SkipReason(f"no new file in {folder}")
     return [
-        dg.RunRequest(run_key=f"caf-{name}-{sig}", tags={"fragilite/caf": name},
-                      run_config={"resources": {"fragilite": {"config": {"caf_file": str(folder / name)}}}})
+        dg.RunRequest(
+            run_key=f"caf-{name}-{sig}",
+            tags={"fragilite/caf": name},
+            run_config={"resources": {"fragilite": {"config": {"caf_file": str(folder / name)}}}},
+        )
         for name, sig in sorted(new.items())
     ]

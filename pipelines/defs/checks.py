@@ -1,6 +1,5 @@
 """Quality gates. Blocking checks stop the run before a bad layer is published."""
 
-
 import json
 import re
 
@@ -31,7 +30,9 @@ def codes_valides(iris_base: gpd.GeoDataFrame) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset="iris_base", blocking=True, description="Contours dans la projection attendue (Lambert-93 en métropole).")
+@dg.asset_check(
+    asset="iris_base", blocking=True, description="Contours dans la projection attendue (Lambert-93 en métropole)."
+)
 def crs_attendu(iris_base: gpd.GeoDataFrame) -> dg.AssetCheckResult:
     epsg = iris_base.crs.to_epsg() if iris_base.crs else None
     return dg.AssetCheckResult(passed=epsg in set(EXPECTED_CRS.values()), metadata={"epsg": str(epsg)})
@@ -54,22 +55,32 @@ def scores_plausibles(iris_scores: Scored) -> dg.AssetCheckResult:
     bad = (~np.isfinite(present)) | (present < 0) | (present > 10_000)
     return dg.AssetCheckResult(
         passed=not bad.any() and present.size > 0,
-        metadata={"valeurs_hors_bornes": int(bad.sum()), "valeurs": int(present.size),
-                  "max": float(present[np.isfinite(present)].max()) if present.size else 0.0},
+        metadata={
+            "valeurs_hors_bornes": int(bad.sum()),
+            "valeurs": int(present.size),
+            "max": float(present[np.isfinite(present)].max()) if present.size else 0.0,
+        },
     )
 
 
-LAYER_KEYS = {"iris": ("CODE_IRIS", IRIS_PATTERN), "communes": ("INSEE_COM", COMMUNE_PATTERN),
-              "epci": ("EPCI", EPCI_PATTERN), "departements": ("DEP", DEPARTEMENT_PATTERN)}
+LAYER_KEYS = {
+    "iris": ("CODE_IRIS", IRIS_PATTERN),
+    "communes": ("INSEE_COM", COMMUNE_PATTERN),
+    "epci": ("EPCI", EPCI_PATTERN),
+    "departements": ("DEP", DEPARTEMENT_PATTERN),
+}
 
 
 def _layer_check(maille: str) -> dg.AssetChecksDefinition:
     key, pattern = LAYER_KEYS[maille]
 
-    @dg.asset_check(asset=f"couche_{maille}", name="couche_relisible",
-                    description=f"La couche {maille} écrite se relit : GeoParquet 1.1, projection de la partie de France "
-                    "(EPSG:2154 en métropole), "
-                    f"{key} en texte au bon format et unique.")
+    @dg.asset_check(
+        asset=f"couche_{maille}",
+        name="couche_relisible",
+        description=f"La couche {maille} écrite se relit : GeoParquet 1.1, projection de la partie de France "
+        "(EPSG:2154 en métropole), "
+        f"{key} en texte au bon format et unique.",
+    )
     def _check(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
         path = fragilite.output_folder / "layers" / f"{maille}.parquet"
         table = pq.read_table(path, columns=[key])
@@ -78,8 +89,15 @@ def _layer_check(maille: str) -> dg.AssetChecksDefinition:
         crs = geo["columns"]["geometry"].get("crs", {}).get("id", {})
         bad = [c for c in codes if not (isinstance(c, str) and pattern.fullmatch(c))]
         ok = geo.get("version") == "1.1.0" and not bad and len(set(codes)) == len(codes)
-        return dg.AssetCheckResult(passed=ok, metadata={
-            "lignes": len(codes), "geoparquet": geo.get("version"), "crs": str(crs), "codes_invalides": bad[:20]})
+        return dg.AssetCheckResult(
+            passed=ok,
+            metadata={
+                "lignes": len(codes),
+                "geoparquet": geo.get("version"),
+                "crs": str(crs),
+                "codes_invalides": bad[:20],
+            },
+        )
 
     return _check
 
@@ -90,15 +108,24 @@ couche_epci_relisible = _layer_check("epci")
 couche_departements_relisible = _layer_check("departements")
 
 
-@dg.asset_check(asset="mailles", blocking=True, additional_ins={"iris_base": dg.AssetIn("iris_base")},
-                description="Population cohérente entre mailles : somme des IRIS = communes = EPCI = départements "
-                "(les communes sans EPCI, code INSEE ZZZZZZZZZ, n'entrent pas dans la couche EPCI).")
+@dg.asset_check(
+    asset="mailles",
+    blocking=True,
+    additional_ins={"iris_base": dg.AssetIn("iris_base")},
+    description="Population cohérente entre mailles : somme des IRIS = communes = EPCI = départements "
+    "(les communes sans EPCI, code INSEE ZZZZZZZZZ, n'entrent pas dans la couche EPCI).",
+)
 def populations_coherentes(iris_base: gpd.GeoDataFrame, mailles: dict) -> dg.AssetCheckResult:
     population = iris_base["P_POP"].fillna(0)
-    expected = {"iris": float(population.sum()), "communes_sans_epci": float(population[iris_base["EPCI"].isna()].sum())}
+    expected = {
+        "iris": float(population.sum()),
+        "communes_sans_epci": float(population[iris_base["EPCI"].isna()].sum()),
+    }
     totals = {name: float(t["P_POP"].sum()) for name, t in mailles.items()}
-    gaps = {name: total - expected["iris"] + (expected["communes_sans_epci"] if name == "epci" else 0.0)
-            for name, total in totals.items()}
+    gaps = {
+        name: total - expected["iris"] + (expected["communes_sans_epci"] if name == "epci" else 0.0)
+        for name, total in totals.items()
+    }
     passed = all(abs(gap) <= 1e-6 * max(1.0, expected["iris"]) for gap in gaps.values())
     return dg.AssetCheckResult(passed=passed, metadata={**expected, **totals})
 
@@ -110,12 +137,16 @@ def dictionnaire_complet(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
     described = pd.read_csv(layers / "dictionnaire.csv", sep=";", dtype=str, keep_default_na=False)
     missing = sorted(set(columns) - set(described["code"]))
     unlabelled = described.loc[described["libelle"] == "", "code"].tolist()
-    return dg.AssetCheckResult(passed=not missing and not unlabelled,
-                               metadata={"colonnes_non_decrites": missing, "sans_libelle": unlabelled})
+    return dg.AssetCheckResult(
+        passed=not missing and not unlabelled, metadata={"colonnes_non_decrites": missing, "sans_libelle": unlabelled}
+    )
 
 
-@dg.asset_check(asset="pack_geoclip", description="Chaque table du paquet se relit avec sa clé en texte unique, "
-                "le dictionnaire couvre chaque colonne d'indicateur, aucun effectif CAF < 5 n'est publié.")
+@dg.asset_check(
+    asset="pack_geoclip",
+    description="Chaque table du paquet se relit avec sa clé en texte unique, "
+    "le dictionnaire couvre chaque colonne d'indicateur, aucun effectif CAF < 5 n'est publié.",
+)
 def pack_complet(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
     from outputs.geoclip import PACK_KEYS
 
@@ -138,8 +169,11 @@ def pack_complet(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=not problems, metadata={"problemes": problems[:50]})
 
 
-@dg.asset_check(asset="couches_web", description="Chaque couche web (maille × tolérance) est une FeatureCollection "
-                "complète : autant d'entités que la couche publiée, fichier terminé.")
+@dg.asset_check(
+    asset="couches_web",
+    description="Chaque couche web (maille × tolérance) est une FeatureCollection "
+    "complète : autant d'entités que la couche publiée, fichier terminé.",
+)
 def couches_web_completes(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
     from config.settings import load_publication
 
@@ -179,7 +213,10 @@ def projet_qgis_valide(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset="cartes", description="Une carte PNG par maille.")
 def cartes_ecrites(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
-    pngs = {p.name: p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in sorted((fragilite.output_folder / "cartes").glob("*.png"))}
+    pngs = {
+        p.name: p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        for p in sorted((fragilite.output_folder / "cartes").glob("*.png"))
+    }
     return dg.AssetCheckResult(passed=len(pngs) == 4 and all(pngs.values()), metadata={"cartes": list(pngs)})
 
 
@@ -188,12 +225,16 @@ def rapport_autonome(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
     html = (fragilite.output_folder / "rapport.html").read_text(encoding="utf-8")
     external = re.findall(r"""(?:src|href)=["'](https?://[^"']+)""", html)
     images = html.count("data:image/png;base64,")
-    return dg.AssetCheckResult(passed=not external and images >= 2, metadata={"ressources_externes": external,
-                                                                              "images": images})
+    return dg.AssetCheckResult(
+        passed=not external and images >= 2, metadata={"ressources_externes": external, "images": images}
+    )
 
 
-@dg.asset_check(asset="iris_indicateurs", description="Taux entre 0 et 1 (numérateur ≤ dénominateur) : un "
-                "dépassement est gardé tel que publié et signalé ici.")
+@dg.asset_check(
+    asset="iris_indicateurs",
+    description="Taux entre 0 et 1 (numérateur ≤ dénominateur) : un "
+    "dépassement est gardé tel que publié et signalé ici.",
+)
 def taux_dans_les_bornes(iris_indicateurs) -> dg.AssetCheckResult:
     table = iris_indicateurs.table
     over = {}
@@ -201,38 +242,56 @@ def taux_dans_les_bornes(iris_indicateurs) -> dg.AssetCheckResult:
         bad = table.loc[table[column] > 1 + 1e-9, "CODE_IRIS"].tolist()
         if bad:
             over[column] = bad[:20]
-    return dg.AssetCheckResult(passed=not over, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"taux_superieurs_a_1": dg.MetadataValue.json(over)})
+    return dg.AssetCheckResult(
+        passed=not over,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"taux_superieurs_a_1": dg.MetadataValue.json(over)},
+    )
 
 
-@dg.asset_check(asset="iris_indicateurs", description="Part des IRIS sans valeur Filosofi (revenu médian) "
-                "sous le seuil d'alerte (50 %).")
+@dg.asset_check(
+    asset="iris_indicateurs",
+    description="Part des IRIS sans valeur Filosofi (revenu médian) sous le seuil d'alerte (50 %).",
+)
 def couverture_filosofi(iris_indicateurs) -> dg.AssetCheckResult:
     table = iris_indicateurs.table
     if "revenu_median_source" not in table:
         return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata={"filosofi": "absent"})
     share_iris = float((table["revenu_median_source"] == "iris").mean())
     share_none = float((table["revenu_median_source"] == "").mean())
-    return dg.AssetCheckResult(passed=share_none <= 0.5, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"part_valeur_iris": round(share_iris, 4), "part_valeur_commune":
-                                         round(1 - share_iris - share_none, 4), "part_sans_valeur": round(share_none, 4)})
+    return dg.AssetCheckResult(
+        passed=share_none <= 0.5,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "part_valeur_iris": round(share_iris, 4),
+            "part_valeur_commune": round(1 - share_iris - share_none, 4),
+            "part_sans_valeur": round(share_none, 4),
+        },
+    )
 
 
-@dg.asset_check(asset="iris_base", description="Chaque contour d'IRIS est une géométrie valide (les géométries "
-                "réparées à la lecture sont listées par `contours_iris`). La couverture (ni chevauchement ni trou "
-                "entre voisins) est vérifiée avec les contours web (`contours_web`).")
+@dg.asset_check(
+    asset="iris_base",
+    description="Chaque contour d'IRIS est une géométrie valide (les géométries "
+    "réparées à la lecture sont listées par `contours_iris`). La couverture (ni chevauchement ni trou "
+    "entre voisins) est vérifiée avec les contours web (`contours_web`).",
+)
 def geometries_valides(iris_base: gpd.GeoDataFrame) -> dg.AssetCheckResult:
     invalid = iris_base.loc[~iris_base.geometry.is_valid, "CODE_IRIS"].tolist()
-    return dg.AssetCheckResult(passed=not invalid, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"invalides": invalid[:50]})
+    return dg.AssetCheckResult(
+        passed=not invalid, severity=dg.AssetCheckSeverity.WARN, metadata={"invalides": invalid[:50]}
+    )
 
 
 def _repairs(frame, attr: str) -> dg.AssetCheckResult:
     repaired = frame.attrs.get(attr) if frame is not None else None
     count = repaired if isinstance(repaired, int) else len(repaired or [])
     detail = repaired[:50] if isinstance(repaired, list) else []
-    return dg.AssetCheckResult(passed=count == 0, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"nombre": count, "codes": dg.MetadataValue.json(detail)})
+    return dg.AssetCheckResult(
+        passed=count == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"nombre": count, "codes": dg.MetadataValue.json(detail)},
+    )
 
 
 REPAIR_NOTE = " (règle documentée dans docs/robustesse.md) : avertissement si la lecture a dû réparer des valeurs."

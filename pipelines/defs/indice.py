@@ -66,34 +66,46 @@ def scored_indicators(fragilite: FragiliteConfig, table: pd.DataFrame) -> list:
 
 METHOD_DESCRIPTIONS = {
     "mednum_2019": "Méthode MedNum 2019 : score de chaque indicateur (100 = comme la référence), des quatre "
-                   "axes, ACCÈS, COMPÉTENCES et score global (moyennes groupées des scores disponibles).",
+    "axes, ACCÈS, COMPÉTENCES et score global (moyennes groupées des scores disponibles).",
     "ifn_2023": "Indice national IFN 2023 : notes 1–10 par rang décile des indicateurs, moyenne non pondérée, "
-                "et les déclinaisons Senior et Jeune.",
+    "et les déclinaisons Senior et Jeune.",
     "opale_2022": "Pondération locale type Opale : moyenne pondérée des moyennes d'axes, référence = territoire "
-                  "d'étude, IRIS exposés au-delà du seuil.",
+    "d'étude, IRIS exposés au-delà du seuil.",
     "tic_2019": "Personnes à risque estimées : taux nationaux de l'enquête TIC 2019 de l'INSEE appliqués aux "
-                "effectifs de chaque groupe (groupes qui se recouvrent).",
+    "effectifs de chaque groupe (groupes qui se recouvrent).",
 }
 
 
 def _method_asset(method: str) -> dg.AssetsDefinition:
-    @dg.asset(name=f"iris_{method}", group_name=GROUP, kinds={"pandas"}, owners=OWNERS,
-              tags={"maille": "iris", "methode": method}, description=METHOD_DESCRIPTIONS[method])
-    def _asset(context: dg.AssetExecutionContext, fragilite: FragiliteConfig,
-               iris_indicateurs: IndicatorResult) -> dg.Output:
+    @dg.asset(
+        name=f"iris_{method}",
+        group_name=GROUP,
+        kinds={"pandas"},
+        owners=OWNERS,
+        tags={"maille": "iris", "methode": method},
+        description=METHOD_DESCRIPTIONS[method],
+    )
+    def _asset(
+        context: dg.AssetExecutionContext, fragilite: FragiliteConfig, iris_indicateurs: IndicatorResult
+    ) -> dg.Output:
         frame = pd.DataFrame(iris_indicateurs.frame.drop(columns="geometry"))
         if method not in fragilite.settings.run.methods:
             report(context, f"iris_{method}: méthode non retenue (run.methods)")
-            return dg.Output(Scored(pd.DataFrame(index=frame.index), pd.DataFrame(index=frame.index), {}),
-                             metadata={"retenue": False})
+            return dg.Output(
+                Scored(pd.DataFrame(index=frame.index), pd.DataFrame(index=frame.index), {}),
+                metadata={"retenue": False},
+            )
         params = method_params(fragilite, frame)
         scored = score_method(method, frame, scored_indicators(fragilite, frame), params)
         report(context, f"iris_{method}: {len(scored.table.columns)} colonnes")
-        return dg.Output(scored, metadata={
-            "retenue": True,
-            **table_metadata(pd.concat([frame[["CODE_IRIS"]], scored.table], axis=1)),
-            **{f"methode_{k}": dg.MetadataValue.json(v) for k, v in scored.metadata.items()},
-        })
+        return dg.Output(
+            scored,
+            metadata={
+                "retenue": True,
+                **table_metadata(pd.concat([frame[["CODE_IRIS"]], scored.table], axis=1)),
+                **{f"methode_{k}": dg.MetadataValue.json(v) for k, v in scored.metadata.items()},
+            },
+        )
 
     return _asset
 
@@ -123,26 +135,39 @@ def iris_scores(
     de chaque méthode et le résumé des IRIS exposés (Opale) : ce que publient les couches."""
     frame = pd.DataFrame(iris_indicateurs.frame.drop(columns="geometry"))
     params = method_params(fragilite, frame)
-    by_method = {"mednum_2019": iris_mednum_2019, "ifn_2023": iris_ifn_2023, "opale_2022": iris_opale_2022,
-                 "tic_2019": iris_tic_2019}
+    by_method = {
+        "mednum_2019": iris_mednum_2019,
+        "ifn_2023": iris_ifn_2023,
+        "opale_2022": iris_opale_2022,
+        "tic_2019": iris_tic_2019,
+    }
     scored = combine([by_method[m] for m in params.methods], frame.index)
     scored.metadata = _method_metadata(scored, frame, params)
     meta = scored.metadata
     table = pd.concat([frame[["CODE_IRIS"]], scored.table], axis=1)
     summary = meta.get("opale_resume")
-    report(context, f"iris_scores: {int(table['score_global'].notna().sum()) if 'score_global' in table else 0}"
-                    f"/{len(table)} IRIS notés ({', '.join(params.methods)}, référence {params.reference.level})"
-                    + (f"; {summary['iris_exposes']} IRIS exposés (Opale)" if summary else ""))
-    return dg.Output(scored, metadata={
-        **table_metadata(table),
-        "methode": method_label(fragilite.settings),
-        "reference": params.reference.level,
-        "reference_source": "valeurs de la configuration (IRIS de ce niveau non chargés)"
-        if params.reference.level in ("region", "france") else "calculée sur les IRIS chargés",
-        "valeurs_de_reference": dg.MetadataValue.md(_reference_table(frame, scored, params).to_markdown(index=False)),
-        "iris_scores": int(table["score_global"].notna().sum()) if "score_global" in table else 0,
-        **{k: dg.MetadataValue.json(v) for k, v in meta.items()},
-    })
+    report(
+        context,
+        f"iris_scores: {int(table['score_global'].notna().sum()) if 'score_global' in table else 0}"
+        f"/{len(table)} IRIS notés ({', '.join(params.methods)}, référence {params.reference.level})"
+        + (f"; {summary['iris_exposes']} IRIS exposés (Opale)" if summary else ""),
+    )
+    return dg.Output(
+        scored,
+        metadata={
+            **table_metadata(table),
+            "methode": method_label(fragilite.settings),
+            "reference": params.reference.level,
+            "reference_source": "valeurs de la configuration (IRIS de ce niveau non chargés)"
+            if params.reference.level in ("region", "france")
+            else "calculée sur les IRIS chargés",
+            "valeurs_de_reference": dg.MetadataValue.md(
+                _reference_table(frame, scored, params).to_markdown(index=False)
+            ),
+            "iris_scores": int(table["score_global"].notna().sum()) if "score_global" in table else 0,
+            **{k: dg.MetadataValue.json(v) for k, v in meta.items()},
+        },
+    )
 
 
 def _method_metadata(scored: Scored, frame: pd.DataFrame, params: MethodParams) -> dict:

@@ -7,7 +7,7 @@ caller holds the output lock) and returns the asset's metadata.
 
 import base64
 from concurrent.futures import Future
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -36,9 +36,11 @@ def sizes_metadata(sizes: dict[Path, int]) -> dg.MetadataValue:
 
 def _sources_line(info: dict) -> str:
     vintages = vintages_line(info.get("millesimes", {}))
-    return (f"Sources : INSEE RP {info['millesime_rp']} (bases infracommunales) ; {vintages} ; IGN CONTOURS-IRIS. "
-            f"Méthode {info['methode']}, référence {info['reference']}. "
-            f"Calcul fragilite-numerique du {info['date_calcul'][:10]}.")
+    return (
+        f"Sources : INSEE RP {info['millesime_rp']} (bases infracommunales) ; {vintages} ; IGN CONTOURS-IRIS. "
+        f"Méthode {info['methode']}, référence {info['reference']}. "
+        f"Calcul fragilite-numerique du {info['date_calcul'][:10]}."
+    )
 
 
 def contours_web(run_id: str, layers: dict[str, gpd.GeoDataFrame], publication: PublicationConfig) -> WebOutlines:
@@ -49,10 +51,20 @@ def contours_web(run_id: str, layers: dict[str, gpd.GeoDataFrame], publication: 
 
 
 def web_metadata(web: WebOutlines) -> dict:
-    return {"simplification": dg.MetadataValue.json(
-        {name: {"tolerance_m": s.tolerance_m, "sommets_avant": s.vertices_before, "sommets_apres": s.vertices_after,
-                "couverture_valide_avant": s.valid_before, "couverture_valide_apres": s.valid_after}
-         for name, s in web.stats.items()})}
+    return {
+        "simplification": dg.MetadataValue.json(
+            {
+                name: {
+                    "tolerance_m": s.tolerance_m,
+                    "sommets_avant": s.vertices_before,
+                    "sommets_apres": s.vertices_after,
+                    "couverture_valide_avant": s.valid_before,
+                    "couverture_valide_apres": s.valid_after,
+                }
+                for name, s in web.stats.items()
+            }
+        )
+    }
 
 
 def web_check(web: WebOutlines) -> dg.AssetCheckResult:
@@ -63,14 +75,20 @@ def web_check(web: WebOutlines) -> dg.AssetCheckResult:
             problems.append(f"{name}: couverture invalide")
         if s.vertices_after >= s.vertices_before:
             problems.append(f"{name}: pas moins de sommets que la source")
-    return dg.AssetCheckResult(asset_key="contours_web", check_name="couverture_web_valide",
-                               passed=bool(web.stats) and not problems,
-                               metadata={"sommets": {n: [s.vertices_before, s.vertices_after] for n, s in web.stats.items()},
-                                         "problemes": problems})
+    return dg.AssetCheckResult(
+        asset_key="contours_web",
+        check_name="couverture_web_valide",
+        passed=bool(web.stats) and not problems,
+        metadata={
+            "sommets": {n: [s.vertices_before, s.vertices_after] for n, s in web.stats.items()},
+            "problemes": problems,
+        },
+    )
 
 
-def couches_web(out: Path, layers: dict[str, gpd.GeoDataFrame], web: WebOutlines,
-                publication: PublicationConfig) -> dict:
+def couches_web(
+    out: Path, layers: dict[str, gpd.GeoDataFrame], web: WebOutlines, publication: PublicationConfig
+) -> dict:
     """`web/<maille>_<tolérance>m.geojson`: the layer's display columns on its simplified outlines."""
     targets = {}
     for maille, layer in layers.items():
@@ -80,22 +98,45 @@ def couches_web(out: Path, layers: dict[str, gpd.GeoDataFrame], web: WebOutlines
             if m == maille:
                 targets[out / "web" / f"{level_name(m, tolerance)}.geojson"] = (
                     lambda tmp, g=outlines, p=properties, m=m, t=tolerance: write_geojson(
-                        gpd.GeoDataFrame(geometry=g), tmp, properties=p, geometries=web.geojson(m, t)))
+                        gpd.GeoDataFrame(geometry=g), tmp, properties=p, geometries=web.geojson(m, t)
+                    )
+                )
     sizes = write_all(targets)
     return {"fichiers": sizes_metadata(sizes), "dossier": dg.MetadataValue.path(str(out / "web"))}
 
 
-def pack_geoclip(out: Path, layers: dict[str, gpd.GeoDataFrame], dictionary: pd.DataFrame, caf: list[str],
-                 info: dict, publication: PublicationConfig, web: Future) -> dict:
+def pack_geoclip(
+    out: Path,
+    layers: dict[str, gpd.GeoDataFrame],
+    dictionary: pd.DataFrame,
+    caf: list[str],
+    info: dict,
+    publication: PublicationConfig,
+    web: Future,
+) -> dict:
     """`geoclip/`; its GeoJSON outlines wait for the web outlines (computed meanwhile)."""
     tolerance = min(publication.web_tolerances_m)
-    readme = PACK_README.format(territoire=info["territoire"], methode=info["methode"], reference=info["reference"],
-                                millesime=info["millesime_rp"], date=info["date_calcul"],
-                                seuil=publication.secret_threshold, tolerance=f"{tolerance:g}")
-    sizes = write_pack(layers, dictionary, out / "geoclip", caf, readme,
-                       web_outlines=lambda maille: (web.result().outlines[(maille, tolerance)],
-                                                    web.result().geojson(maille, tolerance)),
-                       secret_threshold=publication.secret_threshold)
+    readme = PACK_README.format(
+        territoire=info["territoire"],
+        methode=info["methode"],
+        reference=info["reference"],
+        millesime=info["millesime_rp"],
+        date=info["date_calcul"],
+        seuil=publication.secret_threshold,
+        tolerance=f"{tolerance:g}",
+    )
+    sizes = write_pack(
+        layers,
+        dictionary,
+        out / "geoclip",
+        caf,
+        readme,
+        web_outlines=lambda maille: (
+            web.result().outlines[(maille, tolerance)],
+            web.result().geojson(maille, tolerance),
+        ),
+        secret_threshold=publication.secret_threshold,
+    )
     return {"fichiers": sizes_metadata(sizes), "dossier": dg.MetadataValue.path(str(out / "geoclip"))}
 
 
@@ -104,12 +145,15 @@ def styles_qgis(out: Path, layers: dict[str, gpd.GeoDataFrame], spec: Classifica
     targets, project_layers = {}, []
     for maille, layer in layers.items():
         classes = classify(layer[spec.field], spec)
-        targets[out / "layers" / f"{maille}.qml"] = lambda tmp, c=classes: Path(tmp).write_text(qml(c), encoding="utf-8")
+        targets[out / "layers" / f"{maille}.qml"] = lambda tmp, c=classes: Path(tmp).write_text(
+            qml(c), encoding="utf-8"
+        )
         project_layers.append((DISPLAY[maille], f"./layers/{maille}.gpkg", maille, classes))
     title = f"Fragilité numérique — {info['territoire']}"
     epsg = layers["iris"].crs.to_epsg()  # the layers' CRS: Lambert-93, or an overseas UTM
-    targets[out / "fragilite.qgs"] = lambda tmp: Path(tmp).write_text(qgis_project(title, project_layers, epsg),
-                                                                      encoding="utf-8")
+    targets[out / "fragilite.qgs"] = lambda tmp: Path(tmp).write_text(
+        qgis_project(title, project_layers, epsg), encoding="utf-8"
+    )
     sizes = write_all(targets)
     return {"projet": dg.MetadataValue.path(str(out / "fragilite.qgs")), "fichiers": sizes_metadata(sizes)}
 
@@ -119,22 +163,35 @@ def cartes(out: Path, layers: dict[str, gpd.GeoDataFrame], spec: Classification,
     pngs, thumbnail = {}, b""
     for maille, layer in layers.items():
         title = f"Fragilité numérique — {spec.field.replace('_', ' ')} ({DISPLAY[maille]})\n{info['territoire']}"
-        pngs[maille], small = choropleth_png(layer, classify(layer[spec.field], spec), title=title,
-                                             sources=_sources_line(info), thumbnail_dpi=40 if maille == "iris" else None)
+        pngs[maille], small = choropleth_png(
+            layer,
+            classify(layer[spec.field], spec),
+            title=title,
+            sources=_sources_line(info),
+            thumbnail_dpi=40 if maille == "iris" else None,
+        )
         thumbnail = small or thumbnail
-    sizes = write_all({out / "cartes" / f"{m}.png": (lambda tmp, d=data: Path(tmp).write_bytes(d))
-                       for m, data in pngs.items()})
-    return {"carte_iris": dg.MetadataValue.md(f"![carte](data:image/png;base64,{base64.b64encode(thumbnail).decode()})"),
-            "fichiers": sizes_metadata(sizes)}
+    sizes = write_all(
+        {out / "cartes" / f"{m}.png": (lambda tmp, d=data: Path(tmp).write_bytes(d)) for m, data in pngs.items()}
+    )
+    return {
+        "carte_iris": dg.MetadataValue.md(f"![carte](data:image/png;base64,{base64.b64encode(thumbnail).decode()})"),
+        "fichiers": sizes_metadata(sizes),
+    }
 
 
 def rapport(out: Path, iris: pd.DataFrame, info: dict, catalogue, tic, publication: PublicationConfig) -> dict:
     """`rapport.html`, self-contained (images inlined); after `cartes` (it embeds the IRIS map)."""
     html = render_report(
         pd.DataFrame(iris.drop(columns="geometry", errors="ignore")),
-        ReportContext(territory=info["territoire"], methode=info["methode"], reference=info["reference"],
-                      millesime_rp=info["millesime_rp"], vintages=info.get("millesimes", {}),
-                      run_date=info["date_calcul"][:10]),
+        ReportContext(
+            territory=info["territoire"],
+            methode=info["methode"],
+            reference=info["reference"],
+            millesime_rp=info["millesime_rp"],
+            vintages=info.get("millesimes", {}),
+            run_date=info["date_calcul"][:10],
+        ),
         catalogue,
         tic,
         map_png=(out / "cartes" / "iris.png").read_bytes(),
@@ -144,8 +201,11 @@ def rapport(out: Path, iris: pd.DataFrame, info: dict, catalogue, tic, publicati
     )
     path = out / "rapport.html"
     sizes = write_all({path: lambda tmp: Path(tmp).write_text(html, encoding="utf-8")})
-    return {"rapport": dg.MetadataValue.path(str(path)), "octets": sizes[path],
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "rapport": dg.MetadataValue.path(str(path)),
+        "octets": sizes[path],
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 PACK_README = """Paquet de publication — indice de fragilité numérique

@@ -1,6 +1,5 @@
 """Group `sources`: one asset per public file, parsed into a typed table."""
 
-
 from pathlib import Path
 
 import dagster as dg
@@ -24,8 +23,14 @@ OWNERS = ["team:fragilite-numerique"]
 
 # The inputs of `iris_base` are read first (run priority), so that the geometry work it starts
 # in the background (`pipelines.background`) gets going as early as possible.
-SPINE_INPUTS = {"contours_iris", "communes_epci", "rp_evol_struct_pop", "rp_diplomes_formation",
-                "rp_couples_familles_menages", "rp_activite_residents"}
+SPINE_INPUTS = {
+    "contours_iris",
+    "communes_epci",
+    "rp_evol_struct_pop",
+    "rp_diplomes_formation",
+    "rp_couples_familles_menages",
+    "rp_activite_residents",
+}
 SPINE_FIRST = {"dagster/priority": "10"}
 
 
@@ -72,11 +77,15 @@ def _source_asset(
         # No preview of CAF rows: they may hold counts under the secret threshold.
         meta = {"fourni": True, **file_metadata(Path(path)), **table_metadata(frame, 5 if preview else 0)}
         if "url" in provenance:
-            meta.update({"url_source": dg.MetadataValue.url(provenance["url"]),
-                         "url_verifiee": provenance["url_verified"],
-                         "millesime_catalogue": provenance["vintage"],
-                         "geographie": provenance["geography"] or "non précisée",
-                         "sha256_telechargement": provenance["sha256"]})
+            meta.update(
+                {
+                    "url_source": dg.MetadataValue.url(provenance["url"]),
+                    "url_verifiee": provenance["url_verified"],
+                    "millesime_catalogue": provenance["vintage"],
+                    "geographie": provenance["geography"] or "non précisée",
+                    "sha256_telechargement": provenance["sha256"],
+                }
+            )
         if vintage_attr:
             meta["millesime"] = int(frame.attrs[vintage_attr])
         repairs = {k: frame.attrs[k] for k in ("codes_completes", "geometries_reparees") if frame.attrs.get(k)}

@@ -1,6 +1,5 @@
 """Group `transforms`: the IRIS spine, then indicator numerators, denominators and rates."""
 
-
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
@@ -10,8 +9,8 @@ import pandas as pd
 from config.settings import ConfigError, load_publication
 from outputs.web import simplify_iris
 from pipelines import background
-from pipelines.reporting import report, table_metadata
 from pipelines.defs.sources import SPINE_FIRST
+from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
 from transforms.indicators import IndicatorInputs, IndicatorResult, compute_indicators
 from transforms.iris_base import VintageError, build_iris_base, census_vintage, join_census
@@ -59,8 +58,10 @@ def iris_base(
     vintage = census_vintage(themes)
     expected = fragilite.settings.run.vintage
     if expected is not None and vintage != expected:
-        raise VintageError(f"the census files are RP {vintage} (variables P{vintage % 100:02d}_…) but the run asks "
-                           f"for RP {expected}; give files of RP {expected} or run with --vintage {vintage}")
+        raise VintageError(
+            f"the census files are RP {vintage} (variables P{vintage % 100:02d}_…) but the run asks "
+            f"for RP {expected}; give files of RP {expected} or run with --vintage {vintage}"
+        )
     territory = resolve_territory(fragilite.settings.run.territory, fragilite.territory_presets)
     census, reports = join_census(themes)
     base, more = build_iris_base(contours_iris, census, communes_epci)
@@ -78,20 +79,22 @@ def iris_base(
     outlines = base[["CODE_IRIS", "INSEE_COM", "EPCI", "DEP", "geometry"]]
     background.start(context.run.run_id, WEB_TASK, simplify_iris, outlines, load_publication().web_tolerances_m)
     unmatched = sum(len(r.unmatched_left) + len(r.unmatched_right) for r in reports)
-    report(context, f"iris_base: {len(base)} IRIS ({territory.label}), RP {vintage}, "
-                    f"{unmatched} code(s) non joint(s)")
+    report(context, f"iris_base: {len(base)} IRIS ({territory.label}), RP {vintage}, {unmatched} code(s) non joint(s)")
     minx, miny, maxx, maxy = base.total_bounds
-    return dg.Output(base, metadata={
-        **table_metadata(base),
-        "millesime_rp": vintage,
-        "crs": str(base.crs),
-        "bbox": [round(float(v), 1) for v in (minx, miny, maxx, maxy)],
-        "jointures": dg.MetadataValue.json([r.as_dict() for r in reports]),
-        "codes_non_joints": unmatched,
-        "territoire": territory.label,
-        "iris_hors_territoire": outside,
-        "parties_ecartees": dg.MetadataValue.json(notes),
-    })
+    return dg.Output(
+        base,
+        metadata={
+            **table_metadata(base),
+            "millesime_rp": vintage,
+            "crs": str(base.crs),
+            "bbox": [round(float(v), 1) for v in (minx, miny, maxx, maxy)],
+            "jointures": dg.MetadataValue.json([r.as_dict() for r in reports]),
+            "codes_non_joints": unmatched,
+            "territoire": territory.label,
+            "iris_hors_territoire": outside,
+            "parties_ecartees": dg.MetadataValue.json(notes),
+        },
+    )
 
 
 @dg.asset(
@@ -124,9 +127,14 @@ def iris_indicateurs(
     result = compute_indicators(
         iris_base,
         indicators,
-        IndicatorInputs(filosofi_iris=filosofi_iris, filosofi_communes=filosofi_communes, arcep_debit=arcep_debit,
-                        caf_non_connectes=caf_non_connectes, cog_passage=cog_passage,
-                        geography_year=int(iris_base["millesime_rp"].iloc[0]) + 2),
+        IndicatorInputs(
+            filosofi_iris=filosofi_iris,
+            filosofi_communes=filosofi_communes,
+            arcep_debit=arcep_debit,
+            caf_non_connectes=caf_non_connectes,
+            cog_passage=cog_passage,
+            geography_year=int(iris_base["millesime_rp"].iloc[0]) + 2,
+        ),
         legacy_2020=settings.run.legacy_2020,
         commune_fallback=settings.run.filosofi_commune_fallback,
     )
@@ -139,16 +147,22 @@ def iris_indicateurs(
     result.join_to(iris_base)
     for warning in result.warnings:
         context.log.warning(warning)
-    report(context, f"iris_indicateurs: {len(result.computed)} indicateurs calculés, "
-                    f"{len(result.skipped)} sans données ({', '.join(result.skipped)})")
-    return dg.Output(result, metadata={
-        **table_metadata(result.table),
-        "indicateurs_calcules": result.computed,
-        "millesimes": dg.MetadataValue.json(result.vintages),
-        "indicateurs_absents": dg.MetadataValue.json(result.skipped),
-        "avertissements": dg.MetadataValue.json(result.warnings),
-        "jointures": dg.MetadataValue.json([r.as_dict() for r in result.reports]),
-    })
+    report(
+        context,
+        f"iris_indicateurs: {len(result.computed)} indicateurs calculés, "
+        f"{len(result.skipped)} sans données ({', '.join(result.skipped)})",
+    )
+    return dg.Output(
+        result,
+        metadata={
+            **table_metadata(result.table),
+            "indicateurs_calcules": result.computed,
+            "millesimes": dg.MetadataValue.json(result.vintages),
+            "indicateurs_absents": dg.MetadataValue.json(result.skipped),
+            "avertissements": dg.MetadataValue.json(result.warnings),
+            "jointures": dg.MetadataValue.json([r.as_dict() for r in result.reports]),
+        },
+    )
 
 
 @dg.asset(
@@ -171,8 +185,12 @@ def mailles(
         futures = {name: pool.submit(aggregate_maille, iris, name, fragilite.departement_names) for name in MAILLES}
         out = {name: future.result() for name, future in futures.items()}
     report(context, "mailles: " + ", ".join(f"{len(t)} {name}" for name, t in out.items()))
-    return dg.Output(out, metadata={
-        **{f"lignes_{name}": len(t) for name, t in out.items()},
-        "population_par_maille": dg.MetadataValue.json(
-            {name: float(t["P_POP"].sum()) for name, t in out.items() if "P_POP" in t}),
-    })
+    return dg.Output(
+        out,
+        metadata={
+            **{f"lignes_{name}": len(t) for name, t in out.items()},
+            "population_par_maille": dg.MetadataValue.json(
+                {name: float(t["P_POP"].sum()) for name, t in out.items() if "P_POP" in t}
+            ),
+        },
+    )
