@@ -1,19 +1,22 @@
-"""Safe writing: stage every file under a temporary name, then rename them all into place.
+"""Safe writing: one output set per run, committed whole.
 
-A run that fails or is killed mid-write leaves the previous outputs untouched and no partial
-file under a final name; two runs on one output folder cannot interleave (the lock refuses the
-second).
+A run writes every file into a staging folder beside the output folder (each file under a
+temporary name first, then renamed), and the whole set replaces the previous one at the end
+(`output_transaction`). A run that fails or is killed at any point leaves the previous set
+byte for byte; two runs on one output folder cannot interleave (the lock refuses the second).
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
-import threading
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 # Files written at once by `write_all` (this machine class has two cores).
@@ -24,54 +27,115 @@ class OutputLockedError(RuntimeError):
     """Another run is writing to the same output folder."""
 
 
-class WritesAbortedError(RuntimeError):
-    """The run failed or was interrupted elsewhere: these files were discarded, not published."""
+# Everything the pipeline keeps beside an output folder `<out>` carries this mark in its name:
+# the lock, the staging folder of a run, the previous set during the final swap. Nothing else
+# is ever removed.
+MARK = "fragilite"
+MANIFEST = "manifeste.json"
 
 
-# Set while a run that writes from several threads is failing or being interrupted: the writes
-# still running then discard their files instead of publishing them (see `writes_abortable`).
-_ABORTED = threading.Event()
-
-
-@contextmanager
-def writes_abortable() -> Iterator[Callable[[], None]]:
-    """Around a thread pool whose threads write with `write_all`: gives `abort`, to call when a
-    failure or Ctrl-C reaches the pool's owner, after which the writes still running discard
-    their files (an interrupted run publishes nothing more). Cleared when the block ends, once
-    the pool, entered inside it, has waited for its threads."""
-    _ABORTED.clear()
-    try:
-        yield _ABORTED.set
-    finally:
-        _ABORTED.clear()
+def _beside(out_dir: Path, what: str) -> Path:
+    return out_dir.parent / f".{out_dir.name}.{MARK}-{what}"
 
 
 @contextmanager
 def output_lock(out_dir: Path) -> Iterator[None]:
-    """Exclusive, non-blocking lock on an output folder (released when the process dies)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(out_dir / ".fragilite.lock", "a+")
+    """Exclusive, non-blocking lock on an output folder (released when the process dies).
+
+    The lock file stands beside the folder (the folder itself is swapped at each commit). Under
+    the lock, what a killed run left is put right: an interrupted swap is completed or undone,
+    and staging folders of dead runs are removed.
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(_beside(out_dir, "verrou"), "a+")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise OutputLockedError(
-                f"{out_dir}: another fragilite run is writing here; wait for it to finish or use --out"
+                f"{out_dir} : un autre calcul fragilite écrit ici (another fragilite run) ; attendez sa fin "
+                "ou choisissez un autre dossier avec --out"
             ) from None
-        _remove_stale_temporaries(out_dir)
+        _recover(out_dir)
         yield
     finally:
         handle.close()
 
 
-def _remove_stale_temporaries(out_dir: Path) -> None:
-    """Temporary files left by a run that was killed (SIGKILL cannot clean up after itself).
+def _recover(out_dir: Path) -> None:
+    """Undo what a run killed during its commit left: the previous set is restored if the new
+    one never arrived, or dropped if it did; staging folders are removed."""
+    previous = _beside(out_dir, "precedent")
+    if previous.exists():
+        if out_dir.exists():
+            shutil.rmtree(previous)
+        else:
+            os.rename(previous, out_dir)
+    for staging in out_dir.parent.glob(f".{out_dir.name}.{MARK}-*.staging"):
+        shutil.rmtree(staging, ignore_errors=True)
+    for tmp in out_dir.rglob(f".*.{MARK}.tmp*") if out_dir.exists() else ():
+        tmp.unlink(missing_ok=True)  # left by versions that wrote in place
 
-    Only called while holding the lock, so no other writer is using them.
-    """
-    for tmp in out_dir.rglob(".*.tmp*"):
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
+
+@contextmanager
+def output_transaction(out_dir: Path, run_id: str, inputs: dict[str, str] | None = None) -> Iterator[Path]:
+    """One output set per run: every file is written into a staging folder beside `out_dir`
+    (yielded), and the whole set replaces the previous one at the end, after a manifest (run id,
+    inputs' checksums, file list) written last. A run that fails, is interrupted or killed at any
+    point leaves the previous set byte for byte. Files of the previous set that the run does not
+    rewrite (a partial run, files a user added) are carried over."""
+    out_dir = Path(out_dir)
+    with output_lock(out_dir):
+        staging = _beside(out_dir, f"{run_id[:8]}.staging")
+        staging.mkdir(parents=True)
+        try:
+            yield staging
+            _carry_over(out_dir, staging)
+            _write_manifest(staging, run_id, inputs or {})
+            _swap(out_dir, staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+
+def _carry_over(out_dir: Path, staging: Path) -> None:
+    """Hard links (else copies) of the previous files the run did not write."""
+    if not out_dir.is_dir():
+        return
+    for old in out_dir.rglob("*"):
+        relative = old.relative_to(out_dir)
+        new = staging / relative
+        if old.is_dir() or new.exists() or relative.name == MANIFEST:
+            continue
+        new.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(old, new)
+        except OSError:
+            shutil.copy2(old, new)
+
+
+def _write_manifest(staging: Path, run_id: str, inputs: dict[str, str]) -> None:
+    files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
+    manifest = {
+        "run_id": run_id,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "entrees": inputs,
+        "fichiers": files,
+    }
+    path = staging / MANIFEST
+    path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def _swap(out_dir: Path, staging: Path) -> None:
+    """Two renames on one file system: the old set aside, the new one in place (a kill between
+    the two is undone by `_recover`), then the old set removed."""
+    previous = _beside(out_dir, "precedent")
+    if out_dir.exists():
+        os.rename(out_dir, previous)
+    os.rename(staging, out_dir)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def write_all(targets: dict[Path, Callable[[Path], object]], workers: int = WRITERS) -> dict[Path, int]:
@@ -87,7 +151,7 @@ def write_all(targets: dict[Path, Callable[[Path], object]], workers: int = WRIT
     staged: dict[Path, Path] = {}  # final → staged (and companions)
     for final in targets:
         final.parent.mkdir(parents=True, exist_ok=True)
-        staged[final] = final.with_name(f".{final.stem}.{uuid.uuid4().hex[:8]}.tmp{final.suffix}")
+        staged[final] = final.with_name(f".{final.stem}.{uuid.uuid4().hex[:8]}.{MARK}.tmp{final.suffix}")
 
     def run(final: Path) -> None:
         companions = targets[final](staged[final])
@@ -112,10 +176,6 @@ def write_all(targets: dict[Path, Callable[[Path], object]], workers: int = WRIT
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
         raise
-    if _ABORTED.is_set():
-        for tmp in staged.values():
-            tmp.unlink(missing_ok=True)
-        raise WritesAbortedError(", ".join(str(p) for p in targets))
     for final, tmp in staged.items():
         os.replace(tmp, final)
     return {final: final.stat().st_size for final in staged}

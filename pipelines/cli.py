@@ -119,14 +119,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print("fragilite: interrupted; previous outputs are untouched", file=sys.stderr)
-        return 130
+        return _interrupted()
     except Exception as exc:  # noqa: BLE001 - the one place errors become messages
+        if _is_interruption(exc):
+            return _interrupted()
         if debug:
             raise
-        print(f"fragilite: error: {_user_error(exc)}", file=sys.stderr)
-        print("  (run again with --debug for the traceback)", file=sys.stderr)
+        print(f"fragilite : erreur : {_user_error(exc)}", file=sys.stderr)
+        print("  (relancez avec --debug pour la trace complète)", file=sys.stderr)
         return EXIT_INPUT if _is_input_error(exc) else EXIT_FAILED
+    except BaseException as exc:  # Dagster turns Ctrl-C inside a step into its own BaseException
+        if _is_interruption(exc):
+            return _interrupted()
+        raise
+
+
+def _interrupted() -> int:
+    print("fragilite : interrompu ; les sorties précédentes sont intactes", file=sys.stderr)
+    return 130
+
+
+def _is_interruption(exc: BaseException) -> bool:
+    """Ctrl-C, as Python raises it or as Dagster wraps it (DagsterExecutionInterruptedError)."""
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, KeyboardInterrupt) or type(current).__name__ == "DagsterExecutionInterruptedError":
+            return True
+        pending += [getattr(current, "user_exception", None), current.__cause__, current.__context__]
+    return False
 
 
 def _user_error(exc: BaseException) -> BaseException:
@@ -291,7 +315,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     defs = build_definitions(resource)
     everything = [*defs.assets, *defs.asset_checks]
-    quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    # Dagster's own console lines (step failures with their stack traces) only with --debug: the
+    # event log keeps them for the UI, and the user reads one clean message.
+    level = "ERROR" if getattr(args, "debug", False) else "CRITICAL"
+    quiet = {"loggers": {"console": {"config": {"log_level": level}}}}
     with dg.DagsterInstance.get() as instance:
         if args.by_departement:
             return _run_partitions(resource, _resource(args), everything, instance, quiet, started)
@@ -340,14 +367,15 @@ def _vintage_for_territory(helper) -> int | None:
 
 
 def _run_partitions(resource, helper, everything, instance, run_config, started: float) -> int:
-    """The territory's département partitions one by one, then the national merge.
+    """The source files parsed once, the territory's département partitions one by one, then the
+    national merge (where every method is scored).
 
     `helper` is a second resource used for look-ups: reading a resource's cached properties
     would add them to the configuration Dagster validates.
     """
     import dagster as dg
 
-    from pipelines.definitions import NATIONAL_MERGE, NATIONAL_PARTITIONS, run_resources
+    from pipelines.definitions import NATIONAL_MERGE, NATIONAL_PARTITIONS, NATIONAL_SOURCES, run_resources
     from pipelines.defs.national import DEPARTEMENTS
     from sources.registry import PARSERS
     from transforms.territory import partition_keys, resolve_territory
@@ -356,7 +384,16 @@ def _run_partitions(resource, helper, everything, instance, run_config, started:
     territory = resolve_territory(settings.run.territory, helper.territory_presets)
     epci_path, _ = helper.input_file("communes_epci")
     keys = partition_keys(territory, PARSERS["communes_epci"](epci_path), DEPARTEMENTS.get_partition_keys())
-    print(f"fragilite: {len(keys)} partition(s) département : {', '.join(keys)}", file=sys.stderr)
+    print(f"fragilite : {len(keys)} partition(s) département : {', '.join(keys)}", file=sys.stderr)
+    sources = dg.materialize(
+        everything,
+        instance=instance,
+        resources=run_resources(resource),
+        run_config=run_config,
+        selection=NATIONAL_SOURCES,
+    )
+    if not sources.success:
+        return EXIT_FAILED
     for key in keys:
         result = dg.materialize(
             everything,

@@ -10,19 +10,22 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.resources import FragiliteConfig, RunPicklesIOManager
+from pipelines.resources import FragiliteConfig
+from pipelines.storage import ParquetIOManager
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A territory run: everything but the département partitions and their national merge.
 TERRITORY_SELECTION = dg.AssetSelection.all() - dg.AssetSelection.groups("national")
+# The département partitions read the source assets, parsed once for all of them.
+NATIONAL_SOURCES = dg.AssetSelection.groups("sources")
 NATIONAL_PARTITIONS = dg.AssetSelection.assets("iris_departement")
 NATIONAL_MERGE = dg.AssetSelection.assets("france_iris")
 
 
 def run_resources(fragilite: FragiliteConfig | None = None) -> dict:
-    """The resources of a run: its configuration, and the IO manager that keeps values in memory
-    within the run (and pickles them for later runs)."""
-    return {"fragilite": fragilite or FragiliteConfig(), "io_manager": RunPicklesIOManager()}
+    """The resources of a run: its configuration, and the IO manager that stores each value as
+    Parquet/JSON under the instance's storage folder (and keeps the run's values in memory)."""
+    return {"fragilite": fragilite or FragiliteConfig(), "io_manager": ParquetIOManager()}
 
 
 def build_definitions(fragilite: FragiliteConfig | None = None) -> dg.Definitions:
@@ -38,6 +41,9 @@ def build_definitions(fragilite: FragiliteConfig | None = None) -> dg.Definition
         schedules=loaded.schedules,
         sensors=loaded.sensors,
         resources=run_resources(fragilite),
+        # Every run path (CLI, UI, schedule, sensor) runs its steps in one process: the default
+        # multiprocess executor starts a process per step (seconds of imports each, 40+ steps).
+        executor=dg.in_process_executor,
     )
 
 

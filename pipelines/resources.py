@@ -7,7 +7,6 @@ fields set here (the command line sets them), then validated by the pydantic mod
 
 from __future__ import annotations
 
-import pickle
 from functools import cached_property
 from pathlib import Path
 
@@ -119,43 +118,3 @@ class FragiliteConfig(dg.ConfigurableResource):
     @cached_property
     def departement_names(self) -> dict[str, str]:
         return load_departement_names()
-
-
-class _RunPickles(dg.UPathIOManager):
-    """Dagster's filesystem pickles, plus the values of this run kept in memory."""
-
-    extension = ""  # the file names of Dagster's own filesystem IO manager
-
-    def __init__(self, base_dir: str):
-        from upath import UPath
-
-        super().__init__(base_path=UPath(base_dir))
-        self._values: dict[str, object] = {}
-
-    def dump_to_path(self, context: dg.OutputContext, obj: object, path) -> None:
-        with path.open("wb") as fh:
-            pickle.dump(obj, fh, pickle.HIGHEST_PROTOCOL)
-        self._values[str(path)] = obj
-
-    def load_from_path(self, context: dg.InputContext, path) -> object:
-        if str(path) in self._values:
-            return self._values[str(path)]
-        with path.open("rb") as fh:
-            return pickle.load(fh)
-
-
-class RunPicklesIOManager(dg.ConfigurableIOManagerFactory):
-    """Each asset value pickled under the instance's storage folder, as Dagster's default
-    filesystem IO manager does (so a later run, or the UI, can re-execute any step from it), and
-    kept in memory for the rest of the run: downstream steps of the same run get the object
-    itself instead of unpickling it again. A national run reads the IRIS outlines back about
-    twenty times; unpickling them was seconds each time.
-
-    Consumers share the object, so assets must not modify their inputs in place (none does:
-    each builds new frames).
-    """
-
-    base_dir: str | None = None
-
-    def create_io_manager(self, context: dg.InitResourceContext) -> _RunPickles:
-        return _RunPickles(self.base_dir or context.instance.storage_directory())

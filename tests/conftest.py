@@ -12,6 +12,12 @@ from config import load_catalogue, load_settings
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample-69"
 LYON_EPCI = "200046977"
+# A test's Dagster instance, configured like the embedded one (dagster.yaml): no telemetry, no
+# capture of step stdout/stderr by watcher processes.
+INSTANCE_YAML = (
+    "telemetry:\n  enabled: false\ncompute_logs:\n  module: dagster._core.storage.noop_compute_log_manager\n"
+    "  class: NoOpComputeLogManager\n"
+)
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +70,6 @@ def dagster_home(tmp_path, monkeypatch):
     """A temporary Dagster instance for runs started by the command line."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    write(home / "dagster.yaml", "telemetry:\n  enabled: false\n")
+    write(home / "dagster.yaml", INSTANCE_YAML)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home

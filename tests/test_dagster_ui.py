@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, write
+from tests.conftest import INSTANCE_YAML, ROOT, write
 
 LAUNCH = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename
   ... on LaunchRunSuccess { run { runId } }
@@ -55,7 +55,7 @@ class Api:
 def dg_dev(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
-    write(home / "dagster.yaml", "telemetry:\n  enabled: false\n")
+    write(home / "dagster.yaml", INSTANCE_YAML)
     port = _free_port()
     log = open(tmp_path / "dg-dev.log", "w")
     process = subprocess.Popen(
@@ -124,10 +124,8 @@ def test_run_from_the_ui_api(dg_dev):
                     "jobName": "__ASSET_JOB",
                     "assetSelection": selection,
                 },
-                "runConfigData": {
-                    "resources": {"fragilite": {"config": {"out_dir": str(out)}}},
-                    "execution": {"config": {"in_process": {}}},
-                },
+                # no executor given: the code location's default (in-process) applies
+                "runConfigData": {"resources": {"fragilite": {"config": {"out_dir": str(out)}}}},
             }
         },
     )["launchRun"]
@@ -143,6 +141,14 @@ def test_run_from_the_ui_api(dg_dev):
         ]["status"]
     assert status == "SUCCESS"
     assert (out / "layers" / "iris.parquet").exists()
+    run = api.query(
+        """query($id: ID!) { runOrError(runId: $id) { ... on Run { startTime endTime
+        eventConnection { events { __typename ... on MessageEvent { message } } } } } }""",
+        {"id": run_id},
+    )["runOrError"]
+    messages = [e.get("message") or "" for e in run["eventConnection"]["events"]]
+    assert any("in process" in m for m in messages) and not any("multiprocess" in m for m in messages)
+    assert run["endTime"] - run["startTime"] < 90  # a CLI run of the sample: ~10–20 s here
 
     asset = api.query("""{ assetOrError(assetKey: {path: ["couche_iris"]}) { ... on Asset {
         assetMaterializations(limit: 1) { runId metadataEntries { label

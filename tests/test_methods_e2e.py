@@ -10,7 +10,7 @@ import pytest
 
 from config import load_tic
 from pipelines.cli import main
-from tests.conftest import LYON_EPCI, write
+from tests.conftest import INSTANCE_YAML, LYON_EPCI, write
 
 
 def read(path):
@@ -22,7 +22,7 @@ def lyon_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lyon")
     home = tmp / "home"
     home.mkdir()
-    write(home / "dagster.yaml", "telemetry:\n  enabled: false\n")
+    write(home / "dagster.yaml", INSTANCE_YAML)
     mp = pytest.MonkeyPatch()
     mp.setenv("DAGSTER_HOME", str(home))
     import contextlib

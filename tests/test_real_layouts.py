@@ -367,3 +367,34 @@ def test_download_from_a_publisher_like_server(mirrors, tmp_path, dagster_home, 
     expected = expected_rates(P.load_model(), 2018, layer.index)
     np.testing.assert_allclose(layer["men_seul_taux"], expected["men_seul"], rtol=1e-9)
     np.testing.assert_allclose(layer["non_thd_taux"], expected["non_thd"], rtol=1e-9)
+
+
+def test_two_departements_by_partition_equal_the_territory_run(mirrors, tmp_path, dagster_home, capsys):
+    """One chain: a territory run of Rhône and Moselle, and their two département partitions
+    (sources parsed once) merged and scored on the merged table, publish the same IRIS values."""
+    common = [
+        "--vintage",
+        "2021",
+        "--territory",
+        "69,57",
+        "--mirror",
+        str(mirrors[2021]),
+        "--offline",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--accept-changed",
+    ]
+    code, _, err = _run(["run", *common, "--out", str(tmp_path / "territoire")], capsys)
+    assert code == 0, err[-3000:]
+    code, _, err = _run(["run", *common, "--by-departement", "--out", str(tmp_path / "national")], capsys)
+    assert code == 0, err[-3000:]
+    territory = _layer(tmp_path / "territoire")
+    merged = (
+        pq.read_table(tmp_path / "national" / "layers" / "france_iris.parquet")
+        .drop_columns(["geometry", "bbox"])
+        .to_pandas()
+    )
+    assert len(territory) > 200 and set(merged["DEP"]) == {"57", "69"}
+    pd.testing.assert_frame_equal(merged[territory.columns], territory, check_exact=False, rtol=1e-12)
+    for dep in ("57", "69"):
+        assert (tmp_path / "national" / "partitions" / f"departement={dep}" / "iris.parquet").exists()

@@ -4,6 +4,7 @@ with a warning, and no fault loses or corrupts an output."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from sources.common import InputError
 from sources.filosofi import read_filosofi_iris
 from sources.ign_iris import read_contours_iris
 from sources.validation import validate_inputs
-from tests.conftest import ROOT, SAMPLE, write
+from tests.conftest import INSTANCE_YAML, ROOT, SAMPLE, write
 from transforms.indicators import IndicatorInputs, compute_indicators
 
 
@@ -135,42 +136,79 @@ def _digest(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and not p.name.startswith(".")
+        if p.is_file()
     }
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_run_killed_mid_write_keeps_previous_outputs(tmp_path, sig):
+def _staged(out: Path) -> list[Path]:
+    """Files of the run's staging folder (which the run may rename away while it is listed)."""
+    try:
+        return [p for d in out.parent.glob(f".{out.name}.fragilite-*.staging") for p in d.rglob("*") if p.is_file()]
+    except OSError:
+        return []
+
+
+# Points of a run where it is killed: while the staging folder is filled (by file count), once
+# the maps are drawn, once the manifest is written (the swap is next), and during the swap.
+KILL_POINTS = {
+    "premiers fichiers": lambda out: len(_staged(out)) >= 1,
+    "couches écrites": lambda out: len(_staged(out)) >= 8,
+    "paquet en cours": lambda out: len(_staged(out)) >= 30,
+    "cartes": lambda out: any(p.parent.name == "cartes" for p in _staged(out)),
+    "manifeste": lambda out: any(p.name == "manifeste.json" for p in _staged(out)),
+    "échange": lambda out: (out.parent / f".{out.name}.fragilite-precedent").exists(),
+}
+
+
+@pytest.mark.parametrize(
+    "sig,point",
+    [(signal.SIGKILL, p) for p in KILL_POINTS] + [(signal.SIGINT, "couches écrites"), (signal.SIGINT, "cartes")],
+)
+def test_run_killed_at_any_point_keeps_previous_outputs(tmp_path, sig, point):
     home = tmp_path / "home"
     home.mkdir()
-    write(home / "dagster.yaml", "telemetry:\n  enabled: false\n")
+    write(home / "dagster.yaml", INSTANCE_YAML)
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "pipelines.cli", "run", "--territory", "pays-arbresle", "--out", str(out)]
     subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
     before = _digest(out)
     proc = subprocess.Popen(
-        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
+    reached = KILL_POINTS[point]
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if any(out.rglob(".*.tmp*")):  # a file is being written right now
+            if reached(out):
                 os.killpg(proc.pid, sig)
                 break
-            time.sleep(0.005)
+            time.sleep(0.001)
         else:
-            pytest.fail("the run ended before it could be interrupted mid-write")
-        proc.wait(timeout=60)
+            if proc.poll() is not None and point in ("manifeste", "échange"):
+                pytest.skip(f"point {point!r} (milliseconds before the swap) passed before it could be observed")
+            pytest.fail(f"the run ended before point {point!r}")
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    if point == "échange":
+        # Killed during the two renames of the commit: the next run puts the previous set back
+        # (old set moved aside, new one not yet in place) or keeps the new one (in place, old set
+        # not yet removed): a whole set either way, never a mix.
+        with output_lock(out):
+            pass
+        manifest = json.loads((out / "manifeste.json").read_text(encoding="utf-8"))
+        files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} - {"manifeste.json"}
+        assert _digest(out) == before or files == set(manifest["fichiers"]) - {"manifeste.json"}
+        return
     assert _digest(out) == before  # every published file byte for byte
     if sig == signal.SIGINT:
-        assert not list(out.rglob(".*.tmp*"))  # an interrupted run cleans up after itself
+        assert proc.returncode == 130 and b"Traceback" not in err
+        assert not _staged(out)  # an interrupted run cleans up after itself
     with output_lock(out):  # the next run removes what a killed one could not
         pass
-    assert not list(out.rglob(".*.tmp*"))
+    assert not _staged(out) and not list(out.parent.glob(f".{out.name}.fragilite-*.staging"))
 
 
 def test_unprojected_outlines_refused(tmp_path):

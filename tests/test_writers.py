@@ -16,7 +16,7 @@ from openpyxl import load_workbook
 from python_calamine import CalamineWorkbook
 from shapely.geometry import MultiPolygon, Polygon, box
 
-from outputs.files import WritesAbortedError, write_all, writes_abortable
+from outputs.files import output_lock, output_transaction, write_all
 from outputs.layers import write_geojson
 from outputs.maps import MplPath, PathCollection, class_path, plt
 from outputs.tables import column_letter, json_rows, write_csv, write_xlsx
@@ -197,21 +197,42 @@ def test_class_path_keeps_holes_and_parts():
     assert tuple(pixels[5, 205]) == red and tuple(pixels[5, 305]) == red and tuple(pixels[5, 255]) == white
 
 
-def test_aborted_writes_publish_nothing(tmp_path):
-    previous = tmp_path / "a.txt"
-    previous.write_text("before", encoding="utf-8")
-    targets = {
-        previous: lambda tmp: tmp.write_text("after", encoding="utf-8"),
-        tmp_path / "b.txt": lambda tmp: tmp.write_text("new", encoding="utf-8"),
-    }
-    with writes_abortable() as abort:
-        abort()  # as when Ctrl-C reaches the thread that owns the writers
-        with pytest.raises(WritesAbortedError):
-            write_all(targets)
-    assert previous.read_text(encoding="utf-8") == "before" and not (tmp_path / "b.txt").exists()
-    assert not list(tmp_path.glob(".*.tmp*"))
-    write_all(targets)  # once the block is over, writes publish again
-    assert previous.read_text(encoding="utf-8") == "after" and (tmp_path / "b.txt").exists()
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_text(encoding="utf-8") for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_an_output_set_is_published_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "out"
+    with output_transaction(out, "run-1") as stage:
+        write_all({stage / "layers" / "a.txt": lambda tmp: tmp.write_text("1", encoding="utf-8")})
+    (out / ".brouillon.tmp.txt").write_text("mine", encoding="utf-8")  # a user's own file
+    first = _files(out)
+    assert first["layers/a.txt"] == "1" and json.loads(first["manifeste.json"])["run_id"] == "run-1"
+    with pytest.raises(RuntimeError, match="disk full"):  # a run failing after some files are written
+        with output_transaction(out, "run-2") as stage:
+            write_all({stage / "layers" / "a.txt": lambda tmp: tmp.write_text("2", encoding="utf-8")})
+            raise RuntimeError("disk full")
+    assert _files(out) == first  # byte for byte, and no staging folder left beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.fragilite-verrou", "out"]
+    with output_transaction(out, "run-3", {"rp": "abc"}) as stage:
+        write_all({stage / "cartes" / "b.txt": lambda tmp: tmp.write_text("3", encoding="utf-8")})
+    after = _files(out)
+    # files the run did not rewrite are carried over (a partial run, the user's file)
+    assert after["layers/a.txt"] == "1" and after["cartes/b.txt"] == "3" and after[".brouillon.tmp.txt"] == "mine"
+    manifest = json.loads(after["manifeste.json"])
+    assert manifest["entrees"] == {"rp": "abc"} and "cartes/b.txt" in manifest["fichiers"]
+
+
+def test_a_commit_killed_mid_swap_is_put_right_by_the_next_lock(tmp_path):
+    out = tmp_path / "out"
+    with output_transaction(out, "run-1") as stage:
+        write_all({stage / "a.txt": lambda tmp: tmp.write_text("1", encoding="utf-8")})
+    before = _files(out)
+    out.rename(tmp_path / ".out.fragilite-precedent")  # killed between the two renames of the swap
+    (tmp_path / ".out.fragilite-run-2.staging").mkdir()
+    with output_lock(out):
+        pass
+    assert _files(out) == before and sorted(p.name for p in tmp_path.iterdir()) == [".out.fragilite-verrou", "out"]
 
 
 def test_a_failing_writer_leaves_no_file(tmp_path):

@@ -1,7 +1,11 @@
-"""Group `national`: the IRIS layer by département partition, and their national merge.
+"""Group `national`: the IRIS indicators by département partition, and their national merge.
 
-Départements are the unit of work a deployment spreads over workers (deploy/): each partition
-runs the whole chain on its IRIS; `france_iris` gathers every partition materialized so far.
+Départements are the unit of work a deployment spreads over workers (deploy/). Each partition
+runs the IRIS chain of `transforms.chain` (the same functions as the territory assets) on its
+IRIS, from the source assets parsed once for all partitions, and stores numerators,
+denominators and rates. Scoring happens once, in `france_iris`, on the merged table: IFN deciles,
+Opale's territory reference and EPCI references that straddle départements are never computed
+per partition.
 """
 
 from pathlib import Path
@@ -11,67 +15,137 @@ import geopandas as gpd
 import pandas as pd
 
 from config.settings import load_departement_names
-from outputs.files import output_lock, write_all
-from pipelines.compose import iris_layer_for
+from indice.methods import score_all
+from outputs.disclosure import apply_secret
+from outputs.files import output_transaction, write_all
+from outputs.layers import build_layer
+from pipelines.defs.indice import method_label, method_params, scored_indicators
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
-from transforms.territory import Territory
+from transforms.chain import CENSUS_INPUTS, INDICATOR_INPUTS, iris_indicators, territory_base
+from transforms.territory import METROPOLE_EPSG, Territory
 
 GROUP = "national"
 OWNERS = ["team:fragilite-numerique"]
 DEPARTEMENTS = dg.StaticPartitionsDefinition(sorted(load_departement_names()))
+SOURCES = ("contours_iris", "communes_epci", *CENSUS_INPUTS, *INDICATOR_INPUTS)
 
 
 def partition_file(out_dir: Path, departement: str) -> Path:
     return out_dir / "partitions" / f"departement={departement}" / "iris.parquet"
 
 
-@dg.asset(group_name=GROUP, partitions_def=DEPARTEMENTS, kinds={"geoparquet"}, owners=OWNERS, tags={"maille": "iris"})
-def iris_departement(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -> dg.MaterializeResult:
-    """Couche IRIS d'un département (partition) : toute la chaîne, des fichiers sources aux scores,
-    sur les IRIS du département seulement (`partitions/departement=<code>/iris.parquet`)."""
+def merged_file(out_dir: Path, epsg: int) -> Path:
+    """`layers/france_iris.parquet` for metropolitan France; each overseas CRS its own file."""
+    suffix = "" if epsg == METROPOLE_EPSG else f"_epsg{epsg}"
+    return out_dir / "layers" / f"france_iris{suffix}.parquet"
+
+
+def _write_parquet(frame: gpd.GeoDataFrame):
+    return lambda tmp: frame.to_parquet(tmp, schema_version="1.1.0", write_covering_bbox=True, index=False)
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=DEPARTEMENTS,
+    kinds={"geoparquet"},
+    owners=OWNERS,
+    tags={"maille": "iris"},
+    ins={key: dg.AssetIn(key) for key in SOURCES},
+)
+def iris_departement(context: dg.AssetExecutionContext, fragilite: FragiliteConfig, **sources) -> dg.MaterializeResult:
+    """Indicateurs des IRIS d'un département (partition) : la chaîne IRIS des calculs par territoire,
+    à partir des fichiers sources lus une fois pour toutes les partitions
+    (`partitions/departement=<code>/iris.parquet`). Les notes sont calculées à la fusion."""
     departement = context.partition_key
-    layer = iris_layer_for(fragilite, Territory(f"département {departement}", [departement]))
-    out_dir = fragilite.output_folder
-    path = partition_file(out_dir, departement)
-    with output_lock(out_dir):
-        sizes = write_all(
-            {path: lambda tmp: layer.to_parquet(tmp, schema_version="1.1.0", write_covering_bbox=True, index=False)}
-        )
-    report(context, f"iris_departement[{departement}]: {len(layer)} IRIS")
-    return dg.MaterializeResult(
-        metadata={**table_metadata(layer), "fichier": dg.MetadataValue.path(str(path)), "octets": sizes[path]}
+    settings = fragilite.settings
+    base = territory_base(
+        sources["contours_iris"],
+        sources["communes_epci"],
+        {key: sources[key] for key in CENSUS_INPUTS},
+        Territory(f"département {departement}", [departement]),
+        settings.run.vintage,
     )
+    result = iris_indicators(
+        base.frame,
+        {key: sources[key] for key in INDICATOR_INPUTS},
+        fragilite.catalogue.indicators,
+        wanted=settings.run.indicators,
+        legacy_2020=settings.run.legacy_2020,
+        commune_fallback=settings.run.filosofi_commune_fallback,
+    )
+    frame = result.frame
+    out_dir = fragilite.output_folder
+    with output_transaction(out_dir, context.run.run_id) as stage:
+        staged = partition_file(stage, departement)
+        sizes = write_all({staged: _write_parquet(frame)})
+    path = partition_file(out_dir, departement)
+    report(context, f"iris_departement[{departement}]: {len(frame)} IRIS, {len(result.computed)} indicateurs")
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(frame),
+            "fichier": dg.MetadataValue.path(str(path)),
+            "octets": sizes[staged],
+            "jointures": dg.MetadataValue.json([r.as_dict() for r in base.reports + result.reports]),
+        }
+    )
+
+
+def score_merged(fragilite: FragiliteConfig, merged: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The published IRIS layer of merged partitions: every selected method, scored once on the
+    whole merged table (the same functions as the territory's `iris_scores`)."""
+    frame = pd.DataFrame(merged.drop(columns="geometry"))
+    scored = score_all(frame, scored_indicators(fragilite, frame), method_params(fragilite, frame))
+    indicator_ids = [c[: -len("_num")] for c in frame.columns if c.endswith("_num")]
+    settings = fragilite.settings
+    layer = build_layer(
+        "iris",
+        merged,
+        scored.table,
+        indicator_ids,
+        methode=method_label(settings),
+        reference=settings.run.reference,
+        millesime_rp=int(frame["millesime_rp"].iloc[0]),
+    )
+    caf = [i.id for i in fragilite.catalogue.indicators if i.source == "caf_non_connectes"]
+    from config.settings import load_publication
+
+    return apply_secret(layer, caf, load_publication().secret_threshold)
 
 
 @dg.asset(group_name=GROUP, deps=[iris_departement], kinds={"geoparquet"}, owners=OWNERS, tags={"maille": "iris"})
 def france_iris(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -> dg.MaterializeResult:
-    """Fusion nationale des partitions départementales déjà calculées (`layers/france_iris.parquet`) ;
-    les départements manquants sont listés dans les métadonnées."""
+    """Fusion nationale des partitions départementales déjà calculées, puis notes de toutes les
+    méthodes sur la table fusionnée (`layers/france_iris.parquet` ; un fichier par projection
+    d'outre-mer) ; les départements manquants sont listés dans les métadonnées."""
     out_dir = fragilite.output_folder
     parts = {d: partition_file(out_dir, d) for d in DEPARTEMENTS.get_partition_keys()}
     present = {d: p for d, p in parts.items() if p.exists()}
     if not present:
         raise FileNotFoundError(
-            f"no département partition under {out_dir / 'partitions'}; materialize iris_departement first"
+            f"aucune partition départementale sous {out_dir / 'partitions'} : matérialisez d'abord iris_departement"
         )
-    layer = pd.concat(
-        [gpd.read_parquet(p).drop(columns="bbox", errors="ignore") for p in present.values()], ignore_index=True
-    )
-    layer = gpd.GeoDataFrame(layer, geometry="geometry", crs=2154)
-    path = out_dir / "layers" / "france_iris.parquet"
-    with output_lock(out_dir):
+    by_crs: dict[int, list[gpd.GeoDataFrame]] = {}
+    for path in present.values():
+        part = gpd.read_parquet(path).drop(columns="bbox", errors="ignore")
+        by_crs.setdefault(part.crs.to_epsg(), []).append(part)
+    layers = {
+        epsg: score_merged(fragilite, gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs))
+        for epsg, frames in by_crs.items()
+    }
+    with output_transaction(out_dir, context.run.run_id) as stage:
         write_all(
-            {path: lambda tmp: layer.to_parquet(tmp, schema_version="1.1.0", write_covering_bbox=True, index=False)}
+            {stage / merged_file(out_dir, e).relative_to(out_dir): _write_parquet(layer) for e, layer in layers.items()}
         )
     missing = sorted(set(parts) - set(present))
-    report(context, f"france_iris: {len(layer)} IRIS de {len(present)} département(s)")
+    main = layers.get(METROPOLE_EPSG, next(iter(layers.values())))
+    report(context, f"france_iris: {sum(len(x) for x in layers.values())} IRIS de {len(present)} département(s)")
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(layer),
+            **table_metadata(main),
             "departements": sorted(present),
             "departements_manquants": dg.MetadataValue.json(missing),
-            "fichier": dg.MetadataValue.path(str(path)),
+            "fichiers": dg.MetadataValue.json({str(merged_file(out_dir, e)): len(x) for e, x in layers.items()}),
         }
     )
 
@@ -82,12 +156,11 @@ def france_iris_codes(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
 
     from sources.common import IRIS_PATTERN
 
-    codes = (
-        pq.read_table(fragilite.output_folder / "layers" / "france_iris.parquet", columns=["CODE_IRIS"])
-        .column("CODE_IRIS")
-        .to_pylist()
-    )
+    codes = []
+    for path in sorted((fragilite.output_folder / "layers").glob("france_iris*.parquet")):
+        codes += pq.read_table(path, columns=["CODE_IRIS"]).column("CODE_IRIS").to_pylist()
     bad = [c for c in codes if not IRIS_PATTERN.fullmatch(c)]
     return dg.AssetCheckResult(
-        passed=not bad and len(set(codes)) == len(codes), metadata={"lignes": len(codes), "codes_invalides": bad[:20]}
+        passed=bool(codes) and not bad and len(set(codes)) == len(codes),
+        metadata={"lignes": len(codes), "codes_invalides": bad[:20]},
     )

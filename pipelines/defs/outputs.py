@@ -21,7 +21,7 @@ from config.settings import load_publication
 from indice.methods import Scored
 from outputs.dictionary import RunContext, data_dictionary, write_dictionary
 from outputs.disclosure import apply_secret
-from outputs.files import output_lock, write_all, writes_abortable
+from outputs.files import output_transaction, write_all
 from outputs.layers import build_layer, write_layer
 from outputs.web import WebOutlines
 from pipelines.defs import publication as pub
@@ -215,6 +215,40 @@ def _specs() -> list[dg.AssetSpec]:
     ]
 
 
+def _input_checksums(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """SHA-256 of each input file this run read (from the source assets' metadata), for the
+    output set's manifest."""
+    from config.settings import INPUT_KEYS
+
+    checksums = {}
+    for key in INPUT_KEYS:
+        event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
+        materialization = event.asset_materialization if event else None
+        if materialization is not None and event.run_id == context.run.run_id and "sha256" in materialization.metadata:
+            checksums[key] = str(materialization.metadata["sha256"].value)
+    return checksums
+
+
+def _published_paths(metadata: dict, staged: Path, final: Path) -> dict:
+    """The metadata of files written in the staging folder, with the paths they have once
+    published."""
+
+    def fix(value):
+        if isinstance(value, str):
+            return value.replace(str(staged), str(final))
+        if isinstance(value, dict):
+            return {fix(k): fix(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        if isinstance(value, dg.PathMetadataValue):
+            return dg.MetadataValue.path(fix(value.path))
+        if isinstance(value, dg.JsonMetadataValue):
+            return dg.MetadataValue.json(fix(value.data))
+        return value
+
+    return {key: fix(value) for key, value in metadata.items()}
+
+
 WEB_CHECK = dg.AssetCheckSpec(
     "couverture_web_valide",
     asset="contours_web",
@@ -240,7 +274,7 @@ def sorties(
     """Layers and publication: web outlines then web layers on one worker thread, layers then
     pack on the other (its GeoJSON outlines wait for the web outlines), maps, styles and report
     on this one."""
-    out = fragilite.output_folder
+    final_out = fragilite.output_folder
     publication = load_publication()
     spec = publication.classification
     run_id = context.run.run_id
@@ -288,9 +322,7 @@ def sorties(
 
     def web_layers() -> WebOutlines:
         try:
-            outlines = timed(
-                "contours_web", pub.contours_web, context.run.run_id, layers, publication, describe=pub.web_metadata
-            )
+            outlines = timed("contours_web", pub.contours_web, layers, publication, describe=pub.web_metadata)
         except BaseException as exc:
             outlines_ready.set_exception(exc)  # never leave the pack waiting
             raise
@@ -298,21 +330,23 @@ def sorties(
         timed("couches_web", pub.couches_web, out, layers, outlines, publication)
         return outlines
 
-    with output_lock(out), writes_abortable() as abort:
+    # One output set per run: everything is written into `stage`, beside the output folder, and
+    # replaces the previous set only once all of it is written (outputs.files).
+    with output_transaction(final_out, run_id, _input_checksums(context)) as out:
+        # This step's own pool: web outlines then web layers on one thread, layers then pack on
+        # another, maps, styles and report here (matplotlib is not thread-safe). A failure or
+        # Ctrl-C waits for both threads, then the staging folder is dropped: nothing published.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fragilite-sorties") as pool:
-            try:
-                web = pool.submit(web_layers)
-                written = pool.submit(layers_then_pack)
-                timed("cartes", pub.cartes, out, layers, spec, info)
-                timed("styles_qgis", pub.styles_qgis, out, layers, spec, info)
-                timed(
-                    "rapport", pub.rapport, out, layers["iris"], info, fragilite.catalogue, fragilite.tic, publication
-                )
-                outlines = web.result()
-                written.result()
-            except BaseException:
-                abort()  # a failure or Ctrl-C: the other threads publish nothing more
-                raise
+            web = pool.submit(web_layers)
+            written = pool.submit(layers_then_pack)
+            timed("cartes", pub.cartes, out, layers, spec, info)
+            timed("styles_qgis", pub.styles_qgis, out, layers, spec, info)
+            timed("rapport", pub.rapport, out, layers["iris"], info, fragilite.catalogue, fragilite.tic, publication)
+            outlines = web.result()
+            written.result()
+        staged = out
+    metadata = {key: _published_paths(meta, staged, final_out) for key, meta in metadata.items()}
+    out = final_out
     report(
         context,
         f"sorties: {', '.join(f'{m} ({len(layer)})' for m, layer in layers.items())}, "

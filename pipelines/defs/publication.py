@@ -24,8 +24,6 @@ from outputs.report import ReportContext, render_report
 from outputs.styles import classify, qgis_project, qml
 from outputs.tables import json_rows
 from outputs.web import WebOutlines, level_name, simplify_iris, web_outlines
-from pipelines import background
-from pipelines.defs.transforms import WEB_TASK
 
 DISPLAY = {"iris": "IRIS", "communes": "Communes", "epci": "EPCI", "departements": "Départements"}
 
@@ -43,10 +41,10 @@ def _sources_line(info: dict) -> str:
     )
 
 
-def contours_web(run_id: str, layers: dict[str, gpd.GeoDataFrame], publication: PublicationConfig) -> WebOutlines:
-    """Simplified outlines of every maille at every tolerance: the IRIS simplification started
-    in the background by `iris_base` (else done now), aligned with the layers."""
-    levels = background.result(run_id, WEB_TASK, lambda: simplify_iris(layers["iris"], publication.web_tolerances_m))
+def contours_web(layers: dict[str, gpd.GeoDataFrame], publication: PublicationConfig) -> WebOutlines:
+    """Simplified outlines of every maille at every tolerance: one coverage simplification of
+    the IRIS per tolerance, the coarser mailles as unions of the simplified IRIS."""
+    levels = simplify_iris(layers["iris"], publication.web_tolerances_m)
     return web_outlines(levels, layers)
 
 

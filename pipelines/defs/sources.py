@@ -21,19 +21,6 @@ GROUP = "sources"
 OWNERS = ["team:fragilite-numerique"]
 
 
-# The inputs of `iris_base` are read first (run priority), so that the geometry work it starts
-# in the background (`pipelines.background`) gets going as early as possible.
-SPINE_INPUTS = {
-    "contours_iris",
-    "communes_epci",
-    "rp_evol_struct_pop",
-    "rp_diplomes_formation",
-    "rp_couples_familles_menages",
-    "rp_activite_residents",
-}
-SPINE_FIRST = {"dagster/priority": "10"}
-
-
 def _source_asset(
     key: str,
     *,
@@ -50,7 +37,6 @@ def _source_asset(
         kinds=kinds,
         owners=OWNERS,
         tags={"publisher": publisher},
-        op_tags=SPINE_FIRST if key in SPINE_INPUTS else None,
     )
     def _asset(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -> dg.Output:
         try:

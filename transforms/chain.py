@@ -1,0 +1,101 @@
+"""The IRIS chain, once: parsed inputs → the IRIS spine of a territory → its indicators.
+
+The territory assets (`iris_base`, `iris_indicateurs`) and the département partitions
+(`iris_departement`) call these same functions; scoring (indice/) comes after, on the whole
+territory or, for partitions, on the national merge, so that methods whose universe is the
+territory or France (IFN deciles, Opale's territory reference, EPCI references straddling
+départements) are never computed per partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import pandas as pd
+
+from config.settings import ConfigError, Indicator
+from transforms.indicators import IndicatorInputs, IndicatorResult, compute_indicators
+from transforms.iris_base import JoinReport, VintageError, build_iris_base, census_vintage, join_census
+from transforms.territory import Territory, one_part_of_france, require_census, select_territory
+
+# The census themes (base-ic files) of a run, as input keys.
+CENSUS_INPUTS = ("rp_evol_struct_pop", "rp_diplomes_formation", "rp_couples_familles_menages", "rp_activite_residents")
+# The inputs indicators draw on besides the census.
+INDICATOR_INPUTS = ("filosofi_iris", "filosofi_communes", "arcep_debit", "caf_non_connectes", "cog_passage")
+
+
+@dataclass
+class TerritoryBase:
+    """The IRIS spine of a study territory and what building it reported."""
+
+    frame: gpd.GeoDataFrame
+    vintage: int
+    reports: list[JoinReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # parts of France left aside
+    outside: int = 0  # IRIS of the inputs outside the territory
+
+
+def territory_base(
+    contours: gpd.GeoDataFrame,
+    communes_epci: pd.DataFrame,
+    census: dict[str, pd.DataFrame | None],
+    territory: Territory,
+    expected_vintage: int | None = None,
+) -> TerritoryBase:
+    """One row per IRIS of the territory: outline, census counts of every theme, EPCI,
+    département, in the CRS of its part of France; every code that does not join is reported."""
+    themes = {name: df for name, df in census.items() if df is not None}
+    vintage = census_vintage(themes)
+    if expected_vintage is not None and vintage != expected_vintage:
+        raise VintageError(
+            f"les fichiers du recensement sont du RP {vintage} (variables P{vintage % 100:02d}_…) mais le calcul "
+            f"demande le RP {expected_vintage} ; donnez les fichiers du RP {expected_vintage} ou lancez avec "
+            f"--vintage {vintage}"
+        )
+    joined, reports = join_census(themes)
+    base, more = build_iris_base(contours, joined, communes_epci)
+    inside = select_territory(base, territory)
+    frame, notes = one_part_of_france(base[inside].reset_index(drop=True), territory)
+    require_census(frame, territory)
+    frame["millesime_rp"] = vintage
+    return TerritoryBase(frame, vintage, reports + more, notes, int((~inside).sum()))
+
+
+def selected_indicators(indicators: list[Indicator], wanted: list[str]) -> list[Indicator]:
+    """The indicators a run asks for (`run.indicators`; empty = all), unknown ids refused."""
+    known = {i.id for i in indicators}
+    unknown = sorted(set(wanted) - known)
+    if unknown:
+        raise ConfigError(f"run.indicators : identifiant(s) inconnu(s) {unknown} ; connus : {sorted(known)}")
+    return [i for i in indicators if not wanted or i.id in wanted]
+
+
+def iris_indicators(
+    base: gpd.GeoDataFrame,
+    inputs: dict[str, pd.DataFrame | None],
+    indicators: list[Indicator],
+    *,
+    wanted: list[str] = (),
+    legacy_2020: bool = False,
+    commune_fallback: bool = True,
+) -> IndicatorResult:
+    """Numerator, denominator and rate of each indicator whose inputs are present, joined to
+    the spine; an indicator the run asked for by name whose inputs are absent is refused."""
+    result = compute_indicators(
+        base,
+        selected_indicators(indicators, list(wanted)),
+        IndicatorInputs(
+            **{key: inputs.get(key) for key in INDICATOR_INPUTS},
+            geography_year=int(base["millesime_rp"].iloc[0]) + 2,
+        ),
+        legacy_2020=legacy_2020,
+        commune_fallback=commune_fallback,
+    )
+    missing = {k: v for k, v in result.skipped.items() if k in wanted}
+    if missing:
+        raise ConfigError(
+            "run.indicators demande des indicateurs dont les fichiers manquent : "
+            + " ; ".join(f"{k} : {v}" for k, v in missing.items())
+        )
+    return result.join_to(base)
