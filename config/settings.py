@@ -409,6 +409,17 @@ def census_variables(catalogue: IndicatorCatalogue, tic: TicConfig) -> frozenset
     return frozenset(n for n in names if n.startswith(("P_", "C_")))
 
 
+def required_census_variables(catalogue: IndicatorCatalogue, theme: str, wanted: list[str] = ()) -> frozenset[str]:
+    """The census counts an input file must hold (`P_<VAR>` / `C_<VAR>`): the numerators and
+    denominators of the indicators drawn from it (those of `run.indicators` when it is set). A
+    renamed or missing column is then refused, instead of silently dropping an indicator."""
+    names = set()
+    for indicator in catalogue.indicators:
+        if indicator.source == theme and (not wanted or indicator.id in wanted):
+            names |= {v for v in (indicator.numerator, indicator.denominator) if v}
+    return frozenset(n for n in names if n.startswith(("P_", "C_")))
+
+
 class PublicationConfig(_Strict):
     classification: Classification
     web_tolerances_m: list[float] = Field(min_length=1)

@@ -214,7 +214,7 @@ def _fetch(resource) -> int:
     from sources.download import fetcher_from_settings
 
     settings = resource.settings
-    fetcher = fetcher_from_settings(settings)
+    fetcher = fetcher_from_settings(settings, hosts=resource.source_catalogue.hosts)
     print(f"fragilite : fichiers du RP {settings.run.vintage} (cache {fetcher.cache_dir})", file=sys.stderr)
     resolved = resolve_inputs(
         resource.source_catalogue,

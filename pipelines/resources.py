@@ -78,7 +78,7 @@ class FragiliteConfig(dg.ConfigurableResource):
             self.source_catalogue,
             key,
             settings.run.vintage,
-            fetcher_from_settings(settings),
+            fetcher_from_settings(settings, hosts=self.source_catalogue.hosts),
             settings.sources.max_extract_mb << 20,
             quarter=settings.sources.arcep_trimestre,
         )

@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from sources.common import InputError, file_lines, normalise_codes, read_sheet_table, read_text_table, require_columns
+from sources.common import (
+    InputError,
+    check_sheet,
+    file_lines,
+    normalise_codes,
+    read_sheet_table,
+    read_text_table,
+    require_columns,
+)
 
 SPREADSHEET_SUFFIXES = {".xlsx", ".xlsm", ".xls"}
 EPCI_SHEET = "Composition_communale"
@@ -92,6 +100,7 @@ def _find_sheet(path: Path, keys: Sequence[str], variables: str, preferred: str)
     except Exception:  # unreadable: read_sheet_table reports it with the file's name
         return None
     for name in sorted(names, key=lambda n: n != preferred):
+        check_sheet(path, name)  # a sheet too large to load is refused before calamine touches it
         try:
             rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False, nrows=_HEADER_ROWS)
         except Exception:  # a chart sheet or a damaged one: look at the others

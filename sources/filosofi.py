@@ -23,6 +23,7 @@ import pandas as pd
 from sources.common import (
     InputError,
     TextTable,
+    check_field_counts,
     completed_codes,
     file_lines,
     normalise_codes,
@@ -245,6 +246,8 @@ def _read_long(path: Path, header_idx: int, header: list[str], encoding: str) ->
 def _long_commune_rows(path: Path, header_idx: int, header: list[str], encoding: str) -> pd.DataFrame:
     """Commune rows of the measures used, read by chunks of needed columns (index = data row)."""
     wanted = set(LONG_COLUMNS) | ({"UNIT_MULT"} & set(header))
+    # pandas stops checking field counts when columns are picked: every row is checked first.
+    check_field_counts(path, header_line=header_idx + 1, encoding=encoding)
     try:
         reader = pd.read_csv(
             path,

@@ -49,18 +49,33 @@ def detect_vintage(path: Path, columns: list[str]) -> int:
     return 2000 + int(years.pop())
 
 
-def read_base_ic(path: Path, theme: str, variables: Collection[str] | None = None) -> pd.DataFrame:
+def read_base_ic(
+    path: Path, theme: str, variables: Collection[str] | None = None, required: Collection[str] = ()
+) -> pd.DataFrame:
     """One base-ic file (CSV `;`, or an INSEE xlsx with title rows) → one row per IRIS.
 
     Columns: `CODE_IRIS`, `INSEE_COM`, `TYP_IRIS`, the labels present, then the census
     variables as floats named `P_<VAR>` / `C_<VAR>`: all of them, or only `variables` (named
-    so), which are then the only ones a CSV is parsed for. `attrs`: `millesime`, `theme`, `path`.
+    so), which are then the only ones a CSV is parsed for. `required` (named so too) are the
+    variables this file must hold: the counts of the indicators drawn from it. A variable the
+    INSEE renamed would otherwise drop its indicator without a word. `attrs`: `millesime`,
+    `theme`, `path`.
     """
     path = Path(path)
-    table = _read(path, None if variables is None else _keeps(set(variables)))
+    wanted = None if variables is None else set(variables) | set(required)
+    table = _read(path, None if wanted is None else _keeps(wanted))
     frame = table.frame
     require_columns(path, frame.columns, ID_COLUMNS, f"INSEE base-ic {theme!r}")
-    vintage = detect_vintage(path, table.header or list(frame.columns))
+    header = table.header or list(frame.columns)
+    vintage = detect_vintage(path, header)
+    _require_variables(path, theme, header, vintage, required)
+    if frame.empty:
+        raise InputError(
+            path,
+            f"aucune ligne de données sous l'en-tête (fichier base-ic {theme!r} sans IRIS)",
+            line=table.header_line,
+            fix="le fichier est tronqué ou vide : téléchargez à nouveau le fichier de l'INSEE",
+        )
     lines = file_lines(table)
     out = pd.DataFrame(index=frame.index)
     out["CODE_IRIS"] = normalise_codes(frame["IRIS"], path=path, column="IRIS", kind="iris", lines=lines)
@@ -92,12 +107,31 @@ def read_base_ic(path: Path, theme: str, variables: Collection[str] | None = Non
             out[col] = frame[col]
     for col in frame.columns:
         m = _VARIABLE.match(col)
-        if m and (variables is None or f"{m.group(1)}_{m.group(3)}" in variables):
+        if m and (wanted is None or f"{m.group(1)}_{m.group(3)}" in wanted):
             out[f"{m.group(1)}_{m.group(3)}"] = parse_numbers(frame[col], path=path, column=col, lines=lines)
     out.attrs.update(
         millesime=vintage, theme=theme, path=str(path), codes_completes=completed_codes(frame["IRIS"], out["CODE_IRIS"])
     )
     return out.reset_index(drop=True)
+
+
+def _require_variables(path: Path, theme: str, header: list[str], vintage: int, required: Collection[str]) -> None:
+    """Refuse a file without one of the `required` variables (`P_POP65P` → `P21_POP65P`)."""
+    present = set(header)
+    for name in sorted(required):
+        kind, _, rest = name.partition("_")
+        if kind not in ("P", "C") or not rest:
+            raise ValueError(f"variable du recensement mal nommée {name!r} : attendu P_<VAR> ou C_<VAR>")
+        expected = f"{kind}{vintage % 100:02d}_{rest}"
+        if expected not in present:
+            raise InputError(
+                path,
+                f"variable {expected} absente du fichier base-ic {theme!r} du recensement {vintage} ; "
+                "un indicateur en dépend",
+                column=expected,
+                fix="l'INSEE a peut-être renommé la variable : cherchez-la dans le dictionnaire des variables du "
+                "millésime et mettez à jour config/indicators.yaml, ou donnez le fichier du bon thème",
+            )
 
 
 def _keeps(variables: set[str]):

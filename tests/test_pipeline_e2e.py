@@ -133,7 +133,9 @@ def test_bad_input_fails_cleanly_and_keeps_previous_outputs(tmp_path, dagster_ho
     out = tmp_path / "out"
     assert main(["run", "--out", str(out)]) == 0
     before = _digest(out / "layers")
-    broken = write(tmp_path / "pop.csv", "IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;douze\n")
+    broken = write(
+        tmp_path / "pop.csv", "IRIS;COM;TYP_IRIS;P16_POP;P16_POP1529;P16_POP65P\n690010000;69001;Z;douze;1;1\n"
+    )
     config = write(tmp_path / "user.yaml", f"inputs:\n  rp_evol_struct_pop: {broken.name}\n")
     capsys.readouterr()
     assert main(["run", "--config", str(config), "--out", str(out)]) == 2
@@ -189,3 +191,16 @@ def test_dictionary_covers_every_column(materialized):
     assert score["methode"] == "mednum_2019" and score["reference"] == "departement"
     assert dictionary.set_index("code").loc["non_thd_taux", "maille_source"] == "commune"
     assert dictionary.set_index("code").loc["pauvrete_taux", "millesime"] == "2017"
+
+
+def test_a_renamed_census_column_is_refused_not_dropped(tmp_path, dagster_home, capsys):
+    """`P16_POP65P` renamed by a publisher: the run stops and names it, instead of publishing
+    layers without `pop_65p` and exit 0."""
+    source = (ROOT / "data" / "sample-69" / "insee" / "base-ic-evol-struct-pop-2016_dep69.csv").read_text(
+        encoding="utf-8"
+    )
+    renamed = write(tmp_path / "pop.csv", source.replace("P16_POP65P", "P16_POP65_PLUS", 1))
+    config = write(tmp_path / "user.yaml", f"inputs:\n  rp_evol_struct_pop: {renamed.name}\n")
+    assert main(["run", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "P16_POP65P" in err and str(renamed) in err and "Traceback" not in err

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from config.settings import census_variables
+from config.settings import census_variables, required_census_variables
 from pipelines.reporting import file_metadata, report, table_metadata
 from pipelines.resources import FragiliteConfig
 from sources.archives import ArchiveError
@@ -45,7 +45,12 @@ def _source_asset(
                 report(context, f"{key}: non fourni (optionnel), indicateurs correspondants absents")
                 return dg.Output(None, metadata={"fourni": False})
             if key in CENSUS_THEMES:  # only the variables the run uses are parsed (~100 per national file)
-                frame = read_base_ic(path, CENSUS_THEMES[key], census_variables(fragilite.catalogue, fragilite.tic))
+                frame = read_base_ic(
+                    path,
+                    CENSUS_THEMES[key],
+                    census_variables(fragilite.catalogue, fragilite.tic),
+                    required=required_census_variables(fragilite.catalogue, key, fragilite.settings.run.indicators),
+                )
             else:
                 frame = PARSERS[key](path)
         except SOURCE_FAILURES as exc:
