@@ -35,12 +35,14 @@ INPUT_KEYS = (
     "contours_iris",
     "communes_epci",
     "arcep_debit",
+    "arcep_batiments",
+    "arcep_4g",
     "caf_non_connectes",
     "cog_passage",
 )
 # Sources an indicator may name: the inputs above, plus those still without a parser (their
 # indicators are reported as "inputs absent" until one is added).
-KNOWN_SOURCES = INPUT_KEYS + ("arcep_4g",)
+KNOWN_SOURCES = INPUT_KEYS
 REQUIRED_INPUTS = ("contours_iris", "communes_epci", "rp_evol_struct_pop")
 
 
@@ -226,6 +228,11 @@ class Inputs(_Strict):
     contours_iris: Path | None = None
     communes_epci: Path | None = None
     arcep_debit: Path | None = None
+    # ARCEP building files: a folder of base_imb_<DEP>.csv.gz and actuel_<DEP>.csv.gz (non_thd
+    # measured at the IRIS), and « Mon réseau mobile » 4G coverage (.gpkg or .gpkg.7z, a file or
+    # a folder: non_4g). See config/connectivite.yaml.
+    arcep_batiments: Path | None = None
+    arcep_4g: Path | None = None
     caf_non_connectes: Path | None = None
     cog_passage: Path | None = None
 

@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         help="study territory: a preset of config/territories.yaml (rhone, metropole-lyon, "
         "pays-arbresle, …) or comma-separated département, commune or EPCI codes",
     )
-    run.add_argument("--out", metavar="DIR", help="output folder (default: build/)")
+    run.add_argument("--out", metavar="DIR", help="output folder (default: build/sorties/)")
     run.add_argument(
         "--by-departement",
         action="store_true",

@@ -322,3 +322,47 @@ def test_subdivide_keeps_the_area_and_bounds_vertices():
 def test_config_defaults_match_the_file():
     assert load_connectivity() == ConnectivityConfig()
     assert "SAT" not in load_connectivity().technologies
+
+
+def test_a_run_measures_broadband_at_the_iris_from_building_files(tmp_path, dagster_home, capsys):
+    """`inputs.arcep_batiments`: every IRIS of Lyon and the Pays de L'Arbresle gets its own
+    non_thd rate, counted from ARCEP's building points (flagged `iris`), equal to a hand count;
+    the IRIS of the rest of the Rhône keep the commune rate where they have no building."""
+    import pyarrow.parquet as pq
+
+    from pipelines.cli import main
+    from tests.conftest import SAMPLE, write
+
+    iris = gpd.read_file(SAMPLE / "ign" / "CONTOURS-IRIS_2016_dep69.gpkg")
+    chosen = iris[iris["INSEE_COM"].str.startswith("6938") | iris["INSEE_COM"].isin(["69010", "69022", "69216"])]
+    points = chosen.geometry.representative_point()
+    buildings, expected = [], {}
+    for i, (code, commune, point) in enumerate(zip(chosen["CODE_IRIS"], chosen["INSEE_COM"], points)):
+        slow = 1 + i % 5  # premises without 30 Mbit/s in this IRIS
+        x, y = TO_3857.transform(point.x, point.y)
+        for n, (premises, offers) in enumerate(((10, [("FO", "THD100")]), (slow, [("CU", "HD3"), ("SAT", "THD30")]))):
+            buildings.append((f"IMB/{commune}/T/{i:04d}{n}", commune, (x, y + n), str(premises), offers))
+        expected[code] = slow / (10 + slow)
+    base = [
+        {"imb_id": b, "imb_x": repr(x), "imb_y": repr(y), "imb_code": b, "imb_code_insee": c, "imb_nbr_logloc": p}
+        for b, c, (x, y), p, _ in buildings
+    ]
+    folder = tmp_path / "arcep"
+    folder.mkdir()
+    _write_gz(folder / "base_imb_69.csv.gz", BASE_IMB_COLUMNS, base)
+    _write_gz(
+        folder / "actuel_69.csv.gz",
+        ELIGIBILITE_COLUMNS,
+        _offer_rows([(b, c, None, p, o) for b, c, _, p, o in buildings]),
+    )
+    config = write(tmp_path / "c.yaml", f"inputs:\n  arcep_batiments: {folder}\n")
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(config), "--territory", "69123,pays-arbresle", "--out", str(out)]) == 0
+    layer = pq.read_table(out / "layers" / "iris.parquet").to_pandas().set_index("CODE_IRIS")
+    measured = layer.loc[layer.index.intersection(list(expected))]
+    assert len(measured) > 150 and (measured["non_thd_source"] == "iris").all()
+    np.testing.assert_allclose(measured["non_thd_taux"], pd.Series(expected)[measured.index], rtol=1e-12)
+    lyon = measured[measured["INSEE_COM"].str.startswith("6938")]
+    assert lyon["non_thd_taux"].nunique() == 5  # the arrondissements' IRIS have their own rates
+    assert layer["non_thd_score"].notna().sum() >= len(expected)
+    capsys.readouterr()

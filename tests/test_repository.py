@@ -55,7 +55,7 @@ def test_a_run_writes_nothing_outside_build_and_out(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", "--territory", "pays-arbresle", "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", "pipelines.cli", "run", "--territory", "pays-arbresle"],  # default --out
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -63,7 +63,7 @@ def test_a_run_writes_nothing_outside_build_and_out(tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "out" / "layers" / "iris.parquet").exists()
+    assert (ROOT / "build" / "sorties" / "layers" / "iris.parquet").exists()
     assert _tree() - before == set()
     assert (ROOT / "build" / "dagster" / "storage").is_dir()
 

@@ -10,6 +10,7 @@ départements) are never computed per partition.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
@@ -86,7 +87,7 @@ def iris_indicators(
         base,
         selected_indicators(indicators, list(wanted)),
         IndicatorInputs(
-            **{key: inputs.get(key) for key in INDICATOR_INPUTS},
+            **{key: inputs.get(key) for key in (*INDICATOR_INPUTS, "connectivite")},
             geography_year=int(base["millesime_rp"].iloc[0]) + 2,
         ),
         legacy_2020=legacy_2020,
@@ -99,3 +100,54 @@ def iris_indicators(
             + " ; ".join(f"{k} : {v}" for k, v in missing.items())
         )
     return result.join_to(base)
+
+
+def connectivity_table(
+    base: gpd.GeoDataFrame, buildings: Path, coverage: Path | None, work_dir: Path
+) -> tuple[pd.DataFrame, dict]:
+    """Premises without ≥ 30 Mbit/s and without 4G per IRIS, from ARCEP's building files (a file
+    or a folder of `base_imb_<DEP>.csv.gz` and `actuel_<DEP>.csv.gz`) and, when given, « Mon
+    réseau mobile » coverage (`.gpkg` or `.gpkg.7z`, a file or a folder), with the reports of
+    each step. DuckDB works in `work_dir` (spills there), closed at the end."""
+    from config.connectivity import load_connectivity
+    from sources.arcep_batiments import register_buildings
+    from sources.arcep_mobile import register_coverage
+    from transforms.connectivite import iris_connectivity
+    from transforms.duckdb_spatial import connect
+
+    config = load_connectivity()
+
+    def files(path: Path, pattern: str) -> list[Path]:
+        return sorted(path.glob(pattern)) if path.is_dir() else [path]
+
+    target = base.crs.to_epsg() if base.crs is not None else 2154
+    con = connect(work_dir, config.memory_limit, config.threads)
+    try:
+        reports = {
+            "batiments": register_buildings(
+                con,
+                files(buildings, "base_imb*.csv*"),
+                files(buildings, "actuel*.csv*"),
+                technologies=config.technologies,
+                thd_classes=config.thd_classes,
+                target_crs=target,
+            )
+        }
+        if coverage is not None:
+            reports["couverture_4g"] = register_coverage(
+                con,
+                files(coverage, "*.gpkg*"),
+                work_dir=work_dir,
+                target_crs=target,
+                levels=config.coverage_levels,
+                operators=config.operators,
+                max_vertices=config.max_vertices,
+            )
+        columns = [c for c in ("CODE_IRIS", "INSEE_COM", "EPSG", "geometry") if c in base.columns]
+        table, joined = iris_connectivity(
+            con, base[columns], "batiments", "couverture_4g" if coverage is not None else None
+        )
+        reports["iris"] = joined
+    finally:
+        con.close()
+    return table, reports

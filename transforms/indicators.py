@@ -29,6 +29,9 @@ class IndicatorInputs:
     arcep_debit: pd.DataFrame | None = None
     caf_non_connectes: pd.DataFrame | None = None
     cog_passage: pd.DataFrame | None = None
+    # Per IRIS, premises without ≥ 30 Mbit/s and without 4G counted from ARCEP's buildings
+    # (transforms.connectivite); None when the building files are not given.
+    connectivite: pd.DataFrame | None = None
     geography_year: int | None = None  # census vintage + 2: the year commune codes are aligned to
 
 
@@ -106,14 +109,22 @@ def _compute_one(
     if ind.computation in ("filosofi_share", "filosofi_level"):
         return _filosofi(base, ind, inputs, result, legacy_2020, commune_fallback)
     if ind.computation == "arcep_non_thd":
-        if inputs.arcep_debit is None:
-            return "fichier ARCEP « Ma connexion internet » non fourni (inputs.arcep_debit)"
-        arcep = inputs.arcep_debit
-        counts = pd.DataFrame(
-            {"INSEE_COM": arcep["INSEE_COM"], "num": arcep["locaux"] - arcep["locaux_thd"], "den": arcep["locaux"]}
-        )
-        counts, keys = _aligned(base, counts, inputs, result, "ARCEP", arcep.attrs.get("geographie"))
-        _apportioned(base, ind, counts, result, "ARCEP", keys)
+        if inputs.arcep_debit is None and inputs.connectivite is None:
+            return "fichiers ARCEP non fournis (inputs.arcep_debit, inputs.arcep_batiments)"
+        if inputs.arcep_debit is not None:
+            arcep = inputs.arcep_debit
+            counts = pd.DataFrame(
+                {"INSEE_COM": arcep["INSEE_COM"], "num": arcep["locaux"] - arcep["locaux_thd"], "den": arcep["locaux"]}
+            )
+            counts, keys = _aligned(base, counts, inputs, result, "ARCEP", arcep.attrs.get("geographie"))
+            _apportioned(base, ind, counts, result, "ARCEP", keys)
+        _measured_at_iris(base, ind, inputs.connectivite, "locaux_sans_thd", "locaux", result)
+        return None
+    if ind.computation == "arcep_non_4g":
+        table = inputs.connectivite
+        if table is None or table["locaux_sans_4g"].isna().all():
+            return "couverture 4G « Mon réseau mobile » et fichiers ARCEP par immeuble non fournis (inputs.arcep_4g)"
+        _measured_at_iris(base, ind, table, "locaux_sans_4g", "locaux_4g", result)
         return None
     if ind.computation == "caf_ratio":
         caf = inputs.caf_non_connectes
@@ -138,6 +149,33 @@ def _compute_one(
             table.loc[direct, f"{ind.id}_source"] = "iris"
         return None
     return f"la source {ind.source} n'est pas encore lue par cette version"
+
+
+def _measured_at_iris(
+    base: pd.DataFrame, ind: Indicator, table: pd.DataFrame | None, num: str, den: str, result: IndicatorResult
+) -> None:
+    """Counts measured at the IRIS (ARCEP building points) replace the commune values where the
+    IRIS's département has building data; flagged `<id>_source = iris`."""
+    if table is None:
+        return
+    rows = table.set_index("CODE_IRIS").reindex(base["CODE_IRIS"])
+    # An IRIS without any located premises keeps its commune value (if any).
+    measured = (
+        rows["donnees_batiments"].fillna(False).astype(bool).to_numpy()
+        & rows[num].notna().to_numpy()
+        & (rows[den].fillna(0).to_numpy() > 0)
+    )
+    out = result.table
+    if f"{ind.id}_num" not in out:
+        out[f"{ind.id}_num"], out[f"{ind.id}_den"], out[f"{ind.id}_taux"] = np.nan, 0.0, np.nan
+        out[f"{ind.id}_source"] = ""
+    numerator, denominator = rows[num].to_numpy(dtype="float64"), rows[den].to_numpy(dtype="float64")
+    out.loc[measured, f"{ind.id}_num"] = numerator[measured]
+    out.loc[measured, f"{ind.id}_den"] = denominator[measured]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(denominator > 0, numerator / denominator, np.nan)
+    out.loc[measured, f"{ind.id}_taux"] = rate[measured]
+    out.loc[measured, f"{ind.id}_source"] = "iris"
 
 
 def _aligned(

@@ -22,7 +22,7 @@ from outputs.layers import build_layer
 from pipelines.defs.indice import method_label, method_params, scored_indicators
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
-from transforms.chain import CENSUS_INPUTS, INDICATOR_INPUTS, iris_indicators, territory_base
+from transforms.chain import CENSUS_INPUTS, INDICATOR_INPUTS, connectivity_table, iris_indicators, territory_base
 from transforms.territory import METROPOLE_EPSG, Territory
 
 GROUP = "national"
@@ -66,9 +66,19 @@ def iris_departement(context: dg.AssetExecutionContext, fragilite: FragiliteConf
         Territory(f"département {departement}", [departement]),
         settings.run.vintage,
     )
+    buildings, _ = fragilite.input_file("arcep_batiments")
+    coverage, _ = fragilite.input_file("arcep_4g")
+    connectivite = None
+    if buildings is not None:  # as the territory's `iris_connectivite`
+        connectivite, _ = connectivity_table(
+            base.frame,
+            Path(buildings),
+            Path(coverage) if coverage else None,
+            Path(context.instance.storage_directory()) / "duckdb",
+        )
     result = iris_indicators(
         base.frame,
-        {key: sources[key] for key in INDICATOR_INPUTS},
+        {**{key: sources[key] for key in INDICATOR_INPUTS}, "connectivite": connectivite},
         fragilite.catalogue.indicators,
         wanted=settings.run.indicators,
         legacy_2020=settings.run.legacy_2020,

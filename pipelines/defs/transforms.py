@@ -1,6 +1,7 @@
 """Group `transforms`: the IRIS spine, then indicator numerators, denominators and rates."""
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import dagster as dg
 import geopandas as gpd
@@ -8,7 +9,7 @@ import pandas as pd
 
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
-from transforms.chain import iris_indicators, territory_base
+from transforms.chain import connectivity_table, iris_indicators, territory_base
 from transforms.indicators import IndicatorResult
 from transforms.mailles import MAILLES, aggregate_maille
 from transforms.territory import resolve_territory
@@ -72,6 +73,42 @@ def iris_base(
 
 @dg.asset(
     group_name=GROUP,
+    kinds={"duckdb", "pandas"},
+    owners=OWNERS,
+    tags={"maille": "iris"},
+)
+def iris_connectivite(
+    context: dg.AssetExecutionContext, fragilite: FragiliteConfig, iris_base: gpd.GeoDataFrame
+) -> dg.Output:
+    """Locaux sans accès à 30 Mbit/s et sans bonne couverture 4G, comptés à l'IRIS à partir des
+    fichiers par immeuble de l'ARCEP (points placés dans les contours IRIS avec DuckDB spatial) :
+    quand ces fichiers sont fournis, `non_thd` et `non_4g` sont mesurés à l'IRIS ; sinon `non_thd`
+    reprend le taux communal, signalé."""
+    buildings, _ = fragilite.input_file("arcep_batiments")
+    coverage, _ = fragilite.input_file("arcep_4g")
+    if buildings is None:
+        report(context, "iris_connectivite: fichiers ARCEP par immeuble non fournis ; non_thd communal, non_4g absent")
+        return dg.Output(None, metadata={"fourni": False})
+    table, reports = connectivity_table(
+        iris_base,
+        Path(buildings),
+        Path(coverage) if coverage else None,
+        Path(context.instance.storage_directory()) / "duckdb",  # spills under build/, not the user's home
+    )
+    measured = int(table["donnees_batiments"].sum())
+    report(context, f"iris_connectivite: {measured}/{len(table)} IRIS mesurées à partir des immeubles")
+    return dg.Output(
+        table,
+        metadata={
+            **table_metadata(table),
+            "iris_mesurees": measured,
+            **{name: dg.MetadataValue.json(value) for name, value in reports.items()},
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
     kinds={"pandas"},
     owners=OWNERS,
     tags={"maille": "iris"},
@@ -85,6 +122,7 @@ def iris_indicateurs(
     arcep_debit: pd.DataFrame | None,
     caf_non_connectes: pd.DataFrame | None,
     cog_passage: pd.DataFrame | None,
+    iris_connectivite: pd.DataFrame | None,
 ) -> dg.Output:
     """Numérateur, dénominateur et taux de chaque indicateur dont les sources sont fournies.
 
@@ -98,6 +136,7 @@ def iris_indicateurs(
         "arcep_debit": arcep_debit,
         "caf_non_connectes": caf_non_connectes,
         "cog_passage": cog_passage,
+        "connectivite": iris_connectivite,
     }
     result = iris_indicators(
         iris_base,
