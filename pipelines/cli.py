@@ -292,7 +292,7 @@ def _sources(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from pipelines.definitions import TERRITORY_SELECTION, build_definitions, run_resources
+    from pipelines.definitions import TERRITORY_SELECTION, build_definitions
 
     resource = _resource(args)
     settings = _resource(args).settings  # validate the configuration before starting anything
@@ -329,16 +329,20 @@ def _run(args: argparse.Namespace) -> int:
         }
         if settings.run.vintage is not None:
             tags["fragilite/millesime"] = str(settings.run.vintage)
-        result = dg.materialize(
-            everything,
-            instance=instance,
-            resources=run_resources(resource),
-            run_config=quiet,
-            tags=tags,
-            selection=TERRITORY_SELECTION,
-        )
+        result = _materialize(everything, instance, resource, quiet, tags=tags, selection=TERRITORY_SELECTION)
     _summary(result, Path(settings.run.out_dir), time.perf_counter() - started)
     return 0 if result.success else EXIT_FAILED
+
+
+def _materialize(everything, instance, resource, run_config: dict, **selection):
+    """One Dagster run of the CLI: the run's resources, the quiet console, a selection."""
+    import dagster as dg
+
+    from pipelines.definitions import run_resources
+
+    return dg.materialize(
+        everything, instance=instance, resources=run_resources(resource), run_config=run_config, **selection
+    )
 
 
 def _vintage_for_territory(helper) -> int | None:
@@ -373,9 +377,8 @@ def _run_partitions(resource, helper, everything, instance, run_config, started:
     `helper` is a second resource used for look-ups: reading a resource's cached properties
     would add them to the configuration Dagster validates.
     """
-    import dagster as dg
 
-    from pipelines.definitions import NATIONAL_MERGE, NATIONAL_PARTITIONS, NATIONAL_SOURCES, run_resources
+    from pipelines.definitions import NATIONAL_MERGE, NATIONAL_PARTITIONS, NATIONAL_SOURCES
     from pipelines.defs.national import DEPARTEMENTS
     from sources.registry import PARSERS
     from transforms.territory import partition_keys, resolve_territory
@@ -385,33 +388,16 @@ def _run_partitions(resource, helper, everything, instance, run_config, started:
     epci_path, _ = helper.input_file("communes_epci")
     keys = partition_keys(territory, PARSERS["communes_epci"](epci_path), DEPARTEMENTS.get_partition_keys())
     print(f"fragilite : {len(keys)} partition(s) département : {', '.join(keys)}", file=sys.stderr)
-    sources = dg.materialize(
-        everything,
-        instance=instance,
-        resources=run_resources(resource),
-        run_config=run_config,
-        selection=NATIONAL_SOURCES,
-    )
+    sources = _materialize(everything, instance, resource, run_config, selection=NATIONAL_SOURCES)
     if not sources.success:
         return EXIT_FAILED
     for key in keys:
-        result = dg.materialize(
-            everything,
-            instance=instance,
-            resources=run_resources(resource),
-            run_config=run_config,
-            partition_key=key,
-            selection=NATIONAL_PARTITIONS,
+        result = _materialize(
+            everything, instance, resource, run_config, partition_key=key, selection=NATIONAL_PARTITIONS
         )
         if not result.success:
             return EXIT_FAILED
-    result = dg.materialize(
-        everything,
-        instance=instance,
-        resources=run_resources(resource),
-        run_config=run_config,
-        selection=NATIONAL_MERGE,
-    )
+    result = _materialize(everything, instance, resource, run_config, selection=NATIONAL_MERGE)
     path = Path(settings.run.out_dir) / "layers" / "france_iris.parquet"
     print(f"\n{len(keys)} département(s) en {time.perf_counter() - started:.1f} s ; fusion nationale : {path}")
     return 0 if result.success else EXIT_FAILED

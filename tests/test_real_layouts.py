@@ -35,6 +35,13 @@ def _run(args: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def _mirror_run(capsys, mirror: Path, tmp_path: Path, *args: str, out: Path | None = None) -> tuple[int, str, str]:
+    """`fragilite run` offline from a mirror of publisher-layout files; `--accept-changed`: the
+    fixtures are not INSEE's bytes, whose checksums the catalogue pins."""
+    options = ["--mirror", str(mirror), "--offline", "--cache-dir", str(tmp_path / "cache"), "--accept-changed"]
+    return _run(["run", *args, *options, "--out", str(out or tmp_path / "out")], capsys)
+
+
 def _layer(out: Path, maille: str = "iris") -> pd.DataFrame:
     return pq.read_table(out / "layers" / f"{maille}.parquet").drop_columns(["geometry", "bbox"]).to_pandas()
 
@@ -81,25 +88,9 @@ def mirrors(tmp_path_factory) -> dict[int, Path]:
 
 @pytest.mark.parametrize("vintage", [2017, 2018, 2019, 2020, 2021])
 def test_every_census_vintage_runs_on_real_layouts(vintage, mirrors, tmp_path, dagster_home, capsys):
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    # --accept-changed: the fixtures are not INSEE's bytes, whose checksums the catalogue pins
-    code, _, err = _run(
-        [
-            "run",
-            "--vintage",
-            str(vintage),
-            "--territory",
-            TERRITORY,
-            "--mirror",
-            str(mirrors[vintage]),
-            "--offline",
-            "--cache-dir",
-            str(cache),
-            "--out",
-            str(out),
-            "--accept-changed",
-        ],
-        capsys,
+    out = tmp_path / "out"
+    code, _, err = _mirror_run(
+        capsys, mirrors[vintage], tmp_path, "--vintage", str(vintage), "--territory", TERRITORY, out=out
     )
     assert code == 0, err[-3000:]
     layer = _layer(out).set_index("CODE_IRIS")
@@ -129,22 +120,7 @@ def test_latest_vintage_chosen_for_a_territory_outside_the_sample(mirrors, tmp_p
     """`run --territory metz-metropole`, no --vintage: the sample does not cover Moselle, so the
     catalogue's latest complete vintage is used, and the run says so."""
     out = tmp_path / "out"
-    code, _, err = _run(
-        [
-            "run",
-            "--territory",
-            "metz-metropole",
-            "--mirror",
-            str(mirrors[2021]),
-            "--offline",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--out",
-            str(out),
-            "--accept-changed",
-        ],
-        capsys,
-    )
+    code, _, err = _mirror_run(capsys, mirrors[2021], tmp_path, "--territory", "metz-metropole", out=out)
     assert code == 0, err[-3000:]
     assert "RP 2021" in err and "200039865" in err
     layer = _layer(out)
@@ -181,22 +157,7 @@ def test_whole_inputs_keep_communes_without_epci_and_set_the_overseas_aside(mirr
     """INSEE's `ZZZZZZZZZ` (Ouessant: no EPCI) is kept and reported; a run of every IRIS of the
     inputs covers metropolitan France (one CRS per layer) and says which overseas IRIS it left."""
     out = tmp_path / "out"
-    code, summary, _ = _run(
-        [
-            "run",
-            "--vintage",
-            "2019",
-            "--mirror",
-            str(mirrors[2019]),
-            "--offline",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--out",
-            str(out),
-            "--accept-changed",
-        ],
-        capsys,
-    )
+    code, summary, _ = _mirror_run(capsys, mirrors[2019], tmp_path, "--vintage", "2019", out=out)
     assert code == 0
     layer = _layer(out)
     ouessant = layer[layer["CODE_IRIS"] == "291550000"]
@@ -211,24 +172,7 @@ def test_whole_inputs_keep_communes_without_epci_and_set_the_overseas_aside(mirr
 
 def test_an_overseas_departement_runs_in_its_own_projection(mirrors, tmp_path, dagster_home, capsys):
     out = tmp_path / "out"
-    code, _, err = _run(
-        [
-            "run",
-            "--vintage",
-            "2021",
-            "--territory",
-            "974",
-            "--mirror",
-            str(mirrors[2021]),
-            "--offline",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--out",
-            str(out),
-            "--accept-changed",
-        ],
-        capsys,
-    )
+    code, _, err = _mirror_run(capsys, mirrors[2021], tmp_path, "--vintage", "2021", "--territory", "974", out=out)
     assert code == 0, err[-3000:]
     import geopandas as gpd
 
@@ -243,24 +187,7 @@ def test_an_overseas_departement_runs_in_its_own_projection(mirrors, tmp_path, d
 
 
 def test_mayotte_without_census_is_reported_not_a_crash(mirrors, tmp_path, dagster_home, capsys):
-    code, _, err = _run(
-        [
-            "run",
-            "--vintage",
-            "2021",
-            "--territory",
-            "976",
-            "--mirror",
-            str(mirrors[2021]),
-            "--offline",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--out",
-            str(tmp_path / "out"),
-            "--accept-changed",
-        ],
-        capsys,
-    )
+    code, _, err = _mirror_run(capsys, mirrors[2021], tmp_path, "--vintage", "2021", "--territory", "976")
     assert code == 2
     assert "Mayotte" in err and "Traceback" not in err
 
@@ -280,23 +207,8 @@ def test_a_failing_optional_source_costs_its_indicators_not_the_run(mirrors, tmp
         for name, data in kept.items():
             zf.writestr(name, data)
     out = tmp_path / "out"
-    code, summary, _ = _run(
-        [
-            "run",
-            "--vintage",
-            "2020",
-            "--territory",
-            "pays-arbresle",
-            "--mirror",
-            str(mirror),
-            "--offline",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--out",
-            str(out),
-            "--accept-changed",
-        ],
-        capsys,
+    code, summary, _ = _mirror_run(
+        capsys, str(mirror), tmp_path, "--vintage", "2020", "--territory", "pays-arbresle", out=out
     )
     assert code == 0
     assert "source écartée : filosofi_communes" in summary
@@ -372,21 +284,10 @@ def test_download_from_a_publisher_like_server(mirrors, tmp_path, dagster_home, 
 def test_two_departements_by_partition_equal_the_territory_run(mirrors, tmp_path, dagster_home, capsys):
     """One chain: a territory run of Rhône and Moselle, and their two département partitions
     (sources parsed once) merged and scored on the merged table, publish the same IRIS values."""
-    common = [
-        "--vintage",
-        "2021",
-        "--territory",
-        "69,57",
-        "--mirror",
-        str(mirrors[2021]),
-        "--offline",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--accept-changed",
-    ]
-    code, _, err = _run(["run", *common, "--out", str(tmp_path / "territoire")], capsys)
+    common = ("--vintage", "2021", "--territory", "69,57")
+    code, _, err = _mirror_run(capsys, mirrors[2021], tmp_path, *common, out=tmp_path / "territoire")
     assert code == 0, err[-3000:]
-    code, _, err = _run(["run", *common, "--by-departement", "--out", str(tmp_path / "national")], capsys)
+    code, _, err = _mirror_run(capsys, mirrors[2021], tmp_path, *common, "--by-departement", out=tmp_path / "national")
     assert code == 0, err[-3000:]
     territory = _layer(tmp_path / "territoire")
     merged = (
