@@ -18,60 +18,85 @@ EXIT_INPUT = 2
 EXIT_FAILED = 1
 
 
+# argparse's own words, in French (argparse translates through gettext's `_`; no catalogue of
+# ours is installed, so the few phrases a user meets are given here).
+ARGPARSE_FR = {
+    "usage: ": "utilisation : ",
+    "options": "options",
+    "positional arguments": "arguments",
+    "show this help message and exit": "afficher cette aide et quitter",
+    "the following arguments are required: %s": "arguments obligatoires manquants : %s",
+    "invalid choice: %(value)r (choose from %(choices)s)": "choix invalide : %(value)r (au choix : %(choices)s)",
+    "%(prog)s: error: %(message)s\n": "%(prog)s : erreur : %(message)s\n",
+    "unrecognized arguments: %s": "arguments inconnus : %s",
+    "expected one argument": "une valeur est attendue",
+    "invalid %(type)s value: %(value)r": "valeur %(type)s invalide : %(value)r",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
+    argparse._ = lambda text: ARGPARSE_FR.get(text, text)
     parser = argparse.ArgumentParser(
         prog="fragilite",
         description="Indice de fragilité numérique à l'IRIS (méthode MedNum), orchestré par Dagster.",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on failure")
+    parser.add_argument("--debug", action="store_true", help="afficher la trace complète en cas d'erreur")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="compute the index and write the layers (default: the embedded Rhône sample)")
+    run = sub.add_parser(
+        "run", help="calculer l'indice et écrire les couches (par défaut : l'échantillon embarqué du Rhône)"
+    )
     _config_option(run)
     run.add_argument(
         "--reference",
         choices=["departement", "epci", "territoire", "region", "france"],
-        help="reference territory of the scores (default: departement)",
+        help="territoire de référence des scores (par défaut : departement)",
     )
     run.add_argument(
-        "--legacy-2020", action="store_true", default=None, help="reproduce the 2020 MedNum publication (see README)"
+        "--legacy-2020",
+        action="store_true",
+        default=None,
+        help="reproduire la publication MedNum 2020 (voir le README)",
     )
     run.add_argument(
         "--territory",
         metavar="CODES",
-        help="study territory: a preset of config/territories.yaml (rhone, metropole-lyon, "
-        "pays-arbresle, …) or comma-separated département, commune or EPCI codes",
+        help="territoire d'étude : un nom de config/territories.yaml (rhone, metropole-lyon, pays-arbresle, "
+        "metz-metropole…) ou des codes de départements, communes ou EPCI séparés par des virgules ; hors des "
+        "fichiers configurés, le dernier millésime du catalogue est pris",
     )
-    run.add_argument("--out", metavar="DIR", help="output folder (default: build/sorties/)")
+    run.add_argument("--out", metavar="DOSSIER", help="dossier de sortie (par défaut : build/sorties/)")
     run.add_argument(
         "--by-departement",
         action="store_true",
-        help="run the département partitions the territory covers, then their national merge "
-        "(layers/france_iris.parquet), instead of the territory layers",
+        help="calculer les partitions départementales que couvre le territoire, puis leur fusion nationale "
+        "(layers/france_iris.parquet), au lieu des couches du territoire",
     )
     _source_options(run)
-    run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on failure")
+    run.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="afficher la trace complète en cas d'erreur"
+    )
 
     fetch = sub.add_parser(
-        "fetch", help="download (or check offline) every file a census vintage needs, without computing"
+        "fetch", help="télécharger (ou vérifier hors ligne) tous les fichiers d'un millésime, sans calculer"
     )
     _config_option(fetch)
     _source_options(fetch, vintage_required=True)
 
     check = sub.add_parser(
-        "validate", help="check the inputs of a run (layout, codes, joins, vintages) without computing"
+        "validate", help="vérifier les entrées d'un calcul (format, codes, jointures, millésimes), sans calculer"
     )
     _config_option(check)
     _source_options(check)
 
-    listing = sub.add_parser("sources", help="list the source catalogue (config/sources.yaml)")
+    listing = sub.add_parser("sources", help="lister le catalogue des sources (config/sources.yaml)")
     _config_option(listing)
-    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.add_argument("--json", action="store_true", help="sortie JSON (pour un script)")
 
-    show = sub.add_parser("config", help="print the effective configuration (YAML)")
+    show = sub.add_parser("config", help="afficher la configuration effective (YAML)")
     _config_option(show)
 
-    ui = sub.add_parser("ui", help="open the Dagster UI on http://127.0.0.1:3000")
+    ui = sub.add_parser("ui", help="ouvrir l'interface Dagster sur http://127.0.0.1:3000")
     ui.add_argument("--port", type=int, default=3000)
     return parser
 
@@ -81,22 +106,26 @@ def _source_options(parser: argparse.ArgumentParser, vintage_required: bool = Fa
         "--vintage",
         type=int,
         required=vintage_required,
-        help="census vintage (e.g. 2019): download its files from the catalogue instead of "
-        "reading config inputs; the geography year follows (vintage + 2)",
+        help="millésime du recensement (par exemple 2021) : ses fichiers sont pris au catalogue au lieu des "
+        "entrées de la configuration ; la géographie suit (millésime + 2)",
     )
-    parser.add_argument("--offline", action="store_true", default=None, help="use only the cache and --mirror")
-    parser.add_argument("--mirror", metavar="DIR", help="folder of files already downloaded, matched by file name")
-    parser.add_argument("--cache-dir", metavar="DIR", help="download cache (default: ~/.cache/fragilite-numerique)")
+    parser.add_argument("--offline", action="store_true", default=None, help="n'utiliser que le cache et --mirror")
+    parser.add_argument(
+        "--mirror", metavar="DOSSIER", help="dossier de fichiers déjà téléchargés, reconnus par leur nom"
+    )
+    parser.add_argument(
+        "--cache-dir", metavar="DOSSIER", help="cache des téléchargements (par défaut : ~/.cache/fragilite-numerique)"
+    )
     parser.add_argument(
         "--accept-changed",
         action="store_true",
         default=None,
-        help="accept files whose checksum differs from the catalogue",
+        help="accepter un fichier dont la somme de contrôle diffère du catalogue (republié par l'éditeur)",
     )
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="YAML file overriding config/defaults.yaml")
+    parser.add_argument("--config", metavar="FICHIER", help="fichier YAML qui complète config/defaults.yaml")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

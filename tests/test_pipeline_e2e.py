@@ -14,6 +14,7 @@ import geopandas as gpd
 import pandas as pd
 import pyarrow.parquet as pq
 import pyogrio
+import pytest
 
 from config.settings import load_publication
 from outputs.layers import IDENTITY_COLUMNS
@@ -204,3 +205,14 @@ def test_a_renamed_census_column_is_refused_not_dropped(tmp_path, dagster_home, 
     assert main(["run", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "P16_POP65P" in err and str(renamed) in err and "Traceback" not in err
+
+
+def test_command_line_help_and_usage_errors_are_in_french(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "utilisation : fragilite" in text and "calculer l'indice" in text and "usage:" not in text
+    with pytest.raises(SystemExit):
+        main(["run", "--reference", "canton"])
+    err = capsys.readouterr().err
+    assert "erreur : argument --reference: choix invalide : 'canton'" in err
