@@ -278,7 +278,9 @@ def _validate(resource) -> int:
         except Exception as exc:  # noqa: BLE001 - reported below, with every other problem
             level = "avertissement" if is_optional(resource.source_catalogue, key) else "erreur"
             unavailable.append(Problem(level, key, str(exc)))
-    problems = unavailable + validate_inputs(paths, settings.run.vintage)
+    problems = unavailable + validate_inputs(
+        paths, settings.run.vintage, resource.catalogue, resource.tic, settings.run.indicators
+    )
     errors = [p for p in problems if p.level == "erreur"]
     for problem in problems:
         print(problem)

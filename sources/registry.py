@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from config.settings import IndicatorCatalogue, TicConfig, census_variables, required_census_variables
 from sources.arcep import read_arcep_debit
 from sources.caf import read_caf_non_connectes
 from sources.cog import read_cog_passage, read_communes_epci
@@ -32,3 +33,23 @@ PARSERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     "caf_non_connectes": read_caf_non_connectes,
     "cog_passage": read_cog_passage,
 }
+
+
+def read_input(
+    key: str,
+    path: Path,
+    catalogue: IndicatorCatalogue | None = None,
+    tic: TicConfig | None = None,
+    wanted: Sequence[str] = (),
+) -> pd.DataFrame:
+    """One input as a run reads it — the same path for `fragilite run` and `fragilite validate`.
+    Given the indicator catalogue and the TIC groups, a census file is parsed only for the
+    variables the run uses (~100 per national file) and must hold those its indicators need."""
+    if key in CENSUS_THEMES and catalogue is not None and tic is not None:
+        return read_base_ic(
+            path,
+            CENSUS_THEMES[key],
+            census_variables(catalogue, tic),
+            required=required_census_variables(catalogue, key, list(wanted)),
+        )
+    return PARSERS[key](path)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import shapely
 
-from config.settings import REQUIRED_INPUTS
+from config.settings import REQUIRED_INPUTS, IndicatorCatalogue, TicConfig
 from sources.archives import ArchiveError
 from sources.common import InputError
 from sources.download import DownloadError
-from sources.registry import CENSUS_THEMES, PARSERS
+from sources.registry import CENSUS_THEMES, PARSERS, read_input
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,13 @@ class Problem:
         return f"[{self.level}] {self.input}: {self.message}"
 
 
-def validate_inputs(paths: dict[str, Path | None], expected_vintage: int | None = None) -> list[Problem]:
+def validate_inputs(
+    paths: dict[str, Path | None],
+    expected_vintage: int | None = None,
+    catalogue: IndicatorCatalogue | None = None,
+    tic: TicConfig | None = None,
+    wanted: Sequence[str] = (),
+) -> list[Problem]:
     """Parse each input, then check vintages, code joins and geometries across them."""
     from transforms.iris_base import VintageError, build_iris_base, census_vintage, join_census
 
@@ -38,7 +45,7 @@ def validate_inputs(paths: dict[str, Path | None], expected_vintage: int | None 
         if path is None or key not in PARSERS:
             continue
         try:
-            tables[key] = PARSERS[key](Path(path))
+            tables[key] = read_input(key, Path(path), catalogue, tic, wanted)
         except (InputError, ArchiveError, DownloadError) as exc:
             problems.append(Problem("erreur", key, str(exc)))
             continue

@@ -216,3 +216,14 @@ def test_command_line_help_and_usage_errors_are_in_french(capsys):
         main(["run", "--reference", "canton"])
     err = capsys.readouterr().err
     assert "erreur : argument --reference: choix invalide : 'canton'" in err
+
+
+def test_validate_reads_census_files_as_the_run_does(tmp_path, capsys):
+    """One reading path for `run` and `validate`: the renamed column is refused by both."""
+    source = (ROOT / "data" / "sample-69" / "insee" / "base-ic-evol-struct-pop-2016_dep69.csv").read_text(
+        encoding="utf-8"
+    )
+    renamed = write(tmp_path / "pop.csv", source.replace("P16_POP65P", "P16_POP65_PLUS", 1))
+    config = write(tmp_path / "user.yaml", f"inputs:\n  rp_evol_struct_pop: {renamed.name}\n")
+    assert main(["validate", "--config", str(config)]) == 2
+    assert "P16_POP65P" in capsys.readouterr().out

@@ -29,7 +29,9 @@ from transforms.indicators import IndicatorInputs, compute_indicators
 
 
 def test_validate_reports_every_problem_at_once(tmp_path, capsys):
-    bad_pop = write(tmp_path / "pop.csv", "IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;douze\n")
+    bad_pop = write(
+        tmp_path / "pop.csv", "IRIS;COM;TYP_IRIS;P16_POP;P16_POP1529;P16_POP65P\n690010000;69001;Z;douze;1;1\n"
+    )
     bad_epci = write(tmp_path / "epci.csv", "COM;LIBCOM;LIBEPCI\n69001;Affoux;CA\n")
     config = write(
         tmp_path / "c.yaml", f"inputs:\n  rp_evol_struct_pop: {bad_pop.name}\n  communes_epci: {bad_epci.name}\n"

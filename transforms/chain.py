@@ -16,12 +16,13 @@ import geopandas as gpd
 import pandas as pd
 
 from config.settings import ConfigError, Indicator
+from sources.registry import CENSUS_THEMES
 from transforms.indicators import IndicatorInputs, IndicatorResult, compute_indicators
 from transforms.iris_base import JoinReport, VintageError, build_iris_base, census_vintage, join_census
 from transforms.territory import Territory, one_part_of_france, require_census, select_territory
 
 # The census themes (base-ic files) of a run, as input keys.
-CENSUS_INPUTS = ("rp_evol_struct_pop", "rp_diplomes_formation", "rp_couples_familles_menages", "rp_activite_residents")
+CENSUS_INPUTS = tuple(CENSUS_THEMES)
 # The inputs indicators draw on besides the census.
 INDICATOR_INPUTS = ("filosofi_iris", "filosofi_communes", "arcep_debit", "caf_non_connectes", "cog_passage")
 

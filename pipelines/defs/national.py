@@ -16,13 +16,13 @@ import pandas as pd
 
 from config.settings import load_departement_names
 from indice.methods import score_all
-from outputs.disclosure import apply_secret
 from outputs.files import output_transaction, write_all
-from outputs.layers import build_layer
-from pipelines.defs.indice import method_label, method_params, scored_indicators
+from pipelines.defs.indice import method_params, scored_indicators
+from pipelines.defs.outputs import published_layer
+from pipelines.defs.transforms import building_connectivity
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
-from transforms.chain import CENSUS_INPUTS, INDICATOR_INPUTS, connectivity_table, iris_indicators, territory_base
+from transforms.chain import CENSUS_INPUTS, INDICATOR_INPUTS, iris_indicators, territory_base
 from transforms.territory import METROPOLE_EPSG, Territory
 
 GROUP = "national"
@@ -66,16 +66,8 @@ def iris_departement(context: dg.AssetExecutionContext, fragilite: FragiliteConf
         Territory(f"département {departement}", [departement]),
         settings.run.vintage,
     )
-    buildings, _ = fragilite.input_file("arcep_batiments")
-    coverage, _ = fragilite.input_file("arcep_4g")
-    connectivite = None
-    if buildings is not None:  # as the territory's `iris_connectivite`
-        connectivite, _ = connectivity_table(
-            base.frame,
-            Path(buildings),
-            Path(coverage) if coverage else None,
-            Path(context.instance.storage_directory()) / "duckdb",
-        )
+    measured = building_connectivity(context, fragilite, base.frame)  # as the territory's `iris_connectivite`
+    connectivite = measured[0] if measured else None
     result = iris_indicators(
         base.frame,
         {**{key: sources[key] for key in INDICATOR_INPUTS}, "connectivite": connectivite},
@@ -101,26 +93,12 @@ def iris_departement(context: dg.AssetExecutionContext, fragilite: FragiliteConf
     )
 
 
-def score_merged(fragilite: FragiliteConfig, merged: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """The published IRIS layer of merged partitions: every selected method, scored once on the
-    whole merged table (the same functions as the territory's `iris_scores`)."""
+def score_merged(fragilite: FragiliteConfig, merged: gpd.GeoDataFrame, run_id: str) -> gpd.GeoDataFrame:
+    """The published IRIS layer of merged partitions: every selected method scored once on the
+    whole merged table, laid out and blanked as the territory's `couche_iris`."""
     frame = pd.DataFrame(merged.drop(columns="geometry"))
     scored = score_all(frame, scored_indicators(fragilite, frame), method_params(fragilite, frame))
-    indicator_ids = [c[: -len("_num")] for c in frame.columns if c.endswith("_num")]
-    settings = fragilite.settings
-    layer = build_layer(
-        "iris",
-        merged,
-        scored.table,
-        indicator_ids,
-        methode=method_label(settings),
-        reference=settings.run.reference,
-        millesime_rp=int(frame["millesime_rp"].iloc[0]),
-    )
-    caf = [i.id for i in fragilite.catalogue.indicators if i.source == "caf_non_connectes"]
-    from config.settings import load_publication
-
-    return apply_secret(layer, caf, load_publication().secret_threshold)
+    return published_layer(fragilite, "iris", merged, scored, None, run_id)[0]
 
 
 @dg.asset(group_name=GROUP, deps=[iris_departement], kinds={"geoparquet"}, owners=OWNERS, tags={"maille": "iris"})
@@ -140,7 +118,9 @@ def france_iris(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -
         part = gpd.read_parquet(path).drop(columns="bbox", errors="ignore")
         by_crs.setdefault(part.crs.to_epsg(), []).append(part)
     layers = {
-        epsg: score_merged(fragilite, gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs))
+        epsg: score_merged(
+            fragilite, gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs), context.run.run_id
+        )
         for epsg, frames in by_crs.items()
     }
     with output_transaction(out_dir, context.run.run_id) as stage:

@@ -4,15 +4,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from config.settings import census_variables, required_census_variables
 from pipelines.reporting import file_metadata, report, table_metadata
 from pipelines.resources import FragiliteConfig
 from sources.archives import ArchiveError
 from sources.catalogue import is_optional
 from sources.common import InputError
 from sources.download import DownloadError
-from sources.insee_rp import read_base_ic
-from sources.registry import CENSUS_THEMES, PARSERS
+from sources.registry import read_input
 
 # What a source may fail with: a file that cannot be had, unpacked or read.
 SOURCE_FAILURES = (InputError, DownloadError, ArchiveError)
@@ -44,15 +42,7 @@ def _source_asset(
             if path is None:
                 report(context, f"{key}: non fourni (optionnel), indicateurs correspondants absents")
                 return dg.Output(None, metadata={"fourni": False})
-            if key in CENSUS_THEMES:  # only the variables the run uses are parsed (~100 per national file)
-                frame = read_base_ic(
-                    path,
-                    CENSUS_THEMES[key],
-                    census_variables(fragilite.catalogue, fragilite.tic),
-                    required=required_census_variables(fragilite.catalogue, key, fragilite.settings.run.indicators),
-                )
-            else:
-                frame = PARSERS[key](path)
+            frame = read_input(key, path, fragilite.catalogue, fragilite.tic, fragilite.settings.run.indicators)
         except SOURCE_FAILURES as exc:
             if not is_optional(fragilite.source_catalogue, key):
                 raise

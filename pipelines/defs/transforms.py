@@ -71,6 +71,23 @@ def iris_base(
     )
 
 
+def building_connectivity(
+    context: dg.AssetExecutionContext, fragilite: FragiliteConfig, base: gpd.GeoDataFrame
+) -> tuple[pd.DataFrame, dict] | None:
+    """Per-IRIS counts from ARCEP's building files of the run's inputs (None when not given), for
+    the territory's `iris_connectivite` and for each département partition."""
+    buildings, _ = fragilite.input_file("arcep_batiments")
+    if buildings is None:
+        return None
+    coverage, _ = fragilite.input_file("arcep_4g")
+    return connectivity_table(
+        base,
+        Path(buildings),
+        Path(coverage) if coverage else None,
+        Path(context.instance.storage_directory()) / "duckdb",  # spills under build/, not the user's home
+    )
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"duckdb", "pandas"},
@@ -84,17 +101,11 @@ def iris_connectivite(
     fichiers par immeuble de l'ARCEP (points placés dans les contours IRIS avec DuckDB spatial) :
     quand ces fichiers sont fournis, `non_thd` et `non_4g` sont mesurés à l'IRIS ; sinon `non_thd`
     reprend le taux communal, signalé."""
-    buildings, _ = fragilite.input_file("arcep_batiments")
-    coverage, _ = fragilite.input_file("arcep_4g")
-    if buildings is None:
+    measured_files = building_connectivity(context, fragilite, iris_base)
+    if measured_files is None:
         report(context, "iris_connectivite: fichiers ARCEP par immeuble non fournis ; non_thd communal, non_4g absent")
         return dg.Output(None, metadata={"fourni": False})
-    table, reports = connectivity_table(
-        iris_base,
-        Path(buildings),
-        Path(coverage) if coverage else None,
-        Path(context.instance.storage_directory()) / "duckdb",  # spills under build/, not the user's home
-    )
+    table, reports = measured_files
     measured = int(table["donnees_batiments"].sum())
     report(context, f"iris_connectivite: {measured}/{len(table)} IRIS mesurées à partir des immeubles")
     return dg.Output(
