@@ -39,6 +39,7 @@ INPUT_KEYS = (
     "arcep_4g",
     "caf_non_connectes",
     "cog_passage",
+    "lieux_mediation",
 )
 # Sources an indicator may name: the inputs above, plus those still without a parser (their
 # indicators are reported as "inputs absent" until one is added).
@@ -123,7 +124,7 @@ class Weighting(_Strict):
     def _non_negative(cls, v: dict[str, float]) -> dict[str, float]:
         bad = {k: w for k, w in v.items() if w < 0}
         if bad:
-            raise ValueError(f"weights must be >= 0: {bad}")
+            raise ValueError(f"les poids sont positifs ou nuls : {bad}")
         return v
 
 
@@ -131,6 +132,9 @@ class IfnConfig(_Strict):
     mapping: Literal["decile", "minmax"] = "decile"
     universe: Literal["territoire", "france"] = "territoire"
     indicator_sets: dict[str, list[str]]
+    # Coarser mailles (communes, EPCI, départements) are ranked among the units of the same maille
+    # of the run; with fewer units than this the notes are not published for that maille.
+    min_units: int = Field(10, ge=2)
 
     @field_validator("indicator_sets")
     @classmethod
@@ -140,9 +144,29 @@ class IfnConfig(_Strict):
         return v
 
 
+class CompletenessRule(_Strict):
+    """When an axis or a composite score is computed from the indicator scores an IRIS has.
+
+    The MedNum 2019 default (1, false) is a mean over whatever is available."""
+
+    min_indicators_per_axis: int = Field(1, ge=1)
+    global_requires_all_axes: bool = False
+
+
+class ReliabilityRule(_Strict):
+    """`fiabilite = faible` under a population or for some IRIS types; such IRIS stay published but
+    are left out of the "exposed" lists when `exclude_from_exposed`."""
+
+    min_population: float = Field(200, ge=0)
+    weak_types: list[str] = ["A", "D"]
+    exclude_from_exposed: bool = True
+
+
 class MethodsConfig(_Strict):
     weightings: dict[str, Weighting]
     ifn_2023: IfnConfig
+    completeness: CompletenessRule = CompletenessRule()
+    reliability: ReliabilityRule = ReliabilityRule()
 
     @model_validator(mode="after")
     def _presets(self) -> MethodsConfig:
@@ -161,14 +185,32 @@ class TicGroup(_Strict):
     rates: dict[str, float]
     source: str
     verified: bool
+    # The publication (and where in it) that gives the rates: required when `verified`.
+    citation: str | None = None
+    # Rates of a verified group that the citation does not give (kept, flagged not verified).
+    unverified_rates: list[str] = []
+    # What a reader must know when using the estimates (e.g. a census group broader than the survey's).
+    caveat: str | None = None
 
     @field_validator("rates")
     @classmethod
     def _shares(cls, v: dict[str, float]) -> dict[str, float]:
         bad = {k: r for k, r in v.items() if not 0 <= r <= 1}
         if bad:
-            raise ValueError(f"rates are shares between 0 and 1: {bad}")
+            raise ValueError(f"les taux sont des parts entre 0 et 1 : {bad}")
         return v
+
+    @model_validator(mode="after")
+    def _verified_needs_citation(self) -> TicGroup:
+        if self.verified and not (self.citation or "").strip():
+            raise ValueError("verified: true demande une citation (publication et tableau qui donnent les taux)")
+        unknown = set(self.unverified_rates) - set(self.rates)
+        if unknown:
+            raise ValueError(f"unverified_rates : {sorted(unknown)} ne sont pas dans rates")
+        return self
+
+    def rate_verified(self, outcome: str) -> bool:
+        return self.verified and outcome not in self.unverified_rates
 
 
 class AgeBand(_Strict):
@@ -206,6 +248,9 @@ class TicConfig(_Strict):
 class RunOptions(_Strict):
     territory_label: str = "Territoire"
     reference: ReferenceLevel = "departement"
+    # A reference unit (département, EPCI) only partly present in the inputs: `refuse` stops the
+    # run and lists the missing communes; a level here replaces the reference, named in the outputs.
+    reference_fallback: Literal["refuse", "departement", "territoire", "region", "france"] = "refuse"
     legacy_2020: bool = False
     indicators: list[str] = []
     filosofi_commune_fallback: bool = True
@@ -235,12 +280,15 @@ class Inputs(_Strict):
     arcep_4g: Path | None = None
     caf_non_connectes: Path | None = None
     cog_passage: Path | None = None
+    # Lieux de médiation numérique (ANCT / La MedNum, schéma LaMednum/standard-mediation-num):
+    # the offer the accessibility measures use (config/offre.yaml, docs/offre.md).
+    lieux_mediation: Path | None = None
 
     @model_validator(mode="after")
     def _required_present(self) -> Inputs:
         missing = [k for k in REQUIRED_INPUTS if getattr(self, k) is None]
         if missing:
-            raise ValueError(f"inputs {missing} are required (set a file path for each)")
+            raise ValueError(f"entrées obligatoires absentes {missing} : donnez un chemin de fichier pour chacune")
         return self
 
 
@@ -295,18 +343,48 @@ class Settings(_Strict):
 # --- loading -------------------------------------------------------------------------------
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML loader that refuses a key written twice in one mapping: PyYAML keeps the last
+    value silently, so a duplicated `weights:` or `inputs:` would change a run without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"clé « {key} » en double (déjà écrite ligne {seen[key]}) : gardez-en une seule",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Load one YAML mapping safely, with an error that names the file."""
+    """Load one YAML mapping safely, with an error that names the file: text in UTF-8 only (a
+    binary file is refused before parsing) and no key written twice."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read configuration file ({exc.strerror})") from exc
+        raise ConfigError(f"{path} : fichier de configuration illisible ({exc.strerror})") from exc
+    if b"\x00" in raw:
+        raise ConfigError(f"{path} : fichier binaire, pas un texte YAML ; donnez le fichier .yaml de configuration")
     try:
-        data = yaml.safe_load(text) or {}
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} : octet {exc.start} non UTF-8 ; enregistrez le fichier en UTF-8 (éditeur : « Enregistrer sous », UTF-8)"
+        ) from exc
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path} : YAML invalide : {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
+        raise ConfigError(
+            f"{path} : une liste de clés (« clé: valeur ») est attendue au premier niveau, trouvé {type(data).__name__}"
+        )
     return data
 
 
@@ -336,11 +414,44 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return out
 
 
+# Pydantic's messages are in English: the common ones, said in French (the others as they are).
+VALIDATION_FR = {
+    "missing": "valeur obligatoire absente",
+    "extra_forbidden": "clé inconnue (faute de frappe ? voir `fragilite config` pour les clés admises)",
+    "literal_error": "valeur non admise, attendu : {expected}",
+    "enum": "valeur non admise, attendu : {expected}",
+    "int_parsing": "nombre entier attendu",
+    "int_type": "nombre entier attendu",
+    "float_parsing": "nombre attendu",
+    "float_type": "nombre attendu",
+    "finite_number": "nombre fini attendu (pas inf ni nan)",
+    "bool_parsing": "vrai/faux attendu (true ou false)",
+    "string_type": "texte attendu",
+    "list_type": "liste attendue",
+    "dict_type": "liste de clés (« clé: valeur ») attendue",
+    "model_type": "liste de clés (« clé: valeur ») attendue",
+    "path_type": "chemin de fichier attendu",
+    "greater_than": "doit être > {gt}",
+    "greater_than_equal": "doit être ≥ {ge}",
+    "less_than": "doit être < {lt}",
+    "less_than_equal": "doit être ≤ {le}",
+}
+
+
 def _format_validation(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid configuration"]
+    lines = [f"{source} : configuration invalide"]
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  - {where}: {err['msg']}")
+        where = ".".join(str(p) for p in err["loc"]) or "(premier niveau)"
+        template = VALIDATION_FR.get(err["type"])
+        if template is not None:
+            context = {"expected": "?", **(err.get("ctx") or {})}
+            context["expected"] = str(context["expected"]).replace(" or ", " ou ")
+            message = template.format(**context)
+        else:
+            message = str(err["msg"]).removeprefix("Value error, ")
+        value = err.get("input")
+        shown = f" (lu : {value!r})" if err["type"] != "missing" and not isinstance(value, dict | list) else ""
+        lines.append(f"  - {where} : {message}{shown}")
     return "\n".join(lines)
 
 
@@ -439,7 +550,7 @@ class PublicationConfig(_Strict):
     @classmethod
     def _positive(cls, v: list[float]) -> list[float]:
         if any(t <= 0 for t in v):
-            raise ValueError("tolerances are positive distances in metres")
+            raise ValueError("les tolérances sont des distances positives en mètres")
         return v
 
     def web_selection(self, columns: list[str]) -> list[str]:
@@ -451,7 +562,10 @@ def load_publication(path: Path = CONFIG_DIR / "publication.yaml") -> Publicatio
     return _load(PublicationConfig, path)
 
 
-FileFormat = Literal["zip", "7z", "xlsx", "xls", "csv", "gpkg"]
+FileFormat = Literal["zip", "7z", "xlsx", "xls", "csv", "gpkg", "gz"]
+# Placeholders a catalogue address may hold: `{dep}` (per-département datasets), `{quarter}`
+# (quarterly datasets: `last` or YYYY_Tn) and `{part}` (datasets published in `parts`).
+URL_PLACEHOLDERS = ("{dep}", "{quarter}", "{part}")
 
 
 class SourceFile(_Strict):
@@ -463,17 +577,68 @@ class SourceFile(_Strict):
     format: FileFormat | None = None  # what is downloaded (dataset's by default); checked before caching
     geography: int | None = None  # year (1 January) of the commune and IRIS codes of the file
     size: int | None = None
+    # Approximate size in bytes (a per-quarter file whose exact size changes): shown in the
+    # download plan with « ≈ », never checked.
+    size_hint: int | None = None
     md5: str | None = None
     sha256: str | None = None
     url_verified: bool = False
     note: str = ""
+    # Per-département datasets: the national file, used instead of the départements' files when
+    # the territory is all of France.
+    national: SourceFile | None = None
 
     @field_validator("url")
     @classmethod
     def _http(cls, v: str) -> str:
         if not v.startswith(("https://", "http://")):
             raise ValueError(f"only http(s) URLs are allowed, not {v!r}")
+        import re
+
+        unknown = [p for p in re.findall(r"\{[^}]*\}", v) if p not in URL_PLACEHOLDERS]
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {unknown} in {v!r}; allowed: {list(URL_PLACEHOLDERS)}")
         return v
+
+    @field_validator("filename")
+    @classmethod
+    def _plain_name(cls, v: str | None) -> str | None:
+        """The name a file gets in the cache: a bare file name, so that it can never be written
+        outside the cache folder (`../`, an absolute path, a hidden name)."""
+        if v is not None and (not v or v in (".", "..") or v.startswith(".") or any(c in v for c in "/\\\0:")):
+            raise ValueError(
+                f"filename {v!r} : un simple nom de fichier est attendu (ni dossier, ni « .. », ni nom caché)"
+            )
+        return v
+
+    def placeholders(self) -> set[str]:
+        """The placeholders of the address (and file name) of this file."""
+        text = self.url + (self.filename or "")
+        return {p for p in URL_PLACEHOLDERS if p in text}
+
+    def with_values(self, **values: str) -> SourceFile:
+        """This file with its placeholders filled (`dep="69"`, `quarter="2025_T2"`)."""
+        update: dict = {}
+        for attr in ("url", "filename"):
+            text = getattr(self, attr)
+            if text:
+                for name, value in values.items():
+                    text = text.replace("{" + name + "}", value)
+                update[attr] = text
+        if self.national is not None and "quarter" in values:
+            update["national"] = self.national.with_values(quarter=values["quarter"])
+        return self.model_copy(update=update)
+
+    def for_departement(self, dep: str) -> SourceFile:
+        """The file of one département (a per-département dataset's entry, `{dep}` filled)."""
+        return self.with_values(dep=dep).model_copy(update={"national": None})
+
+    def national_file(self) -> SourceFile:
+        """The national file of a per-département entry, with the entry's format."""
+        if self.national is None:
+            raise ValueError(f"{self.url}: no national file in the catalogue")
+        national = self.national
+        return national if national.format else national.model_copy(update={"format": self.format})
 
     @property
     def cache_name(self) -> str:
@@ -490,33 +655,77 @@ class Dataset(_Strict):
     format: FileFormat
     # A failure to get or read an optional input is a warning and a missing indicator.
     optional: bool = False
+    # One file per département of the study territory: every address holds `{dep}` (and may
+    # name a `national` file, used when the territory is all of France).
+    per_departement: bool = False
+    # Several files per vintage, one per part (« Mon réseau mobile »: one per operator): code in
+    # the address (`{part}`) → label.
+    parts: dict[str, str] = {}
     files: dict[str, SourceFile]
 
+    @model_validator(mode="after")
+    def _placeholders(self) -> Dataset:
+        for vintage, entry in self.files.items():
+            where = f"files.{vintage}"
+            found = entry.placeholders()
+            if self.per_departement and "{dep}" not in found:
+                raise ValueError(f"{where}: per_departement needs {{dep}} in the url ({entry.url})")
+            if not self.per_departement and "{dep}" in found:
+                raise ValueError(f"{where}: {{dep}} in the url needs per_departement: true ({entry.url})")
+            if bool(self.parts) != ("{part}" in found):
+                raise ValueError(f"{where}: `parts` and {{part}} in the url go together ({entry.url})")
+            if "{quarter}" in found and self.vintage_rule != "quarter":
+                raise ValueError(f"{where}: {{quarter}} in the url needs vintage_rule: quarter ({entry.url})")
+            if entry.national is not None:
+                if not self.per_departement:
+                    raise ValueError(f"{where}: a national file is only for per_departement datasets")
+                if "{dep}" in entry.national.placeholders() or entry.national.national is not None:
+                    raise ValueError(f"{where}.national: a national file has no {{dep}} and no national file")
+        return self
+
+    def listed_quarters(self) -> list[str]:
+        """The dated quarters (YYYY_Tn) the catalogue lists, oldest first."""
+        import re
+
+        return sorted(k for k in self.files if re.fullmatch(r"\d{4}_T[1-4]", k))
+
     def vintage_for(self, rp: int, quarter: str = "last") -> str:
-        """The file vintage a census vintage needs (methodology §1: geography = RP + 2)."""
+        """The file vintage a census vintage needs (methodology §1: geography = RP + 2). A
+        quarterly dataset that lists dated quarters only takes its newest for `last`."""
+        if self.vintage_rule == "quarter" and quarter == "last" and "last" not in self.files and self.listed_quarters():
+            return self.listed_quarters()[-1]
         return {"rp": str(rp), "geography": str(rp + 2), "latest": "latest", "quarter": quarter}[self.vintage_rule]
 
     def has_vintage(self, key: str) -> bool:
-        return key in self.files or (self.vintage_rule == "quarter" and "last" in self.files)
+        return key in self.files or (self.vintage_rule == "quarter" and bool(self._quarter_template()))
+
+    def _quarter_template(self) -> SourceFile | None:
+        """The entry a dated quarter not listed is derived from: `last`, else the newest listed
+        quarter whose address holds `{quarter}`."""
+        if "last" in self.files:
+            return self.files["last"]
+        templated = [k for k in self.listed_quarters() if "{quarter}" in self.files[k].placeholders()]
+        return self.files[templated[-1]] if templated else None
 
     def file(self, vintage: str) -> SourceFile:
         """The entry of a vintage, the dataset's format filled in. A quarterly dataset lists its
-        `last` file; a dated quarter (2025_T2) is the same address with the quarter in its path."""
+        `last` file (or dated quarters); another quarter (2025_T2) is the same address with the
+        quarter in its path (`{quarter}`, or the `/last/` folder replaced)."""
         if self.vintage_rule == "quarter" and vintage not in self.files:
             import re
 
             if not re.fullmatch(QUARTER_PATTERN, vintage):
                 raise ValueError(f"quarter {vintage!r}: expected 'last' or YYYY_Tn (e.g. 2025_T2)")
-            last = self.files["last"]
-            entry = last.model_copy(
-                update={
-                    "url": last.url.replace("/last/", f"/{vintage}/"),
-                    "geography": int(vintage[:4]),
-                    "url_verified": False,
-                }
+            template = self._quarter_template()
+            if template is None:
+                raise ValueError(f"quarter {vintage!r}: not in the catalogue ({', '.join(sorted(self.files))})")
+            if "{quarter}" not in template.placeholders():
+                template = template.model_copy(update={"url": template.url.replace("/last/", "/{quarter}/")})
+            entry = template.with_values(quarter=vintage).model_copy(
+                update={"geography": int(vintage[:4]), "url_verified": False}
             )
         else:
-            entry = self.files[vintage]
+            entry = self.files[vintage].with_values(quarter=vintage)
         return entry if entry.format else entry.model_copy(update={"format": self.format})
 
 
@@ -530,9 +739,10 @@ class Catalogue(_Strict):
 
         for name, dataset in self.datasets.items():
             for vintage, entry in dataset.files.items():
-                host = urlparse(entry.url).hostname
-                if host not in self.hosts:
-                    raise ValueError(f"datasets.{name}.files.{vintage}: host {host!r} is not in hosts {self.hosts}")
+                for url in (entry.url, entry.national.url if entry.national else None):
+                    host = urlparse(url).hostname if url else None
+                    if url and host not in self.hosts:
+                        raise ValueError(f"datasets.{name}.files.{vintage}: host {host!r} is not in hosts {self.hosts}")
         return self
 
 

@@ -2,6 +2,11 @@
 
 The public pages do not say how the 1–10 mapping is done. Default: decile rank among the IRIS
 of the universe (ties share the lower note, missing values get no note); option: min–max.
+
+Ranks and min–max are computed on rates rounded to RANK_DIGITS significant digits: far finer
+than any published figure (INSEE rates to 0.1 point, weighted census counts to about 1e-6), far
+coarser than floating-point noise (1e-16), so that one commune value given to several IRIS — or
+any two equal published values — always share a note.
 """
 
 from __future__ import annotations
@@ -12,11 +17,20 @@ import numpy as np
 import pandas as pd
 
 PREFIX = "ifn2023"
+RANK_DIGITS = 9
+
+
+def round_significant(values: pd.Series, digits: int = RANK_DIGITS) -> pd.Series:
+    """Each value rounded to `digits` significant digits (through its decimal text, so that
+    values equal at that precision become the same float)."""
+    formatted = np.char.mod(f"%.{digits - 1}e", values.to_numpy(dtype="float64"))
+    return pd.Series(formatted.astype("float64"), index=values.index)
 
 
 def to_notes(values: pd.Series, mapping: str = "decile") -> pd.Series:
-    """1..10, 10 = highest value (highest risk). Missing values stay missing."""
-    present = values.dropna()
+    """1..10, 10 = highest value (highest risk), on values rounded to RANK_DIGITS significant
+    digits. Missing values stay missing."""
+    present = round_significant(values.dropna())
     notes = pd.Series(np.nan, index=values.index, dtype="float64")
     if present.empty:
         return notes

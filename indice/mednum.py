@@ -20,7 +20,12 @@ from indice.weighting import composite_score
 
 AXES = ("information", "interfaces", "administratif", "numerique")
 GLOBALS = {"acces": ("information", "interfaces"), "competences": ("administratif", "numerique")}
-SCORE_COLUMNS = tuple(f"score_{a}" for a in AXES) + ("score_acces", "score_competences", "score_global")
+AXIS_SCORE_COLUMNS = tuple(f"score_{a}" for a in AXES) + ("score_acces", "score_competences", "score_global")
+# What each score rests on (methodology §8), and the reliability flag of the row.
+COMPLETENESS_COLUMNS = ("nb_indicateurs_notes", "indicateurs_manquants", *(f"n_{a}" for a in AXES))
+RELIABILITY_COLUMN = "fiabilite"
+# The columns a layer takes from the score table after the indicator scores, in this order.
+SCORE_COLUMNS = (*AXIS_SCORE_COLUMNS, *COMPLETENESS_COLUMNS, RELIABILITY_COLUMN)
 GROUP_COLUMN = {"departement": "DEP", "epci": "EPCI", "region": "REG"}
 
 
@@ -28,9 +33,11 @@ GROUP_COLUMN = {"departement": "DEP", "epci": "EPCI", "region": "REG"}
 class Reference:
     """Where x_k(R) comes from.
 
-    `level` departement/epci/territoire: computed from the loaded IRIS. region/france: taken
-    from `fixed` (region code or "FR" → {indicator id: value}); indicators without a fixed
-    value are not scored.
+    Without `fixed`, departement/epci/territoire values are computed from the rows scored. With
+    `fixed` (unit code → {indicator id: value}), each row takes the values of its unit: the
+    configured région/France values, or the values computed once on the whole reference units
+    (`unit_references`) so that the study territory never changes them. An indicator without a
+    value for a unit is not scored there.
     """
 
     level: str = "departement"
@@ -38,9 +45,12 @@ class Reference:
 
 
 def rates(frame: pd.DataFrame, ind_id: str, legacy_2020: bool = False) -> pd.Series:
-    """x_k(i); under legacy_2020 a zero denominator gives a rate of 0 (MedNum 2020)."""
+    """x_k(i): the published rate `<id>_taux` when the frame has it (a commune value given to
+    several IRIS is then exactly equal on each), else num / den; under legacy_2020 a zero
+    denominator gives a rate of 0 (MedNum 2020)."""
     num, den = frame[f"{ind_id}_num"], frame[f"{ind_id}_den"]
-    rate = (num / den).where(den > 0)
+    published = frame.get(f"{ind_id}_taux")
+    rate = (published if published is not None else num / den).astype("float64").where(den > 0)
     if legacy_2020:
         rate = rate.mask(num.notna() & (den <= 0), 0.0)
     return rate
@@ -61,7 +71,7 @@ def reference_values(
     keys = _group_keys(frame, reference.level)
     out = pd.DataFrame(index=frame.index)
     for ind in indicators:
-        if reference.level in ("region", "france"):
+        if reference.fixed or reference.level in ("region", "france"):
             values = {code: vals.get(ind.id, np.nan) for code, vals in reference.fixed.items()}
             out[ind.id] = keys.map(values).astype("float64")
             continue
@@ -79,6 +89,25 @@ def reference_values(
             ref = (grouped["num"] / grouped["den"]).where(grouped["den"] > 0)
         out[ind.id] = keys.map(ref).astype("float64")
     return out
+
+
+def unit_references(
+    frame: pd.DataFrame,
+    indicators: list[Indicator],
+    level: str,
+    *,
+    commune_mean: frozenset[str] = frozenset(),
+) -> dict[str, dict[str, float]]:
+    """x_k(R) of every reference unit of `frame` (unit code → {indicator id: value}), computed
+    on all its rows: pass the whole reference units, then score any subset with
+    `Reference(level, fixed=...)`."""
+    computed = reference_values(frame, indicators, Reference(level), commune_mean=commune_mean)
+    keys = _group_keys(frame, level)
+    table = computed.assign(_key=keys.to_numpy()).dropna(subset=["_key"]).drop_duplicates("_key")
+    return {
+        str(row["_key"]): {i.id: float(row[i.id]) for i in indicators if pd.notna(row[i.id])}
+        for _, row in table.iterrows()
+    }
 
 
 def _group_keys(frame: pd.DataFrame, level: str) -> pd.Series:
@@ -112,19 +141,56 @@ def indicator_scores(
     return out
 
 
+@dataclass(frozen=True)
+class Completeness:
+    """When a composite is computed (config/methods.yaml `completeness`). The defaults are the
+    MedNum 2019 rule: the mean of whatever indicator scores are available."""
+
+    min_indicators_per_axis: int = 1
+    global_requires_all_axes: bool = False
+
+
+def indicator_counts(scores: pd.DataFrame, axis_of: Mapping[str, str]) -> pd.DataFrame:
+    """Per row: `nb_indicateurs_notes`, `indicateurs_manquants` (ids, comma-separated, in
+    catalogue order) and `n_<axe>`, over the indicators of `axis_of` (those the run scores)."""
+    present = pd.DataFrame(
+        {i: scores[f"{i}_score"].notna() if f"{i}_score" in scores else False for i in axis_of}, index=scores.index
+    )
+    out = pd.DataFrame(index=scores.index)
+    out["nb_indicateurs_notes"] = present.sum(axis=1).astype("int32")
+    ids = np.array(list(axis_of), dtype=object)
+    missing = ~present.to_numpy(dtype=bool)
+    out["indicateurs_manquants"] = [",".join(ids[row]) for row in missing] if len(ids) else ""
+    for axis in AXES:
+        members = [i for i, a in axis_of.items() if a == axis]
+        out[f"n_{axis}"] = present[members].sum(axis=1).astype("int32") if members else np.int32(0)
+    return out
+
+
 def aggregate_scores(
-    scores: pd.DataFrame, axis_of: Mapping[str, str], weights: Mapping[str, float] | None = None
+    scores: pd.DataFrame,
+    axis_of: Mapping[str, str],
+    weights: Mapping[str, float] | None = None,
+    rule: Completeness = Completeness(),
 ) -> pd.DataFrame:
     """Axis, `acces`, `competences` and global scores as pooled means of indicator scores.
 
     `scores` has one `<id>_score` column per indicator; `axis_of` maps indicator id → axis;
     `weights` (indicator id → weight, default 1) come from the `mednum_2019` preset. Missing
-    scores are skipped, never counted as 0.
+    scores are skipped, never counted as 0. `rule` blanks an axis resting on fewer indicators
+    than required and, if asked, a composite unless each of its axes has a score.
     """
+    counts = indicator_counts(scores, axis_of)
 
     def pooled(axes: tuple[str, ...]) -> pd.Series:
         subset = {i: a for i, a in axis_of.items() if a in axes}
-        return composite_score(scores, subset, scheme="pooled", indicator_weights=weights)
+        value = composite_score(scores, subset, scheme="pooled", indicator_weights=weights)
+        enough = pd.Series(True, index=scores.index)
+        for axis in axes:
+            axis_ok = counts[f"n_{axis}"] >= rule.min_indicators_per_axis
+            if len(axes) == 1 or rule.global_requires_all_axes:
+                enough &= axis_ok
+        return value.where(enough)
 
     out = pd.DataFrame(index=scores.index)
     for axis in AXES:
@@ -132,7 +198,7 @@ def aggregate_scores(
     for name, axes in GLOBALS.items():
         out[f"score_{name}"] = pooled(axes)
     out["score_global"] = pooled(AXES)
-    return out
+    return pd.concat([out, counts], axis=1)
 
 
 @dataclass
@@ -149,12 +215,22 @@ def score_mednum(
     *,
     legacy_2020: bool = False,
     weights: Mapping[str, float] | None = None,
+    rule: Completeness = Completeness(),
 ) -> MednumResult:
     """The whole MedNum 2019 method (or its 2020 publication with `legacy_2020`)."""
-    commune_mean = frozenset(i.id for i in indicators if legacy_2020 and i.higher_is_better)
-    refs = reference_values(frame, indicators, reference, commune_mean=commune_mean)
-    unscored = {i.id: f"no reference value at level {reference.level}" for i in indicators if refs[i.id].isna().all()}
+    refs = reference_values(frame, indicators, reference, commune_mean=commune_mean_ids(indicators, legacy_2020))
+    unscored = {
+        i.id: f"aucune valeur de référence au niveau {reference.level}"
+        + (" dans la configuration (reference_values)" if reference.level in ("region", "france") else "")
+        for i in indicators
+        if refs[i.id].isna().all()
+    }
     # Unscored indicators keep an all-missing score column; means skip missing scores.
     per_indicator = indicator_scores(frame, indicators, refs, legacy_2020=legacy_2020)
-    aggregated = aggregate_scores(per_indicator, {i.id: i.axis for i in indicators}, weights)
+    aggregated = aggregate_scores(per_indicator, {i.id: i.axis for i in indicators}, weights, rule)
     return MednumResult(pd.concat([per_indicator, aggregated], axis=1), refs, unscored)
+
+
+def commune_mean_ids(indicators: list[Indicator], legacy_2020: bool) -> frozenset[str]:
+    """Indicators whose reference is a mean of commune values (MedNum 2020 income)."""
+    return frozenset(i.id for i in indicators if legacy_2020 and i.higher_is_better)

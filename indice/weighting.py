@@ -20,8 +20,11 @@ def weighted_mean(scores: pd.DataFrame, weights: Mapping[str, float]) -> pd.Seri
     w = np.array([weights.get(c, 1.0) for c in scores.columns], dtype="float64")
     values = scores.to_numpy(dtype="float64")
     present = ~np.isnan(values)
-    total = (present * w).sum(axis=1)
-    weighted = np.where(present, values, 0.0) @ w
+    # Row by row (never a matrix product: BLAS blocks rows differently with the row count, so the
+    # same IRIS would get a score differing in the last bits between two territories).
+    values = np.ascontiguousarray(np.where(present, values, 0.0) * w)
+    total = np.ascontiguousarray(present * w).sum(axis=1)
+    weighted = values.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return pd.Series(np.where(total > 0, weighted / total, np.nan), index=scores.index)
 

@@ -38,6 +38,56 @@ def _beside(out_dir: Path, what: str) -> Path:
     return out_dir.parent / f".{out_dir.name}.{MARK}-{what}"
 
 
+class OutputFolderError(ValueError):
+    """The output folder cannot receive a run's files (checked before anything is computed)."""
+
+
+def check_output_folder(out_dir: Path) -> None:
+    """Refuse, before a run computes anything, an output folder that could never be committed:
+    a path that is a file, a parent that cannot be created or written (the staging folder, the
+    lock and the swap live beside the folder), a folder another run holds."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputFolderError(f"{out_dir} : c'est un fichier, pas un dossier ; donnez un dossier avec --out")
+    parent = out_dir.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputFolderError(f"{out_dir} : {existing} est un fichier ; donnez un dossier avec --out")
+    target = parent if parent.exists() else existing
+    if target is not None and not _writable(target):
+        raise OutputFolderError(
+            f"{out_dir} : pas le droit d'écrire dans {target} (la chaîne y écrit le dossier de sortie, "
+            "son dossier de préparation et son verrou) ; choisissez un autre dossier avec --out"
+        )
+    if out_dir.exists() and not _writable(out_dir):
+        raise OutputFolderError(f"{out_dir} : dossier en lecture seule ; choisissez un autre dossier avec --out")
+    lock = _beside(out_dir, "verrou")
+    if lock.exists():  # a lock file outlives its run: only a held lock means another run
+        with open(lock, "a+") as handle:
+            _lock(handle, out_dir)
+
+
+def _lock(handle, out_dir: Path) -> None:
+    """Take the output folder's lock (held until `handle` closes), or say who holds it."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise OutputLockedError(
+            f"{out_dir} : un autre calcul fragilite écrit ici ; attendez sa fin ou choisissez un autre dossier avec --out"
+        ) from None
+
+
+def _writable(folder: Path) -> bool:
+    """A file can be created in `folder` (tried for real: permissions, read-only mounts, root)."""
+    probe = folder / f".{MARK}-sonde-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError:
+        return False
+    probe.unlink(missing_ok=True)
+    return True
+
+
 @contextmanager
 def output_lock(out_dir: Path) -> Iterator[None]:
     """Exclusive, non-blocking lock on an output folder (released when the process dies).
@@ -49,13 +99,7 @@ def output_lock(out_dir: Path) -> Iterator[None]:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     handle = open(_beside(out_dir, "verrou"), "a+")
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OutputLockedError(
-                f"{out_dir} : un autre calcul fragilite écrit ici (another fragilite run) ; attendez sa fin "
-                "ou choisissez un autre dossier avec --out"
-            ) from None
+        _lock(handle, out_dir)
         _recover(out_dir)
         yield
     finally:

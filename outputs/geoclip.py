@@ -1,8 +1,14 @@
 """Geoclip-style publication pack (methodology §6): one table per maille, a dictionary, outlines.
 
 Tables are keyed by the official code as text (`CODE_IRIS`, `CODGEO`, `EPCI`, `DEP`), then the
-label, then one column per indicator part; CSV is UTF-8 with `;`, XLSX stores codes as text so
-leading zeros and 2A/2B survive a spreadsheet (both written by `outputs.tables`).
+label, then one column per indicator part. Each table comes three ways (`outputs.tables`): a
+machine CSV (`<maille>.csv`: UTF-8, `;`, `.` decimals), a CSV for French Excel
+(`<maille>_excel.csv`: BOM, `;`, `,` decimals, formula-like text neutralised) and XLSX (codes as
+text, so leading zeros and 2A/2B survive a spreadsheet).
+
+The communes table is keyed as commune-level tools key it (the COG): Paris, Lyon and Marseille
+have their own row (`TYPECOM` COM, sums of their arrondissements, scored like any commune) and
+their arrondissements are kept (`TYPECOM` ARM, `COMPARENT` = the city).
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ import pandas as pd
 import pyogrio
 
 from outputs.disclosure import apply_secret
-from outputs.files import write_all
+from outputs.files import MARK, write_all
 from outputs.layers import write_geojson
-from outputs.tables import write_csv, write_table, write_xlsx
+from outputs.tables import write_table
+from transforms.geo_codes import ARRONDISSEMENT_TO_CITY
 
 PACK_KEYS: dict[str, tuple[str, str, str]] = {
     # maille: (column in the layer, published key, published label)
@@ -30,14 +37,50 @@ PACK_KEYS: dict[str, tuple[str, str, str]] = {
 DROPPED = ("methode", "reference", "geometry", "bbox")
 
 
-def pack_table(layer: pd.DataFrame, maille: str, caf_indicators: list[str], threshold: float) -> pd.DataFrame:
-    """The published table of one maille: key, label, then the indicators, secret applied."""
+def pack_table(
+    layer: pd.DataFrame,
+    maille: str,
+    caf_indicators: list[str],
+    threshold: float,
+    cities: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The published table of one maille: key, label, then the indicators, secret applied.
+
+    For communes, `cities` (rows of the communes layer's shape for the cities with
+    arrondissements) are added, and every row says what it is: `TYPECOM` COM or ARM, and
+    `COMPARENT` the city of an arrondissement, as in the COG.
+    """
     column, key, label = PACK_KEYS[maille]
+    table = _keyed(layer, column, key)
+    first = [key, label]
+    if maille == "communes":
+        if cities is not None and len(cities):
+            table = pd.concat([table, _keyed(cities, column, key)], ignore_index=True)
+            table = table.sort_values(key, kind="stable", ignore_index=True)
+        parent = table[key].map(ARRONDISSEMENT_TO_CITY)
+        table["TYPECOM"] = parent.notna().map({True: "ARM", False: "COM"}).astype(str)
+        table["COMPARENT"] = parent.astype("string")
+        first += ["TYPECOM", "COMPARENT"]
+    rest = [c for c in table.columns if c not in first]
+    return apply_secret(table[[*first, *rest]], caf_indicators, threshold)
+
+
+def _keyed(layer: pd.DataFrame, column: str, key: str) -> pd.DataFrame:
     table = pd.DataFrame(layer.drop(columns=[c for c in DROPPED if c in layer.columns]))
-    table = table.rename(columns={column: key})
-    rest = [c for c in table.columns if c not in (key, label)]
-    table = table[[key, label, *rest]]
-    return apply_secret(table, caf_indicators, threshold)
+    return table.rename(columns={column: key})
+
+
+def pack_tables(
+    layers: dict[str, pd.DataFrame],
+    caf_indicators: list[str],
+    threshold: float,
+    cities: pd.DataFrame | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Every table of the pack, by maille (see `pack_table`)."""
+    return {
+        maille: pack_table(layer, maille, caf_indicators, threshold, cities if maille == "communes" else None)
+        for maille, layer in layers.items()
+    }
 
 
 def outlines(layer: gpd.GeoDataFrame, maille: str) -> gpd.GeoDataFrame:
@@ -53,26 +96,28 @@ def write_pack(
     readme: str,
     web_outlines: Callable[[str], tuple[gpd.GeoSeries, object]] | None = None,
     secret_threshold: float = 5,
+    tables: dict[str, pd.DataFrame] | None = None,
 ) -> dict[Path, int]:
     """Every file of the pack, written atomically together.
 
+    `tables`: the pack's tables when already built (`pack_tables`), else built from `layers`.
     The shapefile has the full outlines; the GeoJSON, a web format, takes `web_outlines(maille)`
     when given: the coverage-simplified outlines, row-aligned with the layer, and their GeoJSON
     text (called when that file is written, so they may still be computing meanwhile).
     """
+    if tables is None:
+        tables = pack_tables(layers, caf_indicators, secret_threshold)
     targets: dict[Path, Callable[[Path], object]] = {}
     for maille, layer in layers.items():
-        table = pack_table(layer, maille, caf_indicators, secret_threshold)
         shapes = outlines(layer, maille)
-        targets[out_dir / f"{maille}.xlsx"] = lambda tmp, t=table, m=maille: _csv_and_xlsx(
-            t, out_dir / f"{m}.csv", tmp, m
-        )
+        targets[out_dir / f"{maille}.xlsx"] = lambda tmp, t=tables[maille], m=maille: _csv_and_xlsx(t, out_dir, m, tmp)
         # Full outlines in the layers' projected CRS (EPSG:2154 in metropolitan France).
         targets[out_dir / "contours" / f"{maille}_{shapes.crs.to_epsg()}.shp"] = lambda tmp, g=shapes: _shapefile(
             g, tmp
         )
-    targets[out_dir / "dictionnaire_indicateurs.csv"] = lambda tmp: write_csv(dictionary, tmp)
-    targets[out_dir / "dictionnaire_indicateurs.xlsx"] = lambda tmp: write_xlsx(dictionary, tmp, "dictionnaire")
+    targets[out_dir / "dictionnaire_indicateurs.xlsx"] = lambda tmp: _csv_and_xlsx(
+        dictionary, out_dir, "dictionnaire_indicateurs", tmp, sheet="dictionnaire"
+    )
     targets[out_dir / "LISEZMOI.txt"] = lambda tmp: Path(tmp).write_text(readme, encoding="utf-8")
     for maille, layer in layers.items():  # last: they may wait for the web outlines
         targets[out_dir / "contours" / f"{maille}_4326.geojson"] = lambda tmp, g=outlines(layer, maille), m=maille: (
@@ -89,11 +134,18 @@ def _contours_geojson(shapes: gpd.GeoDataFrame, maille: str, web_outlines, tmp: 
         write_geojson(shapes.set_geometry(simplified.to_numpy()), tmp, geometries=text)
 
 
-def _csv_and_xlsx(table: pd.DataFrame, csv: Path, xlsx_tmp: Path, sheet: str) -> dict[Path, Path]:
-    """Both tables of a maille from one formatting pass; the CSV is committed with the XLSX."""
-    csv_tmp = csv.with_name(f".{csv.stem}.{uuid.uuid4().hex[:8]}.tmp{csv.suffix}")
-    write_table(table, csv=csv_tmp, xlsx=xlsx_tmp, sheet=sheet)
-    return {csv_tmp: csv}
+def csv_names(stem: str) -> tuple[str, str]:
+    """The machine CSV and the French-Excel CSV of a table."""
+    return f"{stem}.csv", f"{stem}_excel.csv"
+
+
+def _csv_and_xlsx(table: pd.DataFrame, folder: Path, stem: str, xlsx_tmp: Path, sheet: str = "") -> dict[Path, Path]:
+    """The XLSX and both CSVs of a table from one formatting pass; the CSVs are committed with
+    the XLSX."""
+    finals = [folder / name for name in csv_names(stem)]
+    temps = [f.with_name(f".{f.stem}.{uuid.uuid4().hex[:8]}.{MARK}.tmp{f.suffix}") for f in finals]
+    write_table(table, csv=temps[0], excel_csv=temps[1], xlsx=xlsx_tmp, sheet=sheet or stem)
+    return dict(zip(temps, finals))
 
 
 SHAPEFILE_PARTS = (".shx", ".dbf", ".prj", ".cpg")

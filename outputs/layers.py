@@ -34,6 +34,10 @@ IDENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
 INDICATOR_PARTS = ("num", "den", "taux", "score")
 METHOD_PREFIXES = ("ifn2023_", "opale_", "est_")
 EXTRA_COLUMNS = ("P_POP", "n_iris", "non_residentiel")
+# GeoPackage 1.2, not the 1.4 of recent GDALs: GDAL before 3.8 (QGIS 3.22 to 3.34 on Debian,
+# Ubuntu and OSGeo4W) warns that a 1.4 file "may only be partially supported"; 1.2 is read
+# quietly from GDAL 2.2 on, and our layers use nothing 1.3 or 1.4 added.
+GPKG_VERSION = "1.2"
 
 
 def build_layer(
@@ -73,9 +77,47 @@ def build_layer(
         if name.startswith(METHOD_PREFIXES):
             cols[name] = scores[name]
     for name in table.columns:
-        if name.endswith("_source") or name in EXTRA_COLUMNS:
+        if name.endswith(("_source", "_couverture", "_annee")) or name in EXTRA_COLUMNS:
             cols[name] = table[name]
     return gpd.GeoDataFrame(pd.DataFrame(cols), geometry=table.geometry, crs=table.crs)
+
+
+# The columns of the places layer (schema LaMednum/standard-mediation-num, and where the point
+# comes from: `localisation`).
+PLACE_COLUMNS = (
+    "id",
+    "nom",
+    "commune",
+    "code_insee",
+    "typologie",
+    "services",
+    "publics_specifiquement_adresses",
+    "dispositif_programmes_nationaux",
+    "localisation",
+    "source",
+)
+
+
+def with_columns(layer: gpd.GeoDataFrame, extra: pd.DataFrame, key: str) -> gpd.GeoDataFrame:
+    """`layer` with the columns of `extra` (keyed by `key`) added before the geometry, rows and
+    the contract order of the layer's own columns kept; rows `extra` lacks get missing values."""
+    geometry = layer.geometry.name
+    added = [c for c in extra.columns if c != key and c not in layer.columns]
+    right = extra[[key, *added]].assign(**{key: extra[key].astype(str)})
+    if right[key].duplicated().any():
+        raise ValueError(f"with_columns: clé {key} en double dans les colonnes ajoutées")
+    merged = pd.DataFrame(layer.drop(columns=geometry)).merge(right, on=key, how="left", validate="one_to_one")
+    merged[geometry] = layer.geometry.to_numpy()
+    return gpd.GeoDataFrame(merged, geometry=geometry, crs=layer.crs)
+
+
+def places_layer(places: pd.DataFrame, crs) -> gpd.GeoDataFrame:
+    """The places of mediation as points in the layers' CRS, from their `x, y` there (the WGS84
+    longitude and latitude projected, or their commune's point for `localisation = commune`,
+    `transforms.accessibilite.locate_places`), with the schema's useful columns."""
+    columns = {c: places[c].astype(str).to_numpy() if c in places else np.full(len(places), "") for c in PLACE_COLUMNS}
+    points = shapely.points(places["x"].to_numpy("float64"), places["y"].to_numpy("float64"))
+    return gpd.GeoDataFrame(pd.DataFrame(columns), geometry=points, crs=crs)
 
 
 def geojson_geometries(geometries: gpd.GeoSeries) -> np.ndarray:
@@ -128,7 +170,15 @@ def write_layer(layer: gpd.GeoDataFrame, out_dir: Path, name: str, run_info: dic
         pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
 
     def gpkg(tmp: Path) -> None:
-        pyogrio.write_dataframe(layer, tmp, layer=name, driver="GPKG", metadata={"fragilite": info}, use_arrow=True)
+        pyogrio.write_dataframe(
+            layer,
+            tmp,
+            layer=name,
+            driver="GPKG",
+            metadata={"fragilite": info},
+            dataset_options={"VERSION": GPKG_VERSION},
+            use_arrow=True,
+        )
 
     def sidecar(tmp: Path) -> None:
         tmp.write_text(json.dumps(run_info, ensure_ascii=False, indent=2, default=str), encoding="utf-8")

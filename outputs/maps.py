@@ -13,13 +13,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import shapely  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.path import Path as MplPath  # noqa: E402
 
-from outputs.styles import Classes  # noqa: E402
-
-MISSING_COLOR = "#d9d9d9"
-
+from outputs.styles import (  # noqa: E402
+    MISSING_COLOR,
+    MISSING_LABEL,
+    PLACE_COLOR,
+    PLACE_STYLE,
+    PRIORITY_MISSING_LABEL,
+    PRIORITY_STYLE,
+    Classes,
+    class_index,
+)
 
 FIGSIZE = (8, 9)  # inches
 # Above this many features, white outlines would cover the fill: they are left out.
@@ -42,8 +49,8 @@ def choropleth_png(
     if layer.crs is None or not layer.crs.is_projected:
         raise ValueError("choropleth_png: la couche doit être en projection métrique (Lambert-93, UTM outre-mer)")
     values = layer[classes.field].to_numpy(dtype="float64")
-    index = np.searchsorted(np.asarray(classes.breaks), values, side="left").clip(0, len(classes.breaks) - 1)
-    colors = np.where(np.isnan(values), MISSING_COLOR, np.asarray(classes.colors, dtype=object)[index])
+    index = class_index(classes, values)  # the classes the labels state, as QGIS draws them
+    colors = np.where(index < 0, MISSING_COLOR, np.asarray(classes.colors, dtype=object)[index.clip(0)])
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=dpi)
     minx, miny, maxx, maxy = layer.total_bounds
     pixel = max(maxx - minx, maxy - miny) / (min(FIGSIZE) * dpi)  # metres per pixel, about
@@ -62,7 +69,8 @@ def choropleth_png(
     ax.set_aspect("equal")
     handles = [Patch(facecolor=c, edgecolor="#999999", label=label) for c, label in zip(classes.colors, classes.labels)]
     if np.isnan(values).any():
-        handles.append(Patch(facecolor=MISSING_COLOR, edgecolor="#999999", label="non noté"))
+        handles.append(Patch(facecolor=MISSING_COLOR, edgecolor="#999999", label=MISSING_LABEL))
+    handles += _caution_marks(ax, layer, geometries, values, pixel)
     ax.legend(
         handles=handles,
         title=classes.field.replace("_", " "),
@@ -71,12 +79,130 @@ def choropleth_png(
         title_fontsize=9,
         frameon=True,
     )
-    ax.set_title(title, fontsize=12, loc="left")
+    ax.set_title(plain_text(title), fontsize=12, loc="left")
     _north_arrow(ax)
     _scale_bar(ax)
-    fig.text(0.01, 0.01, sources, fontsize=7, color="#444444", ha="left", va="bottom", wrap=True)
+    fig.text(0.01, 0.01, plain_text(sources), fontsize=7, color="#444444", ha="left", va="bottom", wrap=True)
     try:
         return _png(fig, dpi), (None if thumbnail_dpi is None else _png(fig, thumbnail_dpi))
+    finally:
+        plt.close(fig)
+
+
+# Scores to read with care (methodology, issue « scores qui veulent dire la même chose ») : hatched
+# when the IRIS is unreliable (few residents, activity or miscellaneous IRIS), outlined in dots
+# when its score rests on fewer indicators than the map's best-covered units.
+CAUTION_HATCH = "////"
+CAUTION_COLOR = "#444444"
+UNRELIABLE_LABEL = "fiabilité faible (peu d'habitants, IRIS d'activité ou divers)"
+INCOMPLETE_LABEL = "score sur moins de {best} indicateurs"
+
+
+def plain_text(text: str) -> str:
+    """Text drawn as written: matplotlib reads `$…$` as mathematics (a territory label with two
+    `$`, or a bad `\\frac`, would change or crash the map)."""
+    return str(text).replace("$", r"\$")
+
+
+def _caution_marks(ax, layer: gpd.GeoDataFrame, geometries: np.ndarray, values: np.ndarray, pixel: float) -> list:
+    """Hatch the unreliable units and dot-outline the incomplete ones (scored units only);
+    their legend entries."""
+    scored = ~np.isnan(values)
+    marks = []  # (units, drawing style, legend handle)
+    if "fiabilite" in layer:
+        weak = scored & (layer["fiabilite"].astype("string") == "faible").fillna(False).to_numpy()
+        hatch = Patch(facecolor="white", edgecolor=CAUTION_COLOR, hatch=CAUTION_HATCH, label=UNRELIABLE_LABEL)
+        marks.append((weak, {"linewidths": 0.0, "hatch": CAUTION_HATCH}, hatch))
+    if "nb_indicateurs_notes" in layer and scored.any():
+        counts = layer["nb_indicateurs_notes"].to_numpy(dtype="float64")
+        best = np.nanmax(counts[scored])
+        label = INCOMPLETE_LABEL.format(best=f"{best:.0f}")
+        dotted = Line2D([], [], color=CAUTION_COLOR, linestyle=":", linewidth=1.0, label=label)
+        marks.append((scored & (counts < best), {"linewidths": 0.5, "linestyles": ":"}, dotted))
+    handles = []
+    for units, style, handle in marks:
+        if units.any():
+            path = class_path(geometries[units], tolerance=pixel / 2)
+            ax.add_collection(PathCollection([path], facecolors="none", edgecolors=CAUTION_COLOR, **style))
+            handles.append(handle)
+    return handles
+
+
+def priority_png(
+    iris: gpd.GeoDataFrame,
+    places: gpd.GeoDataFrame | None,
+    *,
+    title: str,
+    sources: str,
+    dpi: int = 150,
+) -> bytes:
+    """The IRIS coloured by priority class (`priorite`: forte, moyenne, faible, grey « non
+    classé »), with the places of mediation on top (filled: coordinates of the file; hollow: at
+    their commune's centre), in the layer's projected CRS, north up, with legend, title, sources
+    line, north arrow and scale bar, like `choropleth_png`."""
+    if iris.crs is None or not iris.crs.is_projected:
+        raise ValueError("priority_png: la couche doit être en projection métrique (Lambert-93, UTM outre-mer)")
+    classes = iris["priorite"].astype("string")
+    colors = np.array([PRIORITY_STYLE[c][0] if c in PRIORITY_STYLE else MISSING_COLOR for c in classes.fillna("")])
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=dpi)
+    minx, miny, maxx, maxy = iris.total_bounds
+    pixel = max(maxx - minx, maxy - miny) / (min(FIGSIZE) * dpi)
+    geometries = iris.geometry.to_numpy()
+    palette = list(dict.fromkeys(colors))
+    outlined = len(iris) <= MAX_OUTLINED
+    ax.add_collection(
+        PathCollection(
+            [class_path(geometries[colors == color], tolerance=pixel / 2) for color in palette],
+            facecolors=palette,
+            edgecolors="white" if outlined else "none",
+            linewidths=0.15 if outlined else 0.0,
+        )
+    )
+    handles = [
+        Patch(facecolor=color, edgecolor="#999999", label=f"priorité {label}")
+        for color, label in PRIORITY_STYLE.values()
+    ]
+    if (~classes.isin(list(PRIORITY_STYLE))).any():
+        handles.append(Patch(facecolor=MISSING_COLOR, edgecolor="#999999", label=PRIORITY_MISSING_LABEL))
+    if places is not None and len(places):
+        inside = places.cx[minx:maxx, miny:maxy]  # neighbours beyond the map's frame are left out
+        for where, label in PLACE_STYLE.items():
+            chosen = inside[inside["localisation"] == where]
+            hollow = where == "commune"
+            ax.scatter(
+                chosen.geometry.x,
+                chosen.geometry.y,
+                s=18,
+                marker="o",
+                facecolors="none" if hollow else PLACE_COLOR,
+                edgecolors=PLACE_COLOR if hollow else "white",
+                linewidths=1.0 if hollow else 0.4,
+                zorder=3,
+            )
+            if len(chosen):
+                handles.append(
+                    Line2D(
+                        [],
+                        [],
+                        linestyle="none",
+                        marker="o",
+                        markersize=6,
+                        markerfacecolor="none" if hollow else PLACE_COLOR,
+                        markeredgecolor=PLACE_COLOR if hollow else "white",
+                        label=label,
+                    )
+                )
+    ax.set_xlim(minx, maxx)
+    ax.set_ylim(miny, maxy)
+    ax.set_axis_off()
+    ax.set_aspect("equal")
+    ax.legend(handles=handles, title="Zones prioritaires", loc="lower right", fontsize=7, title_fontsize=9)
+    ax.set_title(plain_text(title), fontsize=12, loc="left")
+    _north_arrow(ax)
+    _scale_bar(ax)
+    fig.text(0.01, 0.01, plain_text(sources), fontsize=7, color="#444444", ha="left", va="bottom", wrap=True)
+    try:
+        return _png(fig, dpi)
     finally:
         plt.close(fig)
 
@@ -141,7 +267,7 @@ def histogram_png(values, *, title: str, reference: float | None = 100.0, dpi: i
     if reference is not None:
         ax.axvline(reference, color="black", lw=1, ls="--")
         ax.text(reference, ax.get_ylim()[1] * 0.95, " référence = 100", fontsize=8, va="top")
-    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_title(plain_text(title), fontsize=10, loc="left")
     ax.set_xlabel("score")
     ax.set_ylabel("nombre d'IRIS")
     ax.spines[["top", "right"]].set_visible(False)

@@ -142,6 +142,27 @@ def _csv_field_sql(text: str, kind: pa.DataType) -> str:
     )
 
 
+# Text a spreadsheet would run as a formula (OWASP "CSV injection"): `=`, `+`, `-`, `@`, tab or
+# carriage return first. Plain numbers written as text ("-3.5") are not formulas: kept as they are.
+_FORMULA_START = "^[=+@\\t\\r-]"
+_PLAIN_NUMBER = "[+-]?[0-9]+([.,][0-9]+)?"
+
+
+def _excel_field_sql(text: str, kind: pa.DataType) -> str:
+    """A field of the CSV for French Excel: decimal comma, VRAI/FAUX, and text that would start a
+    formula prefixed with an apostrophe (shown as text, never evaluated). Numbers are typed, so
+    never prefixed: -3.5 is written -3,5 and read back as a number."""
+    if pa.types.is_boolean(kind):
+        return f"CASE {text} WHEN 'true' THEN 'VRAI' WHEN 'false' THEN 'FAUX' ELSE '' END"
+    if _is_number(kind):
+        return f"coalesce(replace({text}, '.', ','), '')"
+    safe = (
+        f"CASE WHEN regexp_matches({text}, '{_FORMULA_START}') AND NOT regexp_full_match({text}, "
+        f"'{_PLAIN_NUMBER}') THEN concat('''', {text}) ELSE {text} END"
+    )
+    return _csv_field_sql(safe, pa.string())
+
+
 def _cell_sql(text: str, letter: str, kind: pa.DataType) -> str:
     """A spreadsheet cell from a value's text (`text`; `rn` = the row number); NULL (no cell)
     when the value is missing. Non-finite numbers have no spreadsheet form: no cell either."""
@@ -162,7 +183,12 @@ def _cell_sql(text: str, letter: str, kind: pa.DataType) -> str:
 
 
 def write_table(
-    frame: pd.DataFrame, *, csv: Path | None = None, xlsx: Path | None = None, sheet: str = "table"
+    frame: pd.DataFrame,
+    *,
+    csv: Path | None = None,
+    xlsx: Path | None = None,
+    sheet: str = "table",
+    excel_csv: Path | None = None,
 ) -> None:
     """The CSV and/or the XLSX of one table, from a single formatting pass: DuckDB turns every
     value into text once (its shortest exact form for numbers), then frames it as a CSV field
@@ -171,7 +197,10 @@ def write_table(
 
     CSV: UTF-8, `;` separator, `.` decimals, header, `true`/`false`, missing values empty.
     XLSX: one sheet, a bold and frozen header row; text columns are text cells (leading zeros
-    and 2A/2B survive), numbers numeric cells, booleans boolean cells, missing values no cell.
+    and 2A/2B survive, and text is never run as a formula), numbers numeric cells, booleans
+    boolean cells, missing values no cell.
+    Excel CSV (for a double click in French Excel): UTF-8 with BOM, `;`, `,` decimals, VRAI/FAUX,
+    CRLF line ends, and text that would start a formula prefixed with `'` (`_excel_field_sql`).
     """
     table = arrow_table(frame)
     names, kinds = table.column_names, [f.type for f in table.schema]
@@ -181,6 +210,9 @@ def write_table(
     if csv is not None:
         fields = ", ".join(_csv_field_sql(t, k) for t, k in zip(texts, kinds))
         outputs.append(f"concat_ws(';', {fields or repr('')}) AS csv")
+    if excel_csv is not None:
+        fields = ", ".join(_excel_field_sql(t, k) for t, k in zip(texts, kinds))
+        outputs.append(f"concat_ws(';', {fields or repr('')}) AS excel")
     if xlsx is not None:
         cells = ", ".join(_cell_sql(t, column_letter(i), k) for i, (t, k) in enumerate(zip(texts, kinds)))
         outputs.append(f"concat('<row r=\"', rn, '\">', {cells + ', ' if cells else ''}'</row>') AS xlsx")
@@ -192,15 +224,21 @@ def write_table(
     )
     with _connect(numbered) as con:
         result = con.sql(query).to_arrow_table()
+    header = ";".join(f'"{n}"' if any(ch in n for ch in ';"\n\r') else n for n in map(str, names))
     if csv is not None:
-        header = ";".join(f'"{n}"' if any(ch in n for ch in ';"\n\r') else n for n in map(str, names))
-        with open(csv, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(header + "\n")
-            lines = result.column("csv").to_pylist()
-            for start in range(0, len(lines), 8192):
-                fh.write("\n".join(lines[start : start + 8192]) + "\n")
+        _write_lines(csv, header, result.column("csv").to_pylist(), "utf-8", "\n")
+    if excel_csv is not None:
+        _write_lines(excel_csv, header, result.column("excel").to_pylist(), "utf-8-sig", "\r\n")
     if xlsx is not None:
         _write_workbook(xlsx, sheet, names, result.column("xlsx").to_pylist())
+
+
+def _write_lines(path: Path, header: str, lines: list[str], encoding: str, end: str) -> None:
+    """Header then rows, in blocks of 8192 rows; `utf-8-sig` starts the file with the BOM."""
+    with open(path, "w", encoding=encoding, newline="") as fh:
+        fh.write(header + end)
+        for start in range(0, len(lines), 8192):
+            fh.write(end.join(lines[start : start + 8192]) + end)
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:

@@ -88,7 +88,9 @@ def simplify_iris(
     here. An invalid coverage is not simplified (`valid_before` False).
     """
     if iris.crs is None or not iris.crs.is_projected:
-        raise CoverageError("simplification needs a projected CRS in metres (Lambert-93)")
+        raise CoverageError(
+            "la simplification demande une projection en mètres (Lambert-93 en métropole, UTM outre-mer)"
+        )
     source = iris.geometry.to_numpy()
     valid = bool(shapely.coverage_is_valid(source)) if coverage_valid is None else bool(coverage_valid)
     levels = IrisLevels(valid_before=valid, codes=pd.Index(iris["CODE_IRIS"]))
@@ -108,12 +110,27 @@ def simplify_iris(
     return levels
 
 
+def overlapping_pairs(layer: gpd.GeoDataFrame, key: str = "CODE_IRIS") -> list[tuple[str, str]]:
+    """Pairs of units whose interiors overlap (what makes a coverage invalid, with gaps), by key."""
+    geometries = layer.geometry.to_numpy()
+    left, right = shapely.STRtree(geometries).query(geometries, predicate="overlaps")
+    codes = layer[key].astype(str).to_numpy()
+    return sorted({tuple(sorted((codes[i], codes[j]))) for i, j in zip(left, right) if i < j})
+
+
 def web_outlines(levels: IrisLevels, layers: dict[str, gpd.GeoDataFrame]) -> WebOutlines:
     """The simplified outlines row-aligned with each published layer, with their figures.
     Refuses an invalid coverage. The coarser mailles are unions of groups of the simplified
     IRIS coverage, hence valid whenever it is."""
     if not levels.valid_before:
-        raise CoverageError("the outlines are not a valid coverage (gaps or overlaps); repair them first")
+        pairs = overlapping_pairs(layers["iris"]) if "iris" in layers else []
+        listed = ", ".join(f"{a} × {b}" for a, b in pairs[:5]) + (" …" if len(pairs) > 5 else "")
+        raise CoverageError(
+            "les contours des IRIS ne forment pas une couverture valide (chevauchements ou interstices entre "
+            f"voisins){' : IRIS qui se chevauchent ' + listed if pairs else ''} ; rien n'est publié. Correction : "
+            "reprenez les contours CONTOURS-IRIS de l'IGN tels que publiés (un fichier retouché, ou de deux éditions "
+            "mêlées, en est la cause habituelle)"
+        )
     outlines, stats = {}, {}
     before = {maille: _vertices(layer.geometry.to_numpy()) for maille, layer in layers.items()}
     for tolerance, level in levels.iris.items():

@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _interrupted()
         if debug:
             raise
-        print(f"fragilite : erreur : {_user_error(exc)}", file=sys.stderr)
+        print(f"fragilite : erreur : {_failed_checks(exc) or _system_error(exc) or _user_error(exc)}", file=sys.stderr)
         print("  (relancez avec --debug pour la trace complète)", file=sys.stderr)
         return EXIT_INPUT if _is_input_error(exc) else EXIT_FAILED
     except BaseException as exc:  # Dagster turns Ctrl-C inside a step into its own BaseException
@@ -195,15 +195,68 @@ def _user_error(exc: BaseException) -> BaseException:
     return seen
 
 
+def _system_error(exc: BaseException) -> str | None:
+    """The machine said no (full disk, no permission): in French, with what to do."""
+    import errno
+
+    error = _user_error(exc)
+    if not isinstance(error, OSError):
+        return None
+    where = f" ({error.filename})" if error.filename else ""
+    if error.errno == errno.ENOSPC:
+        return (
+            f"disque plein{where} : rien n'a été publié et les sorties précédentes sont intactes ; libérez de la "
+            "place (la chaîne écrit le nouvel ensemble à côté de l'ancien avant de l'échanger) ou choisissez un autre "
+            "dossier avec --out"
+        )
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"écriture refusée{where} : choisissez un dossier où vous pouvez écrire avec --out"
+    return None
+
+
+def _failed_checks(exc: BaseException) -> str | None:
+    """A blocking check stopped the run: what each failed check says (file, first values, fix),
+    read from this process's run in the event log (Dagster's own message names the check only)."""
+    if type(_user_error(exc)).__name__ != "DagsterAssetCheckFailedError":
+        return None
+    import dagster as dg
+
+    from pipelines.runs import PID_TAG
+
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={PID_TAG: str(os.getpid())}), limit=1)
+        if not runs:
+            return None
+        records = instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    lines = []
+    for record in records:
+        evaluation = record.dagster_event.event_specific_data
+        if not evaluation.passed and evaluation.blocking:
+            what = evaluation.description or "contrôle non réussi (détails dans l'interface : `fragilite ui`)"
+            lines.append(
+                f"contrôle bloquant « {evaluation.asset_key.to_user_string()} : {evaluation.check_name} » : {what}"
+            )
+    return ("le calcul s'arrête avant de publier quoi que ce soit.\n  " + "\n  ".join(lines)) if lines else None
+
+
 def _is_input_error(exc: BaseException) -> bool:
-    from outputs.files import OutputLockedError
+    from outputs.files import OutputFolderError, OutputLockedError
     from sources.archives import ArchiveError
     from sources.common import InputError
     from sources.download import DownloadError
     from transforms.iris_base import VintageError
 
     return isinstance(
-        _user_error(exc), (InputError, ConfigError, VintageError, OutputLockedError, DownloadError, ArchiveError)
+        _user_error(exc),
+        (
+            InputError,
+            ConfigError,
+            VintageError,
+            OutputLockedError,
+            OutputFolderError,
+            DownloadError,
+            ArchiveError,
+        ),
     )
 
 
@@ -239,25 +292,34 @@ def _resource(args: argparse.Namespace):
 def _fetch(resource) -> int:
     """Every catalogued file of the vintage, in the cache (offline: all missing listed at once).
     An optional file that cannot be had is reported; the run goes on without its indicators."""
-    from sources.catalogue import resolve_inputs
-    from sources.download import fetcher_from_settings
+    from sources.catalogue import missing_files, plan_lines, resolve_inputs
+    from sources.download import MissingFilesError, fetcher_from_settings
 
     settings = resource.settings
     fetcher = fetcher_from_settings(settings, hosts=resource.source_catalogue.hosts)
     print(f"fragilite : fichiers du RP {settings.run.vintage} (cache {fetcher.cache_dir})", file=sys.stderr)
+    if fetcher.offline:  # every missing required file at once, before the territory is looked up
+        quarter = settings.sources.arcep_trimestre
+        required = missing_files(resource.source_catalogue, settings.run.vintage, fetcher, quarter, departements=[])
+        if any(not m.optional for m in required):
+            raise MissingFilesError([m for m in required if not m.optional])
+    departements = resource.departements()
+    options = {"quarter": settings.sources.arcep_trimestre, "departements": departements}
+    if departements is not None:
+        print(f"  fichiers par département pour : {', '.join(departements)}", file=sys.stderr)
+    for line in plan_lines(resource.source_catalogue, settings.run.vintage, fetcher, **options):
+        print(f"  {line}", file=sys.stderr)
     resolved = resolve_inputs(
-        resource.source_catalogue,
-        settings.run.vintage,
-        fetcher,
-        settings.sources.max_extract_mb << 20,
-        quarter=settings.sources.arcep_trimestre,
+        resource.source_catalogue, settings.run.vintage, fetcher, settings.sources.max_extract_mb << 20, **options
     )
     for key, found in resolved.items():
         if isinstance(found, Exception):
             print(f"  {key:<28} facultatif, écarté : {str(found).splitlines()[0]}")
         else:
             path, provenance = found
-            print(f"  {key:<28} {provenance['vintage']:<7} {path}")
+            missing = provenance.get("groupes_manquants")
+            gaps = f" (sans fichiers : {', '.join(missing)})" if missing else ""
+            print(f"  {key:<28} {provenance['vintage']:<7} {path}{gaps}")
     return 0
 
 
@@ -323,6 +385,7 @@ def _sources(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
+    from outputs.files import check_output_folder
     from pipelines.definitions import TERRITORY_SELECTION, build_definitions
 
     resource = _resource(args)
@@ -333,6 +396,7 @@ def _run(args: argparse.Namespace) -> int:
             args.vintage = chosen
             resource = _resource(args)
             settings = _resource(args).settings
+    check_output_folder(Path(settings.run.out_dir))  # before downloads and computing, not at the end
     if settings.run.vintage is not None:
         _fetch(_resource(args))  # downloads with progress (or the offline list of missing files), before the run
     _use_local_instance()
@@ -366,11 +430,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _materialize(everything, instance, resource, run_config: dict, **selection):
-    """One Dagster run of the CLI: the run's resources, the quiet console, a selection."""
+    """One Dagster run of the CLI: the run's resources, the quiet console, a selection. Runs that
+    died before it (killed process) are marked failed first, so that they block nothing."""
     import dagster as dg
 
-    from pipelines.definitions import run_resources
+    from pipelines.definitions import run_resources, run_settings, run_tags
+    from pipelines.runs import process_tags, sweep_dead_runs
 
+    for run_id in sweep_dead_runs(instance):
+        print(f"fragilite : exécution {run_id[:8]} interrompue sans fin propre, marquée en échec", file=sys.stderr)
+    # Territory, vintage, reference and output folder tell the runs apart in the UI.
+    selection["tags"] = {**process_tags(), **selection.get("tags", {}), **run_tags(run_settings(resource))}
     return dg.materialize(
         everything, instance=instance, resources=run_resources(resource), run_config=run_config, **selection
     )
@@ -455,7 +525,7 @@ OUTPUTS = (
     ("web", "couches GeoJSON pour le web (contours simplifiés)"),
     ("cartes", "cartes PNG"),
     ("rapport.html", "rapport du territoire"),
-    ("fragilite.qgs", "projet QGIS (ouvre les quatre couches stylées)"),
+    ("fragilite.qgs", "projet QGIS (couches stylées, lieux de médiation)"),
 )
 
 
@@ -470,7 +540,7 @@ def _summary(result, out_dir: Path, seconds: float) -> None:
     checks = result.get_asset_check_evaluations()
     failed = [c for c in checks if not c.passed]
     scores = metadata.get("iris_scores", {})
-    print(f"\n{scores.get('iris_scores', 0)} IRIS notés en {seconds:.1f} s. Écrit dans {out_dir} :")
+    print(f"\n{_scored_line(scores)} en {seconds:.1f} s. Écrit dans {out_dir} :")
     for name, what in OUTPUTS:
         path = out_dir / name
         if path.is_dir():
@@ -491,7 +561,13 @@ def _summary(result, out_dir: Path, seconds: float) -> None:
             f"Opale : {opale['iris_exposes']} IRIS exposés (score ≥ seuil) dans {opale['communes']} "
             f"commune(s){arr} ({opale['communes_arrondissements_distincts']} en comptant les "
             f"arrondissements), {population} habitants"
+            + (
+                f" ; {opale['iris_fiabilite_faible_ecartees']} IRIS au-dessus du seuil écartées (fiabilité faible)"
+                if opale.get("iris_fiabilite_faible_ecartees")
+                else ""
+            )
         )
+    _print_scoring(metadata)
     for key, meta in metadata.items():
         if meta.get("erreur"):
             print(f"  source écartée : {key} : {str(meta['erreur']).splitlines()[0]}")
@@ -500,7 +576,58 @@ def _summary(result, out_dir: Path, seconds: float) -> None:
     for warning in metadata.get("iris_indicateurs", {}).get("avertissements", []):
         print(f"  attention : {warning}")
     _print_joins(metadata)
+    _print_connectivity(metadata)
     print("Lignage, métadonnées et contrôles : `fragilite ui`, puis http://127.0.0.1:3000")
+
+
+def _scored_line(scores: dict) -> str:
+    """« 746/751 IRIS notés » only when every indicator had a reference; otherwise says which not."""
+    table = scores.get("dagster/row_count", 0)
+    noted = scores.get("iris_scores", 0)
+    line = f"{noted}/{table} IRIS notés" if table else f"{noted} IRIS notés"
+    unscored = scores.get("indicateurs_sans_reference") or {}
+    return line + (f" sans {', '.join(unscored)} (pas de valeur de référence)" if unscored else "")
+
+
+def _print_scoring(metadata: dict) -> None:
+    """Reference units, unscored indicators, indicator sets and reliability, in a few lines."""
+    scores = metadata.get("iris_scores", {})
+    universe = scores.get("univers_de_reference") or {}
+    units = scores.get("unites_de_reference") or []
+    if units:
+        listed = ", ".join(f"{u['unite']} ({u['iris']} IRIS)" if u.get("iris") else u["unite"] for u in units[:6])
+        more = f" et {len(units) - 6} autre(s)" if len(units) > 6 else ""
+        print(f"Référence {universe.get('niveau', scores.get('reference', ''))} : unité(s) entière(s) {listed}{more}")
+    for note in universe.get("notes", []):
+        print(f"  attention : {note}")
+    for ind_id, why in (scores.get("indicateurs_sans_reference") or {}).items():
+        print(f"  non noté : {ind_id} : {why}")
+    completeness = scores.get("completude") or {}
+    if completeness and not completeness.get("homogene", True):
+        sets = ", ".join(f"{n} IRIS sur {k}" for k, n in completeness["iris_par_nombre_d_indicateurs"].items())
+        print(
+            f"  attention : les scores reposent sur des ensembles d'indicateurs différents ({sets} indicateurs) ; "
+            "colonnes nb_indicateurs_notes et indicateurs_manquants"
+        )
+    reliability = scores.get("fiabilite") or {}
+    if reliability.get("faible"):
+        print(
+            f"  fiabilité faible : {reliability['faible']} IRIS (moins de {reliability['population_minimale']:g} "
+            f"habitants ou IRIS de type {', '.join(reliability['types_faibles'])}), colonne fiabilite"
+        )
+
+
+def _print_connectivity(metadata: dict) -> None:
+    """Which IRIS got `non_thd` measured from ARCEP's buildings and which the commune rate."""
+    meta = metadata.get("iris_connectivite")
+    if not meta or "iris_non_thd_immeuble" not in meta and not meta.get("departements_sans_fichiers"):
+        return
+    total = meta.get("iris_total", 0)
+    measured = meta.get("iris_non_thd_immeuble", 0)
+    missing = meta.get("departements_sans_fichiers") or []
+    gaps = f" (départements sans fichiers : {', '.join(missing)})" if missing else ""
+    quarter = f", ARCEP {meta['millesime']}" if meta.get("millesime") else ""
+    print(f"non_thd : {measured} IRIS mesurées à l'immeuble, {total - measured} au taux communal{gaps}{quarter}")
 
 
 def _print_joins(metadata: dict) -> None:

@@ -1,6 +1,10 @@
-"""The code location: every asset, check and resource, assembled in one place.
+"""The code location: every asset, check, job and resource, assembled in one place.
 
-`dg dev`, `dg check defs` and `fragilite run` all load these definitions.
+`dg dev`, `dg check defs` and `fragilite run` all load these definitions. The UI has one job per
+kind of run, each a single click: `territoire` (the unpartitioned territory assets, as
+`fragilite run`), `national` (the département partitions, as `fragilite run --by-departement`)
+and `fusion_nationale` (their merge). A job never mixes partitioned and unpartitioned assets, so
+launching it never opens an empty backfill dialog.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from config import Settings, load_settings
 from pipelines.resources import FragiliteConfig
 from pipelines.storage import ParquetIOManager
 
@@ -20,6 +25,54 @@ TERRITORY_SELECTION = dg.AssetSelection.all() - dg.AssetSelection.groups("nation
 NATIONAL_SOURCES = dg.AssetSelection.groups("sources")
 NATIONAL_PARTITIONS = dg.AssetSelection.assets("iris_departement")
 NATIONAL_MERGE = dg.AssetSelection.assets("france_iris")
+
+
+def run_settings(fragilite: FragiliteConfig) -> Settings:
+    """The settings a resource stands for, without caching them on it (a resource's cached
+    properties would join the configuration Dagster validates)."""
+    return load_settings(fragilite.config_file, fragilite.overrides())
+
+
+def run_tags(settings: Settings) -> dict[str, str]:
+    """What tells runs apart in the UI's run list: territory, census vintage, reference, output
+    folder and configuration file."""
+    return {
+        "fragilite/territoire": ",".join(settings.run.territory) or settings.run.territory_label,
+        "fragilite/millesime": str(settings.run.vintage) if settings.run.vintage else "fichiers de la configuration",
+        "fragilite/reference": settings.run.reference,
+        "fragilite/sortie": str(Path(settings.run.out_dir).resolve()),
+    }
+
+
+def jobs(settings: Settings) -> list[dg.UnresolvedAssetJobDefinition]:
+    """The UI's one-click runs, tagged with the configuration's defaults, in process."""
+    tags = {**run_tags(settings), "fragilite/commande": "ui"}
+    return [
+        dg.define_asset_job(
+            "territoire",
+            selection=TERRITORY_SELECTION,
+            executor_def=dg.in_process_executor,
+            tags=tags,
+            description="Calcul du territoire configuré, des fichiers sources aux couches, paquet, cartes et rapport "
+            "(comme `fragilite run`).",
+        ),
+        dg.define_asset_job(
+            "national",
+            selection=NATIONAL_PARTITIONS,
+            executor_def=dg.in_process_executor,
+            tags=tags,
+            description="Indicateurs des IRIS par département (une partition par département), à partir des sources "
+            "déjà lues par `territoire` ; puis lancer `fusion_nationale`.",
+        ),
+        dg.define_asset_job(
+            "fusion_nationale",
+            selection=NATIONAL_MERGE,
+            executor_def=dg.in_process_executor,
+            tags=tags,
+            description="Fusion des partitions départementales et notes de toutes les méthodes sur la table "
+            "nationale (`layers/france_iris.parquet`).",
+        ),
+    ]
 
 
 def run_resources(fragilite: FragiliteConfig | None = None) -> dict:
@@ -40,6 +93,7 @@ def build_definitions(fragilite: FragiliteConfig | None = None) -> dg.Definition
         asset_checks=loaded.asset_checks,
         schedules=loaded.schedules,
         sensors=loaded.sensors,
+        jobs=jobs(run_settings(fragilite or FragiliteConfig())),
         resources=run_resources(fragilite),
         # Every run path (CLI, UI, schedule, sensor) runs its steps in one process: the default
         # multiprocess executor starts a process per step (seconds of imports each, 40+ steps).

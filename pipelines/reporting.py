@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from pathlib import Path
@@ -18,12 +19,40 @@ def report(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, me
     PROGRESS.info(message)
 
 
-def table_metadata(frame: pd.DataFrame, preview_rows: int = 5) -> dict:
-    """Row count, column schema and a markdown preview, for any table an asset returns."""
+@functools.cache
+def private_prefixes() -> tuple[str, ...]:
+    """Column prefixes of data under the secret statistique: the CAF-sourced indicators."""
+    from config import load_catalogue
+
+    return tuple(f"{i.id}_" for i in load_catalogue().indicators if i.source == "caf_non_connectes")
+
+
+@functools.lru_cache(maxsize=64)
+def column_descriptions(columns: tuple[str, ...]) -> dict[str, str]:
+    """Each column's words from the data dictionary (label — definition (unit)), for the schema the
+    Dagster UI shows: the same words as `dictionnaire.csv`, for every table between steps too."""
+    from config import load_catalogue, load_tic
+    from outputs.dictionary import RunContext, column_texts, data_dictionary
+
+    run = RunContext(millesime_rp=0, vintages={}, methode="", reference="")
+    return column_texts(data_dictionary(list(columns), load_catalogue(), load_tic(), run))
+
+
+def table_metadata(frame: pd.DataFrame, preview_rows: int = 5, descriptions: dict[str, str] | None = None) -> dict:
+    """Row count, column schema (described by the dictionary) and a markdown preview, for any
+    table an asset returns."""
+    names = tuple(str(c) for c in frame.columns if str(c) != "geometry")
+    described = descriptions if descriptions is not None else column_descriptions(names)
     schema = dg.TableSchema(
-        columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items() if str(c) != "geometry"]
+        columns=[
+            dg.TableColumn(name=str(c), type=str(t), description=described.get(str(c)))
+            for c, t in frame.dtypes.items()
+            if str(c) != "geometry"
+        ]
     )
-    preview = frame.drop(columns=["geometry"], errors="ignore").head(preview_rows)
+    # No raw CAF row in the event log or the UI (secret statistique): previews leave them out.
+    private = [c for c in frame.columns if str(c).startswith(private_prefixes())]
+    preview = frame.drop(columns=["geometry", *private], errors="ignore").head(preview_rows)
     return {
         "dagster/row_count": len(frame),
         "dagster/column_schema": schema,

@@ -24,7 +24,7 @@ from config.settings import (
     load_territories,
     load_tic,
 )
-from sources.catalogue import catalogued_inputs, resolve_input
+from sources.catalogue import NoFileObtained, catalogued_inputs, is_optional, is_per_departement, resolve_input
 from sources.download import fetcher_from_settings
 
 
@@ -74,17 +74,57 @@ class FragiliteConfig(dg.ConfigurableResource):
         if settings.run.vintage is None or key not in catalogued_inputs(self.source_catalogue):
             path = settings.input_paths().get(key)
             return path, ({"fichier": str(path)} if path else {})
-        resolved = resolve_input(
-            self.source_catalogue,
-            key,
-            settings.run.vintage,
-            fetcher_from_settings(settings, hosts=self.source_catalogue.hosts),
-            settings.sources.max_extract_mb << 20,
-            quarter=settings.sources.arcep_trimestre,
-        )
-        if resolved is None:
-            return None, {}
-        return resolved
+        if key in self.resolved_inputs:  # a folder of many files is verified once per run
+            return self.resolved_inputs[key]
+        catalogue = self.source_catalogue
+        try:
+            resolved = resolve_input(
+                catalogue,
+                key,
+                settings.run.vintage,
+                fetcher_from_settings(settings, hosts=catalogue.hosts),
+                settings.sources.max_extract_mb << 20,
+                quarter=settings.sources.arcep_trimestre,
+                departements=self.departements() if is_per_departement(catalogue, key) else None,
+            )
+        except NoFileObtained as exc:
+            if not is_optional(catalogue, key):
+                raise
+            # Not one complete département (or part): the commune fallback, flagged, and the
+            # provenance says which files were missing.
+            resolved = None, {**exc.provenance, "erreur": str(exc)}
+        self.resolved_inputs[key] = resolved if resolved is not None else (None, {})
+        return self.resolved_inputs[key]
+
+    def departements(self) -> list[str] | None:
+        """The départements of the study territory, for the per-département files of the
+        catalogue (ARCEP's building files): départements given, the département of each commune
+        (2A/2B, 97x), those of each EPCI's member communes. None: all of France (no territory),
+        served by the national files."""
+        import pandas as pd
+
+        from sources.common import DEPARTEMENT_PATTERN, EPCI_PATTERN
+        from sources.registry import PARSERS
+        from transforms.geo_codes import departement_code
+        from transforms.territory import partition_keys, resolve_territory
+
+        territory = resolve_territory(self.settings.run.territory, self.territory_presets)
+        if territory.whole:
+            return None
+        communes_epci = pd.DataFrame({"INSEE_COM": pd.Series(dtype=str), "EPCI": pd.Series(dtype=str)})
+        if any(EPCI_PATTERN.match(code) for code in territory.codes):
+            path, _ = self.input_file("communes_epci")
+            communes_epci = PARSERS["communes_epci"](path)
+        known = set(departement_code(communes_epci["INSEE_COM"])) | {
+            departement_code(pd.Series([c])).iloc[0] for c in territory.codes if not EPCI_PATTERN.match(c)
+        }
+        known |= {c for c in territory.codes if DEPARTEMENT_PATTERN.match(c)}
+        return partition_keys(territory, communes_epci, sorted(known))
+
+    @cached_property
+    def resolved_inputs(self) -> dict[str, tuple[Path | None, dict]]:
+        """Inputs resolved from the catalogue in this run (a run reads each input once or twice)."""
+        return {}
 
     @property
     def output_folder(self) -> Path:

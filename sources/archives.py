@@ -52,7 +52,10 @@ class Member:
 def _safe_name(archive: Path, name: str) -> PurePosixPath:
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts or re.match(r"^[A-Za-z]:", name):
-        raise ArchiveError(f"{archive}: member {name!r} points outside the extraction folder; archive refused")
+        raise ArchiveError(
+            f"{archive} : le membre {name!r} sort du dossier d'extraction (chemin absolu ou « .. ») ; archive refusée\n"
+            "  correction : supprimez l'archive du cache et téléchargez-la depuis le site de l'éditeur"
+        )
     return path
 
 
@@ -82,13 +85,15 @@ def list_members(archive: Path) -> list[Member]:
             return _7z_members(archive)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ArchiveError(
-            f"{archive}: corrupt archive ({exc}); delete it from the cache to download it again"
+            f"{archive} : archive corrompue ({exc}) ; supprimez-la du cache pour la télécharger de nouveau"
         ) from exc
     except Exception as exc:  # py7zr raises several unrelated types on corrupt input
         raise ArchiveError(
-            f"{archive}: corrupt 7z archive ({type(exc).__name__}: {exc}); delete it from the cache"
+            f"{archive} : archive 7z corrompue ({type(exc).__name__} : {exc}) ; supprimez-la du cache pour la télécharger de nouveau"
         ) from exc
-    raise ArchiveError(f"{archive}: neither a zip nor a 7z archive")
+    raise ArchiveError(
+        f"{archive} : ni une archive zip ni une archive 7z ; vérifiez le fichier (page HTML téléchargée à la place ?)"
+    )
 
 
 def extract(archive: Path, pattern: str, dest: Path, max_bytes: int, archive_sha256: str | None = None) -> Path:
@@ -136,8 +141,8 @@ def _select(archive: Path, members: list[Member], pattern: str) -> list[Member]:
     if not wanted:
         names = [m.name for m in members if not m.is_dir][:15]
         raise ArchiveError(
-            f"{archive}: no member matches {pattern!r}; members: {names}\n"
-            "  fix: the publisher may have renamed the file: update `member` in config/sources.yaml"
+            f"{archive} : aucun membre ne correspond au motif {pattern!r} ; membres : {names}\n"
+            "  correction : l'éditeur a peut-être renommé le fichier : mettez à jour `member` dans config/sources.yaml"
         )
     return wanted
 
@@ -146,11 +151,11 @@ def _check_member(archive: Path, member: Member, max_bytes: int) -> None:
     """Refuse before extracting anything: escaping paths, links, oversized members, zip bombs."""
     _safe_name(archive, member.name)
     if member.is_link:
-        raise ArchiveError(f"{archive}: member {member.name!r} is a link; archive refused")
+        raise ArchiveError(f"{archive} : le membre {member.name!r} est un lien ; archive refusée")
     if member.size > max_bytes:
         raise ArchiveError(
-            f"{archive}: member {member.name!r} is {member.size / 1e6:.0f} Mo once extracted, "
-            f"over the {max_bytes / 1e6:.0f} Mo limit (sources.max_extract_mb)"
+            f"{archive} : le membre {member.name!r} fait {member.size / 1e6:.0f} Mo une fois extrait, "
+            f"au-delà de la limite de {max_bytes / 1e6:.0f} Mo (sources.max_extract_mb)"
         )
     if member.compressed is not None and member.size > RATIO_MIN_BYTES:
         ratio = member.size / max(member.compressed, 1)

@@ -24,17 +24,19 @@ def read_caf_non_connectes(path: Path) -> pd.DataFrame:
     sep = ";" if head.count(";") >= head.count(",") else ","
     table = read_text_table(path, key_column="code_geo", sep=sep)
     frame = table.frame
-    require_columns(path, frame.columns, COLUMNS, "CAF 'allocataires non connectés' CSV (see README)")
+    require_columns(
+        path, frame.columns, COLUMNS, "CSV de la CAF « allocataires non connectés » (format décrit dans le README)"
+    )
     lines = file_lines(table)
     levels = frame["niveau"].str.lower().map(LEVELS)
     if levels.isna().any():
         pos = int(levels.isna().to_numpy().nonzero()[0][0])
         raise InputError(
             path,
-            f"niveau {frame['niveau'].iloc[pos]!r} is not IRIS or commune",
+            f"niveau {frame['niveau'].iloc[pos]!r} inconnu : ni IRIS ni commune",
             line=lines[pos],
             column="niveau",
-            fix="write IRIS or commune",
+            fix="écrivez IRIS (code_geo à 9 caractères) ou commune (code_geo à 5 caractères) dans la colonne niveau",
         )
     codes = pd.Series("", index=frame.index, dtype=str)
     for level in ("iris", "commune"):
@@ -61,10 +63,11 @@ def read_caf_non_connectes(path: Path) -> pd.DataFrame:
         pos = int(over.to_numpy().nonzero()[0][0])
         raise InputError(
             path,
-            f"{out['non_connectes'].iloc[pos]:.0f} non connectés for {out['allocataires'].iloc[pos]:.0f} allocataires",
+            f"{out['non_connectes'].iloc[pos]:.0f} non connectés pour {out['allocataires'].iloc[pos]:.0f} allocataires",
             line=lines[pos],
             column="non_connectes",
-            fix="non_connectes counts allocataires, so it cannot exceed them",
+            fix="non_connectes compte des allocataires et ne peut pas dépasser allocataires : corrigez la ligne "
+            "ou redemandez le fichier à la CAF",
         )
     years = sorted(set(out["millesime"]))
     out.attrs.update(path=str(path), millesime=",".join(years))

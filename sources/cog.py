@@ -51,7 +51,9 @@ def read_communes_epci(path: Path) -> pd.DataFrame:
         table = read_text_table(path, key_column=keys)
     frame, key = table.frame, table.key
     label = "LIBGEO" if key == "CODGEO" else "LIBCOM"
-    require_columns(path, frame.columns, (key, "EPCI", "LIBEPCI"), "commune → EPCI table")
+    require_columns(
+        path, frame.columns, (key, "EPCI", "LIBEPCI"), "communes → EPCI de l'INSEE (CODGEO, LIBGEO, EPCI, LIBEPCI)"
+    )
     lines = file_lines(table)
     communes = normalise_codes(frame[key], path=path, column=key, kind="commune", lines=lines)
     member = frame["EPCI"].str.strip().str.upper() != NO_EPCI

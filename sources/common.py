@@ -358,12 +358,13 @@ def _check_rows(path: Path, buffer: bytes, final: bool, line: int, expected: int
 
 
 def require_columns(path: Path, columns: Iterable[str], required: Iterable[str], what: str) -> None:
+    """Refuse a file missing one of `required`; `what` completes « le fichier … » in the message."""
     present = set(columns)
     missing = [c for c in required if c not in present]
     if missing:
         raise InputError(
             path,
-            f"colonne(s) absente(s) {missing}, attendue(s) dans {what} ; trouvées : {sorted(present)[:20]}",
+            f"colonne(s) absente(s) {missing}, attendue(s) dans le fichier {what} ; trouvées : {sorted(present)[:20]}",
             column=missing[0],
             fix=f"donnez le fichier {what}, ou vérifiez si l'éditeur a renommé la colonne",
         )

@@ -24,6 +24,7 @@ from urllib.parse import urljoin, urlparse
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from tqdm import tqdm
 from urllib3.util.retry import Retry
 
 from config.settings import Settings, SourceFile
@@ -46,6 +47,15 @@ class FinalDownloadError(DownloadError):
     """A failure another attempt would not cure: deadline passed, redirect refused."""
 
 
+def format_size(size: int | None, exact: bool = True) -> str:
+    """A size for people: `12,3 Mo`, `≈ 1,35 Go`, `taille inconnue`."""
+    if size is None:
+        return "taille inconnue"
+    value, unit = (size / 1e9, "Go") if size >= 1e9 else (size / 1e6, "Mo") if size >= 1e5 else (size / 1e3, "ko")
+    text = f"{value:.{2 if unit == 'Go' else 1}f} {unit}".replace(".", ",")
+    return text if exact else f"≈ {text}"
+
+
 @dataclass
 class MissingFile:
     dataset: str
@@ -53,11 +63,14 @@ class MissingFile:
     url: str
     cache_path: Path
     optional: bool = False
+    size: int | None = None  # bytes, when the catalogue knows it
+    size_exact: bool = True  # False: the catalogue's approximate `size_hint`
 
     def __str__(self) -> str:
         flag = " (facultatif)" if self.optional else ""
+        size = f" ({format_size(self.size, self.size_exact)})" if self.size is not None else ""
         return (
-            f"  - {self.dataset} {self.vintage}{flag} : {self.url}\n"
+            f"  - {self.dataset} {self.vintage}{flag}{size} : {self.url}\n"
             f"    à déposer en {self.cache_path} (ou dans le dossier --mirror sous le nom {self.cache_path.name})"
         )
 
@@ -68,8 +81,11 @@ class MissingFilesError(DownloadError):
     def __init__(self, missing: list[MissingFile]):
         self.missing = missing
         listed = "\n".join(str(m) for m in missing)
+        sizes = [m.size for m in missing if m.size is not None]
+        total = f" ({format_size(sum(sizes), all(m.size_exact for m in missing if m.size is not None))} connus)"
         super().__init__(
-            f"hors ligne : {len(missing)} fichier(s) absent(s) du cache et du miroir :\n{listed}\n"
+            f"hors ligne : {len(missing)} fichier(s) absent(s) du cache et du miroir{total if sizes else ''} :\n"
+            f"{listed}\n"
             "  correction : téléchargez-les (fragilite fetch --vintage …, sans --offline) ou "
             "déposez-les dans un dossier passé avec --mirror"
         )
@@ -135,7 +151,9 @@ class Fetcher:
     accept_changed: bool = False
     timeout_s: float = 60.0
     retries: int = 4
-    progress: bool = True
+    # Progress bars on stderr: True (or "auto") when stderr is a terminal, "always" when asked
+    # (FRAGILITE_PROGRESS=1), False never: never control characters in logs or tests.
+    progress: bool | str = True
     log: list[str] = field(default_factory=list)
     hosts: tuple[str, ...] = ()
     deadline_s: float = 3600.0
@@ -144,7 +162,46 @@ class Fetcher:
     max_retry_after_s: float = 60.0
 
     def cache_path(self, dataset: str, vintage: str, entry: SourceFile) -> Path:
-        return self.cache_dir / "downloads" / dataset / vintage / entry.cache_name
+        """Where a catalogue file is cached: always inside the cache folder, whatever the
+        catalogue's dataset names, vintages, URLs or file names say."""
+        root = (self.cache_dir / "downloads").resolve()
+        path = (root / dataset / vintage / entry.cache_name).resolve()
+        if root not in path.parents or not entry.cache_name or entry.cache_name in (".", ".."):
+            raise DownloadError(
+                f"{dataset} {vintage} : le catalogue placerait le fichier hors du cache ({path}) ; "
+                "corrigez le nom du jeu, le millésime, l'adresse ou `filename` dans config/sources.yaml"
+            )
+        return path
+
+    @property
+    def shows_progress(self) -> bool:
+        if self.progress in ("always", "toujours"):
+            return True
+        if self.progress in (True, "auto"):
+            return sys.stderr.isatty()
+        return False
+
+    def remote_size(self, url: str, timeout_s: float = 10.0) -> int | None:
+        """The size the server announces (HEAD, redirects checked like a download), for the plan
+        shown before downloading; None when it does not say or does not answer."""
+        session = _session(0, self.max_retry_after_s)
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                response = session.head(url, timeout=min(self.timeout_s, timeout_s), allow_redirects=False)
+                if not response.is_redirect:
+                    break
+                location = urljoin(url, response.headers["Location"])
+                self._check_redirect(url, location)
+                url = location
+            else:
+                return None
+            if response.status_code >= 400 or response.headers.get("Content-Encoding"):
+                return None
+            return int(response.headers.get("Content-Length") or 0) or None
+        except (requests.RequestException, DownloadError, ValueError):
+            return None
+        finally:
+            session.close()
 
     def fetch(self, dataset: str, vintage: str, entry: SourceFile) -> Path:
         target = self.cache_path(dataset, vintage, entry)
@@ -240,22 +297,26 @@ class Fetcher:
                 raise DownloadError(f"{response.url} : HTTP {response.status_code}")
             _refuse_html(response, entry)
             expected = int(response.headers.get("Content-Length") or 0) or None
-            decoder = _Decoder(response.url, response.headers.get("Content-Encoding", ""))
+            encoding = response.headers.get("Content-Encoding", "")
+            if _format_of(entry) == "gz" and encoding.strip().lower() in ("gzip", "x-gzip"):
+                encoding = ""  # a .gz file served as gzip-encoded: the gzip bytes are the file
+            decoder = _Decoder(response.url, encoding)
             received, started = 0, time.monotonic()
+            bar = self._bar(entry.cache_name, expected)
             try:
                 with open(tmp, "wb") as fh:
                     while chunk := response.raw.read1(CHUNK, decode_content=False):
                         received += len(chunk)
                         fh.write(decoder.feed(chunk))
                         self._pace(url, received, started, deadline)
-                        self._show(url, received, expected, started)
+                        bar.update(len(chunk))
                     fh.write(decoder.finish())
                     fh.flush()
                     os.fsync(fh.fileno())
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise DownloadError(f"{url} : réception interrompue (truncated) : {exc}") from exc
-            if self.progress and sys.stderr.isatty():
-                print(file=sys.stderr)
+            finally:
+                bar.close()
             if expected is not None and received != expected:
                 raise DownloadError(f"{url} : corps tronqué (truncated body), {received} octets reçus sur {expected}")
             return expected is not None
@@ -313,22 +374,21 @@ class Fetcher:
                 f"minimum {self.min_rate_bps:.0f})"
             )
 
-    def _show(self, url: str, received: int, expected: int | None, started: float) -> None:
-        if not (self.progress and sys.stderr.isatty()):
-            return
-        name = url.rsplit("/", 1)[-1][:40]
-        rate = received / max(time.monotonic() - started, 1e-6) / 1e6
-        if expected:
-            done = int(30 * received / expected)
-            bar = "#" * done + "." * (30 - done)
-            print(
-                f"\r  {name:<40} [{bar}] {received / 1e6:7.1f}/{expected / 1e6:.1f} Mo {rate:5.1f} Mo/s",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-        else:
-            print(f"\r  {name:<40} {received / 1e6:7.1f} Mo {rate:5.1f} Mo/s", end="", file=sys.stderr, flush=True)
+    def _bar(self, name: str, expected: int | None) -> tqdm:
+        """A progress bar on stderr (size from Content-Length when the server gives it); a
+        disabled one, which prints nothing, unless `shows_progress`."""
+        return tqdm(
+            total=expected,
+            desc=f"  {name[:40]}",
+            unit="o",
+            unit_scale=True,
+            unit_divisor=1000,
+            file=sys.stderr,
+            disable=not self.shows_progress,
+            leave=True,
+            dynamic_ncols=True,
+            mininterval=0.5,
+        )
 
     def _check(self, path: Path, entry: SourceFile, origin: str) -> None:
         check_format(path, entry.format, origin)
@@ -411,7 +471,7 @@ def _format_of(entry: SourceFile) -> str | None:
     if entry.format:
         return entry.format
     suffix = Path(entry.cache_name).suffix.lower().lstrip(".")
-    return suffix if suffix in ("zip", "7z", "xlsx", "xls", "csv", "gpkg") else None
+    return suffix if suffix in ("zip", "7z", "xlsx", "xls", "csv", "gpkg", "gz") else None
 
 
 def _refuse_html(response: requests.Response, entry: SourceFile) -> None:
@@ -433,7 +493,7 @@ def check_complete(path: Path, declared: str | None, origin: str) -> None:
     """A body received without Content-Length could have been cut short: its structure must end
     properly (an archive's end records, a text file's last line)."""
     checks = {"zip": _zip_complete, "xlsx": _zip_complete, "7z": _7z_complete, "csv": _csv_complete}
-    checks |= {"xls": _xls_complete, "gpkg": _sqlite_complete}
+    checks |= {"xls": _xls_complete, "gpkg": _sqlite_complete, "gz": _gzip_complete}
     problem = checks[declared](path) if declared in checks else None
     if problem:
         raise DownloadError(
@@ -487,6 +547,22 @@ def _csv_complete(path: Path) -> str | None:
     return None
 
 
+def _gzip_complete(path: Path) -> str | None:
+    """Every gzip member ends with its trailer (read through once, nothing kept)."""
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                while block:
+                    if inflater.eof:  # the next member of a multi-member file
+                        inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                    inflater.decompress(block, 1 << 20)
+                    block = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+    except zlib.error as exc:
+        return f"flux gzip illisible ({exc})"
+    return None if inflater.eof else "flux gzip tronqué (fin de membre absente)"
+
+
 def _xls_complete(path: Path) -> str | None:
     size = path.stat().st_size
     return None if size and size % 512 == 0 else f"taille {size} octets, pas un multiple des secteurs de 512 octets"
@@ -514,11 +590,12 @@ MAGIC = {
     "7z": (b"7z\xbc\xaf\x27\x1c",),
     "xls": (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",),
     "gpkg": (b"SQLite format 3\x00",),
+    "gz": (b"\x1f\x8b",),
 }
 
 
 def check_format(path: Path, declared: str | None, origin: str) -> None:
-    """The file is what the catalogue declares (zip, 7z, xlsx, xls, gpkg by their signature; csv:
+    """The file is what the catalogue declares (zip, 7z, xlsx, xls, gpkg, gz by their signature; csv:
     text that is not an HTML page)."""
     if declared is None:
         return
@@ -551,6 +628,17 @@ def fetcher_from_settings(
         accept_changed=options.accept_changed,
         timeout_s=options.timeout_s,
         retries=options.retries,
-        progress=progress,
+        progress=_progress_from_environment(progress),
         hosts=tuple(hosts),
     )
+
+
+def _progress_from_environment(default: bool | str) -> bool | str:
+    """FRAGILITE_PROGRESS=1 (or toujours) asks for progress bars even when stderr is not a
+    terminal; 0 (or jamais) turns them off."""
+    asked = os.environ.get("FRAGILITE_PROGRESS", "").strip().lower()
+    if asked in ("1", "toujours", "always", "oui"):
+        return "always"
+    if asked in ("0", "jamais", "never", "non"):
+        return False
+    return default

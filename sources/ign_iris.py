@@ -223,8 +223,10 @@ def _part_epsg(file: Path, crs: CRS | None) -> int:
     if not crs.is_projected:
         raise InputError(
             file,
-            f"CRS {crs.to_string()} is not projected",
-            fix="use IGN's original file in Lambert-93 (EPSG:2154) or the overseas UTM projection",
+            f"système de coordonnées {crs.name!r} ({crs.to_string()}) non projeté : coordonnées en degrés, pas en "
+            "mètres (surfaces et densités seraient fausses)",
+            fix="utilisez le fichier d'origine de l'IGN, en Lambert-93 (EPSG:2154) en métropole ou dans la "
+            "projection UTM du département d'outre-mer ; ne le réenregistrez pas en WGS84 (EPSG:4326)",
         )
     epsg = crs.to_epsg() or _folder_epsg(file)
     if epsg is None:
@@ -315,7 +317,7 @@ def _read_part(file: Path, layer: str | None, label: str) -> Part:
     """One file: fields renamed, codes validated, CRS checked against its communes, geometries checked."""
     layer = _choose_layer(file, layer)
     frame = _rename_fields(gpd.read_file(file, layer=layer, engine="pyogrio"))
-    require_columns(file, frame.columns, COLUMNS, "IGN CONTOURS-IRIS")
+    require_columns(file, frame.columns, COLUMNS, "CONTOURS-IRIS de l'IGN")
     epsg = _part_epsg(file, frame.crs)
     frame["CODE_IRIS"] = normalise_codes(frame["CODE_IRIS"], path=file, column="CODE_IRIS", kind="iris")
     frame["INSEE_COM"] = normalise_codes(

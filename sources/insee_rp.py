@@ -43,7 +43,7 @@ def detect_vintage(path: Path, columns: list[str]) -> int:
     if len(years) > 1:
         raise InputError(
             path,
-            f"variables de plusieurs millésimes mêlées (several vintages) : préfixes {sorted('P' + y + '_' for y in years)}",
+            f"variables de plusieurs millésimes mêlées : préfixes {sorted('P' + y + '_' for y in years)}",
             fix="un fichier base-ic par millésime, tel que l'INSEE le publie",
         )
     return 2000 + int(years.pop())
@@ -65,7 +65,7 @@ def read_base_ic(
     wanted = None if variables is None else set(variables) | set(required)
     table = _read(path, None if wanted is None else _keeps(wanted))
     frame = table.frame
-    require_columns(path, frame.columns, ID_COLUMNS, f"INSEE base-ic {theme!r}")
+    require_columns(path, frame.columns, ID_COLUMNS, f"base-ic {theme!r} du recensement de l'INSEE")
     header = table.header or list(frame.columns)
     vintage = detect_vintage(path, header)
     _require_variables(path, theme, header, vintage, required)

@@ -15,6 +15,7 @@ from sources.cog import read_cog_passage, read_communes_epci
 from sources.filosofi import read_filosofi_communes, read_filosofi_iris
 from sources.ign_iris import read_contours_iris
 from sources.insee_rp import read_base_ic
+from sources.lieux_mediation import read_lieux_mediation
 
 CENSUS_THEMES = {
     "rp_evol_struct_pop": "evol-struct-pop",
@@ -32,6 +33,7 @@ PARSERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     "arcep_debit": read_arcep_debit,
     "caf_non_connectes": read_caf_non_connectes,
     "cog_passage": read_cog_passage,
+    "lieux_mediation": read_lieux_mediation,
 }
 
 

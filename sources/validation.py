@@ -23,7 +23,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"[{self.level}] {self.input}: {self.message}"
+        return f"[{self.level}] {self.input} : {self.message}"
 
 
 def validate_inputs(
@@ -52,12 +52,21 @@ def validate_inputs(
         completed = tables[key].attrs.get("codes_completes")
         if completed:
             problems.append(
-                Problem("avertissement", key, f"{completed} code(s) completed with their lost leading zero")
+                Problem(
+                    "avertissement",
+                    key,
+                    f"{completed} code(s) complété(s) par le zéro initial qu'un tableur avait supprimé",
+                )
             )
         repaired = tables[key].attrs.get("geometries_reparees")
         if repaired:
             problems.append(
-                Problem("avertissement", key, f"{len(repaired)} invalid geometrie(s) repaired: {repaired[:10]}")
+                Problem(
+                    "avertissement",
+                    key,
+                    f"{len(repaired)} géométrie(s) invalide(s) réparée(s) (IRIS {', '.join(map(str, repaired[:10]))}"
+                    f"{' …' if len(repaired) > 10 else ''})",
+                )
             )
     themes = {k: tables[k] for k in CENSUS_THEMES if k in tables}
     if themes:
@@ -65,7 +74,13 @@ def validate_inputs(
             vintage = census_vintage(themes)
             if expected_vintage is not None and vintage != expected_vintage:
                 problems.append(
-                    Problem("erreur", "recensement", f"files are RP {vintage}, the run asks for RP {expected_vintage}")
+                    Problem(
+                        "erreur",
+                        "recensement",
+                        f"les fichiers du recensement sont du RP {vintage}, le calcul demande le RP {expected_vintage} : "
+                        f"donnez les fichiers du RP {expected_vintage} (entrées rp_* de la configuration), ou demandez "
+                        f"le millésime {vintage} (--vintage {vintage} ou run.vintage)",
+                    )
                 )
             filosofi = tables.get("filosofi_iris")
             if filosofi is not None and filosofi.attrs.get("annee") not in (vintage, vintage + 1):
@@ -73,7 +88,8 @@ def validate_inputs(
                     Problem(
                         "avertissement",
                         "filosofi_iris",
-                        f"income year {filosofi.attrs.get('annee')} for census RP {vintage} (mixed vintages)",
+                        f"revenus {filosofi.attrs.get('annee')} pour le recensement RP {vintage} (millésimes mêlés) : "
+                        f"prenez le Filosofi IRIS des revenus {vintage} ou {vintage + 1}",
                     )
                 )
         except VintageError as exc:
@@ -82,13 +98,14 @@ def validate_inputs(
             census, reports = join_census(themes)
             base, more = build_iris_base(tables["contours_iris"], census, tables["communes_epci"])
             for report in reports + more:
-                for side, codes in (("left", report.unmatched_left), ("right", report.unmatched_right)):
+                for side, codes in zip(_sides(report.join), (report.unmatched_left, report.unmatched_right)):
                     if codes:
                         problems.append(
                             Problem(
                                 "avertissement",
                                 report.join,
-                                f"{len(codes)} code(s) without a match ({side}): {codes[:10]}",
+                                f"{len(codes)} code(s) présent(s) seulement du côté {side}, sans correspondance : "
+                                f"{', '.join(codes[:10])}{' …' if len(codes) > 10 else ''}",
                             )
                         )
             # One coverage per part of France (each in its own CRS).
@@ -102,3 +119,11 @@ def validate_inputs(
                     )
                 )
     return problems
+
+
+def _sides(join: str) -> tuple[str, str]:
+    """The two sides of a join named `left ↔ right`, to say where unmatched codes come from."""
+    if "↔" not in join:
+        return "gauche", "droit"
+    left, right = join.split("↔", 1)
+    return left.strip(), right.strip()

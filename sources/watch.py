@@ -34,7 +34,7 @@ def newer_vintages(catalogue: Catalogue, vintage: int) -> list[int]:
 def catalogue_changes(catalogue: Catalogue, vintage: int, state_file: Path, head: HeadFn = http_head) -> list[str]:
     """Human-readable changes since the last check; the new state is saved atomically."""
     state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.exists() else {}
-    changes = [f"new census vintage RP {v} in the catalogue" for v in newer_vintages(catalogue, vintage)]
+    changes = [f"nouveau millésime du recensement au catalogue : RP {v}" for v in newer_vintages(catalogue, vintage)]
     current = {}
     for name, dataset in catalogue.datasets.items():
         if dataset.input is None:
@@ -46,11 +46,11 @@ def catalogue_changes(catalogue: Catalogue, vintage: int, state_file: Path, head
         try:
             current[entry.url] = head(entry.url)
         except requests.RequestException as exc:
-            changes.append(f"{name} {key}: unreachable ({exc})")
+            changes.append(f"{name} {key} : inaccessible ({exc})")
             continue
         before = state.get(entry.url)
         if before is not None and before != current[entry.url]:
-            changes.append(f"{name} {key}: changed at the publisher ({before} → {current[entry.url]})")
+            changes.append(f"{name} {key} : modifié chez l'éditeur ({before} → {current[entry.url]})")
     state_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = state_file.with_name(state_file.name + ".tmp")
     tmp.write_text(json.dumps({**state, **current}, indent=2), encoding="utf-8")

@@ -22,12 +22,15 @@ def test_catalogue_changes_between_checks(tmp_path):
         return responses.get(url, {"Content-Length": "100", "ETag": "a", "Last-Modified": ""})
 
     first = catalogue_changes(catalogue, 2019, state, head)
-    assert first == ["new census vintage RP 2020 in the catalogue", "new census vintage RP 2021 in the catalogue"]
+    assert first == [
+        "nouveau millésime du recensement au catalogue : RP 2020",
+        "nouveau millésime du recensement au catalogue : RP 2021",
+    ]
     assert catalogue_changes(catalogue, 2021, state, head) == []  # same files, nothing new
     url = catalogue.datasets["filosofi_iris"].files["2021"].url
     responses[url] = {"Content-Length": "120", "ETag": "b", "Last-Modified": ""}
     changes = catalogue_changes(catalogue, 2021, state, head)
-    assert len(changes) == 1 and changes[0].startswith("filosofi_iris 2021: changed at the publisher")
+    assert len(changes) == 1 and changes[0].startswith("filosofi_iris 2021 : modifié chez l'éditeur")
     assert json.loads(state.read_text())[url]["ETag"] == "b"
     assert newer_vintages(catalogue, 2021) == []
 

@@ -36,11 +36,11 @@ def test_caf_file_validated_blank_is_secret(tmp_path):
     caf = read_caf_non_connectes(path)
     assert caf["niveau"].tolist() == ["commune", "commune", "iris"]
     assert math.isnan(caf["non_connectes"].iloc[0])  # blank = unknown, never 0
-    with pytest.raises(InputError, match="ligne 2.*non_connectes"):
+    with pytest.raises(InputError, match="ligne 2.*non_connectes.*9 non connectés pour 4 allocataires"):
         read_caf_non_connectes(
             write(tmp_path / "b.csv", "code_geo;niveau;millesime;allocataires;non_connectes\n69001;commune;2023;4;9\n")
         )
-    with pytest.raises(InputError, match="niveau"):
+    with pytest.raises(InputError, match=r"colonne 'niveau' : niveau 'canton' inconnu : ni IRIS ni commune"):
         read_caf_non_connectes(
             write(tmp_path / "c.csv", "code_geo;niveau;millesime;allocataires;non_connectes\n69001;canton;2023;4;1\n")
         )

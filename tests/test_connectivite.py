@@ -366,3 +366,101 @@ def test_a_run_measures_broadband_at_the_iris_from_building_files(tmp_path, dags
     assert lyon["non_thd_taux"].nunique() == 5  # the arrondissements' IRIS have their own rates
     assert layer["non_thd_score"].notna().sum() >= len(expected)
     capsys.readouterr()
+
+
+def _frame_3857(rows: list[tuple[str, str, tuple[float, float, float, float]]]) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(
+        {"CODE_IRIS": [r[0] for r in rows], "INSEE_COM": [r[1] for r in rows]},
+        geometry=[box(*r[2]) for r in rows],
+        crs=3857,
+    )
+
+
+def _files_3857(folder: Path, buildings, extra_offers: list[dict] = ()) -> dict[str, list[Path]]:
+    """Buildings given directly in EPSG:3857 (x, y exact), so that a point can lie on an outline."""
+    base = [
+        {"imb_id": i, "imb_x": repr(x), "imb_y": repr(y), "imb_code": i, "imb_code_insee": c, "imb_nbr_logloc": n}
+        for i, c, (x, y), n, _ in buildings
+    ]
+    return {
+        "base_imb": [_write_gz(folder / "base_imb_01.csv.gz", BASE_IMB_COLUMNS, base)],
+        "eligibilite": [
+            _write_gz(folder / "actuel_01.csv.gz", ELIGIBILITE_COLUMNS, _offer_rows(buildings) + list(extra_offers))
+        ],
+    }
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_points_on_outlines_in_two_iris_and_outside_every_iris(tmp_path, overlap):
+    """Outlines: a point on the line shared by two IRIS goes to the smaller code, a point on the
+    territory's edge to its only IRIS; a point inside two overlapping IRIS to the smaller code,
+    reported; a point outside every IRIS to its commune, spread by located premises."""
+    rows = [
+        ("010010101", "01001", (0, 0, 1000, 1000)),  # P
+        ("010010102", "01001", (1000, 0, 2000, 1000)),  # Q
+        ("010020101", "01002", (5000, 0, 6000, 1000)),  # R
+    ]
+    if overlap:
+        rows.append(("010020102", "01002", (5500, 0, 6500, 1000)))  # S overlaps R on x in [5500, 6000]
+    buildings = [
+        ("IMB/01001/X/1", "01001", (500.0, 500.0), "10", [("FO", "THD100")]),  # inside P
+        ("IMB/01001/X/2", "01001", (1000.0, 500.0), "4", [("CU", "HD3")]),  # on the P|Q line → P
+        ("IMB/01001/X/3", "01001", (2000.0, 500.0), "6", [(" fo ", "thd1g")]),  # on Q's outer edge → Q, THD
+        ("IMB/01001/X/4", "01001", (3000.0, 500.0), "20", [("FO", "THD30")]),  # outside: P 14/20, Q 6/20
+        ("IMB/01002/X/1", "01002", (5750.0, 500.0), "3", []),  # inside R (and S)
+        ("IMB/01002/X/2", "01002", (5200.0, 500.0), "7", [("SAT", "THD1G")]),  # inside R
+    ]
+    files = _files_3857(tmp_path, buildings)
+    con = connect(tmp_path / "work", memory_limit="1GB", threads=2)
+    register_buildings(con, files["base_imb"], files["eligibilite"], target_crs=3857)
+    table, report = iris_connectivity(con, _frame_3857(rows), "batiments", None)
+    table = table.set_index("CODE_IRIS")
+    p, q, r = table.loc["010010101"], table.loc["010010102"], table.loc["010020101"]
+    assert (p["batiments"], p["locaux"], p["locaux_sans_thd"], p["locaux_commune"]) == (2, 14 + 14, 4, 14)
+    assert (q["batiments"], q["locaux"], q["locaux_sans_thd"], q["locaux_commune"]) == (1, 6 + 6, 0, 6)
+    assert (r["batiments"], r["locaux"], r["locaux_sans_thd"], r["locaux_commune"]) == (2, 10, 10, 0)
+    if overlap:
+        assert (table.loc["010020102", "batiments"], table.loc["010020102", "locaux"]) == (0, 0)
+    assert report["limite_iris"] == 2
+    assert report["iris_multiples"] == (1 if overlap else 0)
+    assert (report["dans_iris"], report["hors_iris"], report["rattaches_commune"]) == (5, 1, 1)
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '\\_%' ESCAPE '\\'").fetchone() == (
+        0,
+    )
+
+
+@pytest.mark.parametrize("twice", [False, True])
+def test_duplicate_buildings_and_offers_counted_once(tmp_path, twice):
+    """A building given by two files is kept once; duplicate offer rows count as rows but make one
+    building; codes with spaces or in lower case are read as the published codes; an offer whose
+    building is absent is reported."""
+    buildings = [
+        ("IMB/01001/X/1", "01001", (500.0, 500.0), "10", [("FO", "THD100"), ("FO", "THD100")]),
+        ("IMB/01001/X/2", "01001", (600.0, 500.0), "4", [("cu ", "hd3"), ("LTE", "THD30")]),
+    ]
+    orphan = [{"imb_id": "IMB/01001/X/9", "code_techno": "FO", "classe_debit_descendant": "THD1G"}]
+    files = _files_3857(tmp_path, buildings, orphan)
+    if twice:  # the national file and the département file, both given
+        again = [b for b in BUILDINGS if b[0] == "IMB/01001/X/0005"] + [
+            ("IMB/01001/X/2", "01001", None, "4", []),
+        ]
+        national = tmp_path / "national"
+        national.mkdir()
+        files["base_imb"].append(_write_gz(national / "base_imb.csv.gz", BASE_IMB_COLUMNS, _base_rows(again)))
+    con = connect(tmp_path / "work", memory_limit="1GB", threads=2)
+    built = register_buildings(con, files["base_imb"], files["eligibilite"], target_crs=3857)
+    assert built["offres"] == 5
+    assert built["offres_sans_batiment"] == 1
+    assert built["batiments_thd"] == 1
+    assert built["imb_id_en_double"] == (1 if twice else 0)
+    assert built["batiments"] == (4 if twice else 2)
+    assert built["batiments_avec_offres"] == (3 if twice else 2)
+    assert built["batiments_codes_inconnus"] == (2 if twice else 1)  # the LTE row, per building row
+    kept = con.execute("SELECT imb_id, valide, locaux FROM batiments ORDER BY imb_id").fetchall()
+    extra = [("IMB/01001/X/0005", True, 3.0)] if twice else []  # far from the IRIS below, no offer
+    assert kept == extra + [("IMB/01001/X/1", True, 10.0), ("IMB/01001/X/2", True, 4.0)]  # the valid X/2 kept
+    iris = _frame_3857([("010010101", "01001", (0, 0, 1000, 1000))])
+    table, report = iris_connectivity(con, iris, "batiments", None)
+    row = table.loc[0]
+    assert (row["batiments"], row["locaux"], row["locaux_sans_thd"]) == (2, 14 + 3 * twice, 4 + 3 * twice)
+    assert report["rattaches_commune"] == int(twice)

@@ -239,7 +239,7 @@ def test_offline_with_a_mirror(published, tmp_path):
 def test_hostile_archives_are_refused(tmp_path):
     traversal = tmp_path / "evil.zip"
     traversal.write_bytes(_zip({"../../evil.csv": b"x"}))
-    with pytest.raises(ArchiveError, match="outside the extraction folder"):
+    with pytest.raises(ArchiveError, match="sort du dossier d.extraction"):
         extract(traversal, r"evil\.csv$", tmp_path / "out", 10 << 20)
     assert not (tmp_path.parent / "evil.csv").exists() and not (tmp_path / "out").exists()
 
@@ -248,24 +248,24 @@ def test_hostile_archives_are_refused(tmp_path):
         info = zipfile.ZipInfo("data.csv")
         info.external_attr = 0o120777 << 16  # a symbolic link
         zf.writestr(info, "/etc/passwd")
-    with pytest.raises(ArchiveError, match="is a link"):
+    with pytest.raises(ArchiveError, match="est un lien"):
         extract(link, r"data\.csv$", tmp_path / "out", 10 << 20)
 
     big = tmp_path / "big.zip"
     big.write_bytes(_zip({"data.csv": b"0" * 5000}))
-    with pytest.raises(ArchiveError, match="over the"):
+    with pytest.raises(ArchiveError, match="au-delà de la limite"):
         extract(big, r"data\.csv$", tmp_path / "out", 1000)
 
     truncated = tmp_path / "cut.zip"
     truncated.write_bytes(_zip({"data.csv": b"0" * 5000})[:100])
-    with pytest.raises(ArchiveError, match="corrupt|neither"):
+    with pytest.raises(ArchiveError, match="corrompue|ni une archive"):
         extract(truncated, r"data\.csv$", tmp_path / "out", 10 << 20)
 
 
 def test_member_renamed_by_publisher(tmp_path):
     archive = tmp_path / "a.zip"
     archive.write_bytes(_zip({"renamed.csv": b"x"}))
-    with pytest.raises(ArchiveError, match=r"(?s)no member matches .*update `member`"):
+    with pytest.raises(ArchiveError, match=r"(?s)aucun membre ne correspond .*mettez à jour `member`"):
         extract(archive, r"^expected\.csv$", tmp_path / "out", 1 << 20)
 
 

@@ -571,3 +571,60 @@ def test_fetcher_from_settings_passes_the_catalogue_hosts(sample_settings):
     fetcher = fetcher_from_settings(sample_settings, progress=False, hosts=["www.insee.fr", "data.geopf.fr"])
     assert fetcher.hosts == ("www.insee.fr", "data.geopf.fr") and fetcher.deadline_s == 3600
     assert fetcher_from_settings(sample_settings).hosts == ()
+
+
+# --- configuration files ----------------------------------------------------------------------
+
+
+def test_yaml_key_written_twice_is_refused_with_both_lines(tmp_path):
+    """PyYAML keeps the last of two equal keys: a pasted second `run:` would silently win."""
+    from config.settings import ConfigError, load_settings
+
+    config = write(tmp_path / "c.yaml", "run:\n  reference: epci\nrun:\n  reference: departement\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml.*clé « run » en double \(déjà écrite ligne 1\)") as err:
+        load_settings(config)
+    assert "line 3" in str(err.value)
+
+
+def test_binary_or_non_utf8_configuration_is_refused_before_parsing(tmp_path):
+    from config.settings import ConfigError, load_settings
+
+    binary = tmp_path / "c.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(ConfigError, match=r"c\.yaml : fichier binaire"):
+        load_settings(binary)
+    latin = tmp_path / "l.yaml"
+    latin.write_bytes("run:\n  territory_label: Métropole\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"l\.yaml : octet \d+ non UTF-8"):
+        load_settings(latin)
+
+
+def test_configuration_errors_are_in_french_with_the_key_and_the_value_read(tmp_path):
+    from config.settings import ConfigError, load_settings
+
+    config = write(tmp_path / "c.yaml", "run:\n  referenc: epci\n  reference: canton\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(config)
+    text = str(err.value)
+    assert "c.yaml : configuration invalide" in text
+    assert (
+        "run.reference : valeur non admise, attendu : 'departement', 'epci', 'territoire', 'region' ou 'france'" in text
+    )
+    assert "(lu : 'canton')" in text and "run.referenc : clé inconnue (faute de frappe ?" in text
+    assert "Input should" not in text and "Extra inputs" not in text
+
+
+def test_catalogue_names_cannot_place_a_file_outside_the_cache(tmp_path):
+    """Audit: a catalogue `filename` (or dataset / vintage key, or URL ending) could leave the cache."""
+    from config.settings import SourceFile
+
+    for name in ("../../.bashrc", "/etc/passwd", "sous/dossier.csv", ".cache"):
+        with pytest.raises(ValueError, match="simple nom de fichier"):
+            SourceFile(url="https://www.insee.fr/f.csv", filename=name)
+    fetcher = _fetcher(tmp_path)
+    with pytest.raises(DownloadError, match="hors du cache"):
+        fetcher.cache_path("../../evil", "latest", SourceFile(url="https://www.insee.fr/f.csv"))
+    with pytest.raises(DownloadError, match="hors du cache"):
+        fetcher.cache_path("insee", "latest", SourceFile(url="https://www.insee.fr/a/.."))
+    inside = fetcher.cache_path("insee", "2021", SourceFile(url="https://www.insee.fr/f.csv"))
+    assert inside.name == "f.csv" and tmp_path in inside.parents

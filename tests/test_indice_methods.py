@@ -110,7 +110,7 @@ def test_tic_estimates_and_age_total():
 def test_tic_configuration_refuses_bad_rates():
     data = load_tic().model_dump()
     data["groups"]["seuls"]["rates"]["illectronisme"] = 32.4  # a percentage, not a share
-    with pytest.raises(ValueError, match="between 0 and 1"):
+    with pytest.raises(ValueError, match="entre 0 et 1"):
         TicConfig.model_validate(data)
 
 

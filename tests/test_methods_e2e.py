@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -45,9 +46,39 @@ def test_territory_run_reports_exposed_iris(lyon_run):
     summary = info["details_methodes"]["opale_resume"]
     assert summary["iris_exposes"] == int(iris["opale_expose"].fillna(False).sum()) > 0
     assert info["details_methodes"]["methode_opale_2022"]["reference"] == "territoire"
-    # the Opale flag is score >= 110
+    # the Opale flag is score >= 110, IRIS of weak reliability (under 200 residents, type A/D) set aside
     scored = iris[iris["opale_score"].notna()]
-    assert (scored["opale_expose"] == (scored["opale_score"] >= 110)).all()
+    assert (scored["opale_expose"] == ((scored["opale_score"] >= 110) & (scored["fiabilite"] == "bonne"))).all()
+    weak = (iris["P_POP"].fillna(0) < 200) | iris["TYP_IRIS"].isin(["A", "D"])
+    assert (iris["fiabilite"] == weak.map({True: "faible", False: "bonne"})).all()
+    set_aside = int(((scored["opale_score"] >= 110) & (scored["fiabilite"] == "faible")).sum())
+    assert set_aside > 0 and summary["iris_fiabilite_faible_ecartees"] == set_aside
+    assert f"{set_aside} IRIS au-dessus du seuil écartées (fiabilité faible)" in printed
+
+
+def test_territory_run_records_the_whole_reference_and_completeness(lyon_run):
+    _, printed, layers = lyon_run
+    info = json.loads((layers / "iris.metadata.json").read_text(encoding="utf-8"))
+    assert info["reference"] == "departement"
+    details = info["details_methodes"]
+    units = details["unites_de_reference"]
+    assert [(u["unite"], u["iris"]) for u in units] == [("69", 751)]  # the whole département, not the EPCI
+    assert set(units[0]["taux"]) >= {"men_seul", "non_thd", "pauvrete"}
+    assert "Référence departement : unité(s) entière(s) 69 (751 IRIS)" in printed
+    iris = read(layers / "iris.parquet")
+    rated = iris[iris["score_global"].notna()]
+    present = {
+        c[: -len("_score")] for c in iris if c.endswith("_score") and not c.startswith(("ifn", "opale", "score"))
+    }
+    for _, row in rated.head(50).iterrows():
+        missing = [i for i in row["indicateurs_manquants"].split(",") if i]
+        noted = [i for i in present if pd.notna(row[f"{i}_score"])]
+        assert sorted(missing) == sorted(present - set(noted)) and row["nb_indicateurs_notes"] == len(noted)
+    assert rated["nb_indicateurs_notes"].nunique() > 1 and not details["completude"]["homogene"]
+    assert "ensembles d'indicateurs différents" in printed
+    # the département layer has one unit: IFN deciles are not published there
+    departements = read(layers / "departements.parquet")
+    assert not [c for c in departements if c.startswith("ifn2023_")]
 
 
 def test_ifn_notes_are_deciles(lyon_run):
@@ -73,12 +104,20 @@ def test_commune_layer_is_a_recomputation_from_iris_sums(lyon_run):
     communes = read(layers / "communes.parquet").set_index("INSEE_COM")
     assert len(communes) == iris["INSEE_COM"].nunique() == 67  # 59 communes, Lyon by its 9 arrondissements
     sums = iris.groupby("INSEE_COM")[["men_seul_num", "men_seul_den", "pop_65p_num", "pop_65p_den"]].sum()
+    info = json.loads((layers / "communes.metadata.json").read_text(encoding="utf-8"))
+    (unit,) = json.loads((layers / "iris.metadata.json").read_text(encoding="utf-8"))["details_methodes"][
+        "unites_de_reference"
+    ]
+    taux = unit["taux"]
+    assert info["reference"] == "departement"
     for ind_id in ("men_seul", "pop_65p"):
         np.testing.assert_allclose(communes[f"{ind_id}_num"], sums.loc[communes.index, f"{ind_id}_num"])
         rate = sums[f"{ind_id}_num"] / sums[f"{ind_id}_den"]
         np.testing.assert_allclose(communes[f"{ind_id}_taux"], rate.loc[communes.index])
-        # score against the same département reference: Σnum / Σden over all the territory
-        reference = sums[f"{ind_id}_num"].sum() / sums[f"{ind_id}_den"].sum()
+        # score against the same département reference as the IRIS: Σnum / Σden over the whole
+        # département (751 IRIS), not over the study territory
+        reference = taux[ind_id]
+        assert reference != pytest.approx(sums[f"{ind_id}_num"].sum() / sums[f"{ind_id}_den"].sum())
         np.testing.assert_allclose(communes[f"{ind_id}_score"], 100 * rate.loc[communes.index] / reference)
     epci = read(layers / "epci.parquet")
     assert epci["EPCI"].tolist() == [LYON_EPCI]

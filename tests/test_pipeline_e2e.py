@@ -34,7 +34,11 @@ def test_run_succeeds_with_all_checks(materialized):
     result, _ = materialized
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 22 and all(c.passed for c in checks)
+    assert len(checks) == 28
+    # Every check passes but one warning, by design on the sample: its IRIS are scored on 7, 8 or
+    # 9 indicators (Filosofi's poverty and minima exist for 318 IRIS only).
+    failed = {(c.check_name, c.severity.value) for c in checks if not c.passed}
+    assert failed == {("scores_sur_memes_indicateurs", "WARN")}
     materialized_keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert {
         "iris_base",
@@ -157,7 +161,7 @@ def test_region_without_values_for_vintage_fails_with_fix(tmp_path, dagster_home
     config = write(tmp_path / "c.yaml", "reference_values: []\n")
     assert main(["run", "--config", str(config), "--reference", "region", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "no reference values for RP 2016" in err
+    assert "aucune valeur de référence pour le RP 2016" in err
 
 
 def test_config_command_prints_effective_paths(capsys):
@@ -184,7 +188,9 @@ def test_dictionary_covers_every_column(materialized):
     _, layers = materialized
     dictionary = pd.read_csv(layers / "dictionnaire.csv", sep=";", dtype=str, keep_default_na=False)
     columns = [c for c in pq.read_schema(layers / "iris.parquet").names if c not in ("geometry", "bbox")]
-    assert dictionary["code"].tolist() == columns
+    # The IRIS layer's columns first, in its order; then those of the other tables (mailles, pack).
+    assert dictionary["code"].tolist()[: len(columns)] == columns
+    assert dictionary["code"].is_unique
     assert (dictionary["libelle"] != "").all()
     est = dictionary[dictionary["code"].str.startswith("est_")]
     assert len(est) > 0 and est["note"].str.contains("ne jamais additionner").all()

@@ -122,12 +122,14 @@ def test_qgis_styles_and_project(out):
     for maille in MAILLES:
         root = ET.parse(out / "layers" / f"{maille}.qml").getroot()
         renderer = root.find("renderer-v2")
-        assert renderer.get("type") == "graduatedSymbol" and renderer.get("attr") == "score_global"
-        labels = [r.get("label") for r in renderer.find("ranges")]
-        assert len(labels) >= 1 and (len(labels) == 1 or labels[0].startswith("moins de"))
+        assert renderer.get("type") == "RuleRenderer" and root.get("version").startswith("3.22.")
+        rules = [(r.get("label"), r.get("filter")) for r in renderer.find("rules")]
+        assert all('"score_global"' in f for _, f in rules)
+        assert len(rules) == 1 or rules[0][0].startswith("jusqu'à ")
+        assert (rules[-1] == ("non noté", '"score_global" IS NULL')) == (maille == "iris")  # 5 IRIS unscored
     project = ET.parse(out / "fragilite.qgs").getroot()
     sources = [m.findtext("datasource") for m in project.iter("maplayer")]
-    assert len(sources) == 4
+    assert len(sources) == 6  # the places of mediation and the IRIS by priority, then the four mailles
     for source in sources:
         path = source.split("|")[0]
         assert (out / path).exists(), path
@@ -150,7 +152,7 @@ def _chromium() -> str | None:
 def test_report_is_self_contained_and_shows_the_map(out, tmp_path):
     html = (out / "rapport.html").read_text(encoding="utf-8")
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == 3  # score map, histogram, priority map
     assert "IRIS les plus fragiles" in html and "Personnes à risque" in html
     chromium = _chromium()
     if chromium is None:

@@ -49,8 +49,8 @@ def test_validate_warns_on_mixed_vintages_and_wrong_vintage(sample_settings, tmp
     assert any(p.level == "erreur" and "RP 2016" in p.message and "RP 2019" in p.message for p in problems)
     paths["filosofi_iris"] = write(tmp_path / "f.csv", "IRIS;DISP_TP6020;DISP_MED20\n10040101;13,0;21450\n")
     problems = validate_inputs(paths)
-    assert any(p.level == "avertissement" and "income year 2020 for census RP 2016" in p.message for p in problems)
-    assert any(p.input == "filosofi_iris" and "1 code(s) completed" in p.message for p in problems)
+    assert any(p.level == "avertissement" and "revenus 2020 pour le recensement RP 2016" in p.message for p in problems)
+    assert any(p.input == "filosofi_iris" and "1 code(s) complété(s)" in p.message for p in problems)
 
 
 def test_corrupt_spreadsheet_and_geopackage(tmp_path):
@@ -98,7 +98,7 @@ def test_numerator_above_denominator_is_kept_and_warned():
 def test_yaml_is_loaded_safely(tmp_path):
     marker = tmp_path / "pwned"
     config = write(tmp_path / "c.yaml", f"run: !!python/object/apply:os.system ['touch {marker}']\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="YAML invalide"):
         load_settings(config)
     assert not marker.exists()
 
@@ -127,11 +127,125 @@ def test_failed_writer_leaves_previous_outputs(tmp_path):
 
 def test_two_runs_cannot_share_an_output_folder(tmp_path):
     with output_lock(tmp_path):
-        with pytest.raises(OutputLockedError, match="another fragilite run"):
+        with pytest.raises(OutputLockedError, match="un autre calcul fragilite écrit ici"):
             with output_lock(tmp_path):
                 pass
     with output_lock(tmp_path):  # released: usable again
         pass
+
+
+def test_out_that_cannot_be_written_is_refused_before_computing(tmp_path, capsys, monkeypatch):
+    """An --out that is a file, or under a file, fails in a blink with exit 2 and the fix, not
+    after the whole computation (audit: `--out` problems found only at the end)."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
+    write(tmp_path / "dagster" / "dagster.yaml", INSTANCE_YAML)
+    a_file = write(tmp_path / "rapport.txt", "déjà là")
+    for out in (a_file, a_file / "sorties"):
+        started = time.perf_counter()
+        assert main(["run", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "rapport.txt" in err and "est un fichier" in err and "--out" in err, err
+        assert time.perf_counter() - started < 5 and "Traceback" not in err
+    assert a_file.read_text() == "déjà là"
+
+
+def test_out_on_a_read_only_mount_is_refused_before_computing(tmp_path):
+    """Permissions are tried for real (root ignores mode bits): a folder where nothing can be
+    created is refused, with the folder named."""
+    from outputs.files import OutputFolderError, check_output_folder
+
+    locked = tmp_path / "lecture_seule"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        probe = locked / "x"
+        try:
+            probe.touch()
+        except OSError:
+            with pytest.raises(OutputFolderError, match="lecture_seule.*--out"):
+                check_output_folder(locked / "sorties")
+        else:
+            probe.unlink()
+            pytest.skip("running as root: mode bits do not stop writes here")
+    finally:
+        locked.chmod(0o755)
+    check_output_folder(tmp_path / "nouveau" / "sorties")  # a folder still to create is fine
+    assert not any(p.name.startswith(".fragilite-sonde") for p in tmp_path.rglob("*"))
+
+
+def test_out_held_by_another_run_is_refused_before_computing(tmp_path):
+    from outputs.files import check_output_folder
+
+    out = tmp_path / "sorties"
+    with output_lock(out):
+        with pytest.raises(OutputLockedError, match="un autre calcul fragilite écrit ici"):
+            check_output_folder(out)
+    check_output_folder(out)  # the lock file stays behind, unheld: fine
+
+
+def test_a_killed_run_left_started_is_marked_failed_by_the_next_one(tmp_path, monkeypatch):
+    """A SIGKILLed CLI run never writes its end: it stays STARTED, holds the queue, the schedule
+    and the sensor. The next run marks it failed (its process is gone) and says so."""
+    import dagster as dg
+
+    from pipelines.runs import HOST_TAG, PID_TAG, process_tags, sweep_dead_runs
+
+    home = tmp_path / "dagster"
+    home.mkdir()
+    write(home / "dagster.yaml", INSTANCE_YAML)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with dg.DagsterInstance.get() as instance:
+
+        def started_run(tags: dict[str, str]) -> str:
+            run = instance.create_run_for_job(
+                dg.Definitions(
+                    jobs=[dg.define_asset_job("j", selection="a")], assets=[dg.asset(lambda: 1, name="a")]
+                ).resolve_job_def("j"),
+                tags=tags,
+            )
+            instance.handle_run_event(
+                run.run_id,
+                dg.DagsterEvent(event_type_value="PIPELINE_START", job_name="j"),
+            )
+            return run.run_id
+
+        killed = started_run({**process_tags(), PID_TAG: str(dead.pid)})
+        alive = started_run(process_tags())  # this very process: alive
+        other_host = started_run({PID_TAG: str(dead.pid), HOST_TAG: "autre-machine"})
+        assert sweep_dead_runs(instance) == [killed]
+        status = {r: instance.get_run_by_id(r).status for r in (killed, alive, other_host)}
+        assert status == {
+            killed: dg.DagsterRunStatus.FAILURE,
+            alive: dg.DagsterRunStatus.STARTED,
+            other_host: dg.DagsterRunStatus.STARTED,
+        }
+        messages = [e.message for e in instance.all_logs(killed) if e.message]
+        assert any("Processus" in m and "disparu" in m for m in messages)
+
+
+def test_a_blocking_check_failure_names_the_values_and_the_fix(tmp_path, capsys, monkeypatch):
+    """A CAF file where one commune has every allocataire « non connecté » and the others none:
+    the reference rate is tiny, that commune's score is far beyond 10 000. The blocking check
+    stops the run, and the message says which check, which values and what to do (audit: blocking
+    checks said neither file nor value nor fix)."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    write(home / "dagster.yaml", INSTANCE_YAML)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    communes = pd.read_csv(SAMPLE / "insee" / "communes-epci-2016_dep69.csv", sep=";", dtype=str)["COM"]
+    rows = ["code_geo;niveau;millesime;allocataires;non_connectes"]
+    rows += [f"{c};commune;2016;{1000 if i == 0 else 100000};{1000 if i == 0 else 0}" for i, c in enumerate(communes)]
+    caf = write(tmp_path / "caf.csv", "\n".join(rows) + "\n")
+    config = write(tmp_path / "c.yaml", f"inputs:\n  caf_non_connectes: {caf}\n")
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(config), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "contrôle bloquant « iris_scores : scores_plausibles »" in err, err
+    assert "caf_non_connectes_score = " in err and "Correction" in err and "Traceback" not in err
+    assert not out.exists()  # nothing published
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -140,6 +254,59 @@ def _digest(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def test_a_full_disk_leaves_the_previous_set_and_says_so(tmp_path):
+    """A real small disk (tmpfs, root only): a second run that cannot write its whole set fails
+    with a French message, and the previous set stays byte for byte, with no staging left."""
+    disk = tmp_path / "disque"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("monter un petit disque (tmpfs) demande les droits root")
+    try:
+        home = tmp_path / "dagster"
+        home.mkdir()
+        write(home / "dagster.yaml", INSTANCE_YAML)
+        env = {**os.environ, "DAGSTER_HOME": str(home)}
+        out = disk / "sorties"
+        cmd = [sys.executable, "-m", "pipelines.cli", "run", "--out", str(out)]
+        subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
+        before = _digest(out)
+        used = sum((out / p).stat().st_size for p in before)
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "remplissage").write_bytes(b"\0" * int(free - used // 2))  # room for half a new set
+        done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert "disque plein" in done.stderr and "sorties précédentes sont intactes" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert _digest(out) == before
+        assert sorted(p.name for p in disk.iterdir()) == sorted(["sorties", "remplissage", ".sorties.fragilite-verrou"])
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+def test_invalid_outlines_fail_the_run_and_keep_the_previous_set(tmp_path, capsys, monkeypatch):
+    """Audit: a run failing on invalid outlines replaced 17 files. An IRIS grown over its
+    neighbours makes the coverage invalid: the run fails naming the overlapping IRIS, and the
+    previous set stays byte for byte."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    write(home / "dagster.yaml", INSTANCE_YAML)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    out = tmp_path / "out"
+    assert main(["run", "--out", str(out)]) == 0
+    before = _digest(out)
+    contours = gpd.read_file(SAMPLE / "ign" / "CONTOURS-IRIS_2016_dep69.gpkg")
+    grown = contours.index[contours["CODE_IRIS"] == "690060101"]
+    contours.loc[grown, "geometry"] = contours.loc[grown, "geometry"].buffer(300)
+    contours.to_file(tmp_path / "contours.gpkg", driver="GPKG")
+    config = write(tmp_path / "c.yaml", f"inputs:\n  contours_iris: {tmp_path / 'contours.gpkg'}\n")
+    capsys.readouterr()
+    assert main(["run", "--config", str(config), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "pas une couverture valide" in err and ("690060101 ×" in err or "× 690060101" in err), err[-2000:]
+    assert "Traceback" not in err
+    assert _digest(out) == before and not _staged(out)
 
 
 def _staged(out: Path) -> list[Path]:
@@ -217,7 +384,7 @@ def test_unprojected_outlines_refused(tmp_path):
     gdf = read_contours_iris(SAMPLE / "ign" / "CONTOURS-IRIS_2016_dep69.gpkg").head(3).to_crs(4326)
     path = tmp_path / "wgs84.gpkg"
     gdf.to_file(path, layer="CONTOURS_IRIS")
-    with pytest.raises(InputError, match="is not projected"):
+    with pytest.raises(InputError, match="non projeté"):
         read_contours_iris(path)
 
 

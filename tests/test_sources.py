@@ -46,7 +46,7 @@ def test_base_ic_other_vintage_and_corsica(tmp_path):
 @pytest.mark.parametrize(
     "text,needle",
     [
-        ("IRIS;COM;TYP_IRIS;P16_POP;C17_MEN\n690010000;69001;Z;1;1\n", "several vintages"),
+        ("IRIS;COM;TYP_IRIS;P16_POP;C17_MEN\n690010000;69001;Z;1;1\n", "plusieurs millésimes"),
         ("IRIS;COM;TYP_IRIS;POP\n690010000;69001;Z;1\n", "Pyy_/Cyy_"),
         ("IRIS;COM;P16_POP\n690010000;69001;1\n", "TYP_IRIS"),
         ("IRIS;COM;TYP_IRIS;P16_POP\n690010000;69001;Z;12a\n", "ligne 2"),
@@ -135,11 +135,11 @@ def test_contours(tmp_path):
     assert len(gdf) == 751 and gdf.crs.to_epsg() == 2154
     assert gdf["CODE_IRIS"].is_unique
     broken = shutil.copy(SAMPLE / "insee" / "communes-epci-2016_dep69.csv", tmp_path / "x.gpkg")
-    with pytest.raises(InputError, match="illisible|not a readable"):
+    with pytest.raises(InputError, match="illisible"):
         read_contours_iris(broken)
     no_crs = tmp_path / "nocrs.gpkg"
     gdf.set_crs(None, allow_override=True).to_file(no_crs, layer="CONTOURS_IRIS")
-    with pytest.raises(InputError, match="no CRS|sans projection|pas de projection|aucune projection|SCR|CRS"):
+    with pytest.raises(InputError, match="pas de projection"):
         read_contours_iris(no_crs)
 
 

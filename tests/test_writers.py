@@ -170,9 +170,9 @@ def test_web_levels_share_borders_and_refuse_invalid_coverage():
     assert shapely.equals(commune_2, shapely.union(*web.outlines[("iris", 50)].iloc[2:4]))
     overlapping = gpd.GeoDataFrame(geometry=[box(0, 0, 10, 10), box(5, 5, 15, 15)], crs=2154)
     overlapping["CODE_IRIS"] = ["010010101", "010010102"]
-    with pytest.raises(CoverageError, match="not a valid coverage"):
+    with pytest.raises(CoverageError, match="pas une couverture valide"):
         simplify_layers({"iris": overlapping}, [1])
-    with pytest.raises(CoverageError, match="projected"):
+    with pytest.raises(CoverageError, match="projection en mètres"):
         simplify_layers({"iris": overlapping.set_crs(4326, allow_override=True)}, [1])
 
 
@@ -243,3 +243,151 @@ def test_a_failing_writer_leaves_no_file(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         write_all({tmp_path / "ok.txt": lambda tmp: tmp.write_text("x", encoding="utf-8"), tmp_path / "ko.txt": broken})
     assert not list(tmp_path.iterdir())
+
+
+def test_classes_are_right_closed_and_labelled_by_their_bounds():
+    """A value equal to a bound belongs to the class whose label ends at that bound, in the PNG
+    maps (`class_index`) as in QGIS (the same bounds in each rule's filter)."""
+    from config.settings import Classification
+    from outputs.styles import class_filters, class_index, classify
+
+    spec = Classification(scheme="EqualInterval", k=3)
+    values = pd.Series([10.0, 20.0, 30.0, 40.0, np.nan, 40.0])
+    classes = classify(values, spec)
+    assert classes.breaks == (20.0, 30.0, 40.0) and classes.decimals == 0 and classes.missing == 1
+    assert classes.labels == ("jusqu'à 20", "plus de 20 à 30", "plus de 30")
+    assert class_index(classes, values.to_numpy()).tolist() == [0, 0, 1, 2, -1, 2]
+    assert class_filters(classes) == (
+        '"score_global" <= 20',
+        '"score_global" > 20 AND "score_global" <= 30',
+        '"score_global" > 30',
+    )
+    # bounds too close for whole numbers keep the decimals that tell them apart, in French
+    close = classify(pd.Series([1000.0, 1000.2, 1000.4, 1000.6]), Classification(scheme="EqualInterval", k=2))
+    assert close.decimals == 1 and close.breaks == (1000.3, 1000.6)
+    assert close.labels == ("jusqu'à 1\u202f000,3", "plus de 1\u202f000,3")
+
+
+def test_a_single_value_is_one_class_named_by_it():
+    """The département is its own reference: every score is 100, not "moins de 100" in the
+    darkest colour."""
+    from config.settings import Classification
+    from outputs.styles import class_filters, classify
+
+    classes = classify(pd.Series([100.0]), Classification())
+    assert classes.labels == ("100",) and classes.breaks == (100.0,)
+    assert classes.colors == ("#fd8c3c",)  # the middle of YlOrRd, neither end
+    assert class_filters(classes) == ('"score_global" IS NOT NULL',)
+
+
+def test_qgis_files_for_qgis_322_with_crs_order_and_unscored_class():
+    import xml.etree.ElementTree as ET
+
+    from config.settings import Classification
+    from outputs.styles import MISSING_COLOR, classify, qgis_project, qml
+
+    spec = Classification(scheme="EqualInterval", k=2)
+    with_missing = classify(pd.Series([50.0, 100.0, np.nan]), spec)
+    complete = classify(pd.Series([90.0, 110.0]), spec)
+    style = ET.fromstring(qml(with_missing))
+    assert style.get("version") == "3.22.0-Białowieża"
+    rules = style.find("renderer-v2").find("rules")
+    assert [(r.get("label"), r.get("filter")) for r in rules][-1] == ("non noté", '"score_global" IS NULL')
+    assert len(rules) == 3 and len(ET.fromstring(qml(complete)).find("renderer-v2").find("rules")) == 2
+    grey = style.find("renderer-v2").find("symbols")[-1].find("layer").find("Option")
+    assert {o.get("name"): o.get("value") for o in grey}["color"] == "217,217,217,255" and MISSING_COLOR == "#d9d9d9"
+
+    layers = [
+        ("IRIS", "./layers/iris.gpkg", "iris", with_missing),
+        ("Communes", "./layers/communes.gpkg", "communes", complete),
+    ]
+    project = ET.fromstring(qgis_project("Fragilité & co", layers, 2154, (1.0, 2.0, 3.0, 4.0)))
+    assert project.get("version") == "3.22.0-Białowieża" and project.get("projectname") == "Fragilité & co"
+    srs = project.find("projectCrs/spatialrefsys")
+    assert srs.findtext("authid") == "EPSG:2154" and srs.findtext("srsid") == "145"
+    assert srs.findtext("wkt").startswith("PROJCRS[") and "+proj=lcc" in srs.findtext("proj4")
+    assert project.findtext("properties/SpatialRefSys/ProjectionsEnabled") == "1"
+    tree = project.find("layer-tree-group")
+    assert [(n.get("name"), n.get("checked")) for n in tree.iter("layer-tree-layer")] == [
+        ("IRIS", "Qt::Checked"),
+        ("Communes", "Qt::Unchecked"),
+    ]
+    assert [n.get("id") for n in project.find("layerorder")] == ["iris_fragilite", "communes_fragilite"]
+    view = project.find("ProjectViewSettings/DefaultViewExtent")
+    assert [float(view.get(k)) for k in ("xmin", "ymin", "xmax", "ymax")] == [1.0, 2.0, 3.0, 4.0]
+    # overseas: the département's UTM projection, in full
+    reunion = ET.fromstring(qgis_project("La Réunion", layers, 2975)).find("projectCrs/spatialrefsys")
+    assert reunion.findtext("authid") == "EPSG:2975" and "+zone=40" in reunion.findtext("proj4")
+
+
+def test_geopackage_version_read_quietly_by_gdal_36(tmp_path):
+    """GeoPackage 1.2 (`PRAGMA user_version` 10200): GDAL before 3.8 warns on the 1.4 recent
+    GDALs write by default."""
+    import sqlite3
+
+    from outputs.layers import write_layer
+
+    layer = gpd.GeoDataFrame({"CODE_IRIS": ["690010000"]}, geometry=[box(0, 0, 1, 1)], crs=2154)
+    write_layer(layer, tmp_path, "iris", {"methode": "mednum_2019"})
+    with sqlite3.connect(tmp_path / "iris.gpkg") as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == 0x47504B47  # "GPKG"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 10200
+    assert pyogrio.read_dataframe(tmp_path / "iris.gpkg")["CODE_IRIS"].tolist() == ["690010000"]
+
+
+def _caution_layer() -> gpd.GeoDataFrame:
+    """Four squares: two reliable and complete, one unreliable, one scored on fewer indicators."""
+    return gpd.GeoDataFrame(
+        {
+            "score_global": [80.0, 120.0, 100.0, 90.0],
+            "fiabilite": ["bonne", "bonne", "faible", "bonne"],
+            "nb_indicateurs_notes": [9, 9, 9, 7],
+        },
+        geometry=[
+            box(0, 0, 1000, 1000),
+            box(1000, 0, 2000, 1000),
+            box(0, 1000, 1000, 2000),
+            box(1000, 1000, 2000, 2000),
+        ],
+        crs=2154,
+    )
+
+
+def test_maps_hatch_unreliable_and_outline_incomplete_scores_with_legend_entries():
+    """Issue « scores qui veulent dire la même chose »: a reader of the map sees which scores rest
+    on few residents or on fewer indicators."""
+    from config.settings import Classification
+    from outputs import maps
+    from outputs.styles import classify
+
+    layer = _caution_layer()
+    classes = classify(layer["score_global"], Classification(field="score_global", scheme="Quantiles", k=2))
+    seen = {}
+    real_legend = maps.plt.Axes.legend
+
+    def legend(ax, *args, **kwargs):
+        seen["labels"] = [h.get_label() for h in kwargs["handles"]]
+        seen["hatches"] = [c.get_hatch() for c in ax.collections]
+        return real_legend(ax, *args, **kwargs)
+
+    maps.plt.Axes.legend = legend
+    try:
+        png, _ = maps.choropleth_png(layer, classes, title="t", sources="s")
+    finally:
+        maps.plt.Axes.legend = real_legend
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert maps.UNRELIABLE_LABEL in seen["labels"] and "score sur moins de 9 indicateurs" in seen["labels"]
+    assert maps.CAUTION_HATCH in seen["hatches"]
+
+
+def test_map_titles_with_dollar_signs_are_drawn_as_written():
+    """A territory label such as `Pays $\\frac{1` used to be read as mathematics and crash."""
+    from config.settings import Classification
+    from outputs import maps
+    from outputs.styles import classify
+
+    layer = _caution_layer()
+    classes = classify(layer["score_global"], Classification(field="score_global", scheme="Quantiles", k=2))
+    png, _ = maps.choropleth_png(layer, classes, title="Pays $\\frac{1$ et $x^2$", sources="coût 5 $")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert maps.histogram_png([90.0, 110.0], title="$\\frac{")[:8] == b"\x89PNG\r\n\x1a\n"

@@ -19,7 +19,14 @@ from config.settings import ConfigError, Indicator
 from sources.registry import CENSUS_THEMES
 from transforms.indicators import IndicatorInputs, IndicatorResult, compute_indicators
 from transforms.iris_base import JoinReport, VintageError, build_iris_base, census_vintage, join_census
-from transforms.territory import Territory, one_part_of_france, require_census, select_territory
+from transforms.territory import (
+    ReferenceUniverse,
+    Territory,
+    one_part_of_france,
+    reference_universe,
+    require_census,
+    select_territory,
+)
 
 # The census themes (base-ic files) of a run, as input keys.
 CENSUS_INPUTS = tuple(CENSUS_THEMES)
@@ -36,6 +43,7 @@ class TerritoryBase:
     reports: list[JoinReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # parts of France left aside
     outside: int = 0  # IRIS of the inputs outside the territory
+    reference: ReferenceUniverse | None = None  # the whole reference units read with it
 
 
 def territory_base(
@@ -44,9 +52,19 @@ def territory_base(
     census: dict[str, pd.DataFrame | None],
     territory: Territory,
     expected_vintage: int | None = None,
+    *,
+    reference_level: str | None = None,
+    reference_fallback: str = "refuse",
 ) -> TerritoryBase:
     """One row per IRIS of the territory: outline, census counts of every theme, EPCI,
-    département, in the CRS of its part of France; every code that does not join is reported."""
+    département, in the CRS of its part of France; every code that does not join is reported.
+
+    With a `reference_level` (departement, epci), the rows are those of the whole reference units
+    that hold the territory (a département reference reads the whole département, an EPCI one all
+    its member communes), flagged `territoire_etude` when they belong to the study territory:
+    reference values are computed on all of them, only the study territory is published. The
+    département partitions pass no level: each is a whole département already.
+    """
     themes = {name: df for name, df in census.items() if df is not None}
     vintage = census_vintage(themes)
     if expected_vintage is not None and vintage != expected_vintage:
@@ -58,10 +76,18 @@ def territory_base(
     joined, reports = join_census(themes)
     base, more = build_iris_base(contours, joined, communes_epci)
     inside = select_territory(base, territory)
-    frame, notes = one_part_of_france(base[inside].reset_index(drop=True), territory)
-    require_census(frame, territory)
+    universe = None
+    kept = inside
+    if reference_level is not None:
+        universe = reference_universe(base, inside, reference_level, communes_epci, reference_fallback)
+        kept = universe.mask
+    selected = base[kept.to_numpy()].assign(territoire_etude=inside[kept].to_numpy())
+    frame, notes = one_part_of_france(selected.reset_index(drop=True), territory)
+    require_census(frame[frame["territoire_etude"].to_numpy()], territory)
     frame["millesime_rp"] = vintage
-    return TerritoryBase(frame, vintage, reports + more, notes, int((~inside).sum()))
+    if universe is not None:
+        frame.attrs["reference"] = universe.as_dict()
+    return TerritoryBase(frame, vintage, reports + more, notes, int((~inside).sum()), universe)
 
 
 def selected_indicators(indicators: list[Indicator], wanted: list[str]) -> list[Indicator]:

@@ -48,13 +48,20 @@ def _parts(iris: gpd.GeoDataFrame) -> dict[str, gpd.GeoDataFrame]:
 def _points(buildings: str, building_crs: str, crs: str, departements: list[str] | None) -> str:
     """SQL of the valid building points in `crs`: the stored point, else reprojected from EPSG:3857
     (then restricted to the part's départements, so that France is not reprojected per part)."""
+    where = _points_where(building_crs, crs, departements)
     if crs == building_crs:
-        return f"SELECT rowid AS rid, geom FROM {buildings} WHERE valide"
-    deps = ", ".join(f"'{d}'" for d in departements or [])
+        return f"SELECT rowid AS rid, geom FROM {buildings} WHERE {where}"
     return (
         f"SELECT rowid AS rid, ST_Transform(ST_Point(x, y), '{SOURCE_CRS}', '{crs}', always_xy := true)"
-        f"::GEOMETRY('{crs}') AS geom FROM {buildings} WHERE valide AND departement IN ({deps or 'NULL'})"
+        f"::GEOMETRY('{crs}') AS geom FROM {buildings} WHERE {where}"
     )
+
+
+def _points_where(building_crs: str, crs: str, departements: list[str] | None) -> str:
+    if crs == building_crs:
+        return "valide"
+    deps = ", ".join(f"'{d}'" for d in departements or [])
+    return f"valide AND departement IN ({deps or 'NULL'})"
 
 
 def _commune_iris(iris: pd.DataFrame) -> pd.DataFrame:
@@ -66,35 +73,56 @@ def _commune_iris(iris: pd.DataFrame) -> pd.DataFrame:
 
 
 def _locate(con: duckdb.DuckDBPyConnection, buildings: str, iris: gpd.GeoDataFrame) -> dict:
-    """Table `_loc(rid, CODE_IRIS)`: each valid point in one IRIS (ST_Contains, then ST_Intersects
-    for points on an outline, the smallest code when a point falls in several IRIS)."""
+    """View `_loc(rid, CODE_IRIS)`: each valid point in one IRIS (inside an IRIS, else on an
+    outline; the smallest code when a point falls in several IRIS).
+
+    One LEFT spatial join per CRS part tests every point once: a point inside no IRIS comes out
+    with a null code and its geometry, and only those (a few per thousand) are tested again
+    against the outlines. Points are never re-read nor anti-joined against the located ones.
+    """
     building_crs = column_crs(con, buildings)
-    con.execute("CREATE OR REPLACE TEMP TABLE _hits (rid BIGINT, CODE_IRIS VARCHAR)")
     parts = _parts(iris)
+    expected = 0
     for k, (crs, part) in enumerate(parts.items()):
         load_geometries(con, f"_iris_{k}", part, ["CODE_IRIS"], crs)
         deps = sorted(set(departement_code(part["INSEE_COM"].astype(str))))
         points = _points(buildings, building_crs or crs, crs, deps)
         con.execute(
-            f"INSERT INTO _hits SELECT p.rid, i.CODE_IRIS FROM ({points}) p JOIN _iris_{k} i ON ST_Contains(i.geom, p.geom)"
+            f"""CREATE OR REPLACE TEMP TABLE _pass_{k} AS
+                SELECT p.rid, i.CODE_IRIS, CASE WHEN i.CODE_IRIS IS NULL THEN p.geom END AS geom
+                FROM ({points}) p LEFT JOIN _iris_{k} i ON ST_Contains(i.geom, p.geom)"""
         )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _loc AS SELECT rid, min(CODE_IRIS) AS CODE_IRIS, count(*) AS n FROM _hits GROUP BY rid"
-    )
-    multiple = con.execute("SELECT count(*) FROM _loc WHERE n > 1").fetchone()[0]
-    on_outline = 0
-    for k, crs in enumerate(parts):
-        deps = sorted(set(departement_code(parts[crs]["INSEE_COM"].astype(str))))
-        points = _points(buildings, building_crs or crs, crs, deps)
-        before = con.execute("SELECT count(*) FROM _loc").fetchone()[0]
+        where = _points_where(building_crs or crs, crs, deps)
+        expected += con.execute(f"SELECT count(*) FROM {buildings} WHERE {where}").fetchone()[0]
+    rows = sum(con.execute(f"SELECT count(*) FROM _pass_{k}").fetchone()[0] for k in range(len(parts)))
+    if len(parts) == 1 and rows == expected:
+        # Every point came out once: no point inside two IRIS, nothing to group.
         con.execute(
-            f"""INSERT INTO _loc SELECT p.rid, min(i.CODE_IRIS), count(*)
-                FROM (SELECT * FROM ({points}) q WHERE rid NOT IN (SELECT rid FROM _loc)) p
+            "CREATE OR REPLACE TEMP VIEW _inside AS "
+            "SELECT rid, CODE_IRIS, (CODE_IRIS IS NOT NULL)::BIGINT AS n FROM _pass_0"
+        )
+    else:
+        union = " UNION ALL ".join(f"SELECT rid, CODE_IRIS FROM _pass_{k}" for k in range(len(parts)))
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _inside AS "
+            f"SELECT rid, min(CODE_IRIS) AS CODE_IRIS, count(CODE_IRIS) AS n FROM ({union}) GROUP BY rid"
+        )
+    multiple = con.execute("SELECT count(*) FROM _inside WHERE n > 1").fetchone()[0]
+    con.execute("CREATE OR REPLACE TEMP TABLE _outside AS SELECT rid FROM _inside WHERE n = 0")
+    con.execute("CREATE OR REPLACE TEMP TABLE _outline (rid BIGINT, CODE_IRIS VARCHAR)")
+    for k in range(len(parts)):
+        con.execute(
+            f"""INSERT INTO _outline SELECT p.rid, min(i.CODE_IRIS)
+                FROM (SELECT rid, geom FROM _pass_{k} WHERE CODE_IRIS IS NULL AND rid IN (SELECT rid FROM _outside)
+                      AND rid NOT IN (SELECT rid FROM _outline)) p
                 JOIN _iris_{k} i ON ST_Intersects(i.geom, p.geom) GROUP BY p.rid"""
         )
-        on_outline += con.execute("SELECT count(*) FROM _loc").fetchone()[0] - before
         con.execute(f"DROP TABLE _iris_{k}")
-    con.execute("DROP TABLE _hits")
+    on_outline = con.execute("SELECT count(*) FROM _outline").fetchone()[0]
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW _loc AS SELECT rid, CODE_IRIS FROM _inside WHERE n > 0 "
+        "UNION ALL SELECT rid, CODE_IRIS FROM _outline"
+    )
     return {"iris_multiples": int(multiple), "limite_iris": int(on_outline), "crs_iris": list(parts)}
 
 
@@ -112,7 +140,8 @@ def _cover(con: duckdb.DuckDBPyConnection, buildings: str, coverage: str) -> str
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _cov AS
             SELECT DISTINCT p.rid FROM (
-                SELECT c.rid, {point} AS geom FROM _counted c JOIN {buildings} b ON b.rowid = c.rid WHERE b.valide
+                SELECT s.rid, {point} AS geom FROM _state s JOIN {buildings} b ON b.rowid = s.rid
+                WHERE s.compte AND b.valide
             ) p JOIN {coverage} v ON ST_Intersects(v.geom, p.geom)"""
     )
     return crs
@@ -141,35 +170,43 @@ def iris_connectivity(
     con.register("_iris_deps_in", pd.DataFrame({"departement": sorted(set(frame["departement"]))}))
     con.execute("CREATE OR REPLACE TEMP TABLE _iris_deps AS SELECT * FROM _iris_deps_in")
     con.unregister("_iris_deps_in")
-    # Every building the territory counts: located by its point, else attached by its commune.
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _counted AS
-            SELECT b.rowid AS rid, l.CODE_IRIS,
-                   l.rid IS NULL AND b.imb_code_insee IN (SELECT code FROM _commune_iris) AS par_commune
-            FROM {buildings_view} b LEFT JOIN _loc l ON l.rid = b.rowid
-            WHERE l.rid IS NOT NULL OR b.imb_code_insee IN (SELECT code FROM _commune_iris)"""
-    )
-    coverage_crs = _cover(con, buildings_view, coverage_view) if coverage_view else None
+    # Every building once, with where it goes: located by its point, else attached by its commune
+    # (`compte`: one or the other). Later steps read this table only, without joins.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _state AS
-            SELECT c.rid, c.CODE_IRIS, c.par_commune, b.imb_code_insee, b.locaux, b.thd, b.valide,
-                   {"v.rid IS NOT NULL" if coverage_view else "NULL::BOOLEAN"} AS couvert
-            FROM _counted c JOIN {buildings_view} b ON b.rowid = c.rid
-            {"LEFT JOIN _cov v ON v.rid = c.rid" if coverage_view else ""}"""
+            SELECT b.rowid AS rid, l.CODE_IRIS, b.imb_code_insee, b.departement, b.locaux, b.thd, b.valide,
+                   l.rid IS NOT NULL AS localise, l.rid IS NULL AND c.code IS NOT NULL AS par_commune,
+                   l.rid IS NOT NULL OR c.code IS NOT NULL AS compte, NULL::BOOLEAN AS couvert
+            FROM {buildings_view} b LEFT JOIN _loc l ON l.rid = b.rowid
+            LEFT JOIN (SELECT DISTINCT code FROM _commune_iris) c ON c.code = b.imb_code_insee"""
     )
+    coverage_crs = None
+    if coverage_view:
+        coverage_crs = _cover(con, buildings_view, coverage_view)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _state AS SELECT s.* REPLACE (s.compte AND v.rid IS NOT NULL AS couvert) "
+            "FROM _state s LEFT JOIN _cov v ON v.rid = s.rid"
+        )
     located = con.execute(
         """SELECT CODE_IRIS, count(*) AS batiments, sum(locaux) AS locaux,
                   coalesce(sum(locaux) FILTER (NOT thd), 0) AS locaux_sans_thd, sum(locaux) AS locaux_4g,
                   CASE WHEN bool_and(couvert IS NULL) THEN NULL
                        ELSE coalesce(sum(locaux) FILTER (NOT couvert), 0) END AS locaux_sans_4g
-           FROM _state WHERE NOT par_commune GROUP BY 1"""
+           FROM _state WHERE localise GROUP BY 1"""
     ).df()
     attached = _fallback(con, located, coverage_view is not None)
-    table = _assemble(con, frame, located, attached, buildings_view, coverage_view is not None)
-    report.update(_report(con, buildings_view, frame, coverage_crs))
-    for name in ("_loc", "_counted", "_cov", "_state", "_commune_iris", "_iris_deps"):
-        con.execute(f"DROP TABLE IF EXISTS {name}")
+    table = _assemble(con, frame, located, attached, coverage_view is not None)
+    report.update(_report(con, frame, coverage_crs))
+    _drop(con, ["_loc", "_inside", "_outside", "_outline", "_cov", "_state", "_commune_iris", "_iris_deps"])
+    _drop(con, [f"_pass_{k}" for k in range(len(report["crs_iris"]))])
     return table, report
+
+
+def _drop(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
+    """Drop the work tables and views of a run (a name is a view or a table depending on the data)."""
+    views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    for name in names:
+        con.execute(f"DROP {'VIEW' if name in views else 'TABLE'} IF EXISTS {name}")
 
 
 def _fallback(con: duckdb.DuckDBPyConnection, located: pd.DataFrame, with_coverage: bool) -> pd.DataFrame:
@@ -203,11 +240,10 @@ def _assemble(
     frame: pd.DataFrame,
     located: pd.DataFrame,
     attached: pd.DataFrame,
-    buildings: str,
     with_coverage: bool,
 ) -> pd.DataFrame:
     """One row per IRIS of the frame, in its order; null counts where the département has no buildings."""
-    deps = {r[0] for r in con.execute(f"SELECT DISTINCT departement FROM {buildings}").fetchall()}
+    deps = {r[0] for r in con.execute("SELECT DISTINCT departement FROM _state").fetchall()}
     out = frame[["CODE_IRIS", "INSEE_COM"]].reset_index(drop=True)
     loc = out[["CODE_IRIS"]].merge(located, on="CODE_IRIS", how="left").fillna({"batiments": 0})
     att = out[["CODE_IRIS"]].merge(attached, on="CODE_IRIS", how="left").fillna(0.0)
@@ -223,25 +259,23 @@ def _assemble(
     return out[list(OUTPUT_COLUMNS)]
 
 
-def _report(con: duckdb.DuckDBPyConnection, buildings: str, frame: pd.DataFrame, coverage_crs: str | None) -> dict:
+def _report(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, coverage_crs: str | None) -> dict:
     """Where every building of the files went: in an IRIS, to its commune, or left out (and why)."""
     (total, invalid, located, outside, attached, attached_invalid, attached_premises) = con.execute(
-        f"""SELECT count(*), count(*) FILTER (NOT b.valide), count(*) FILTER (c.rid IS NOT NULL AND NOT c.par_commune),
-                   count(*) FILTER (b.valide AND c.par_commune), count(*) FILTER (c.par_commune),
-                   count(*) FILTER (NOT b.valide AND c.par_commune), coalesce(sum(b.locaux) FILTER (c.par_commune), 0)
-            FROM {buildings} b LEFT JOIN _counted c ON c.rid = b.rowid"""
+        """SELECT count(*), count(*) FILTER (NOT valide), count(*) FILTER (localise),
+                  count(*) FILTER (valide AND par_commune), count(*) FILTER (par_commune),
+                  count(*) FILTER (NOT valide AND par_commune), coalesce(sum(locaux) FILTER (par_commune), 0)
+           FROM _state"""
     ).fetchone()
     left_out = con.execute(
-        f"""SELECT b.imb_code_insee, b.departement IN (SELECT departement FROM _iris_deps) AS dans_dep,
-                   count(*), sum(b.locaux)
-            FROM {buildings} b WHERE b.rowid NOT IN (SELECT rid FROM _counted) GROUP BY 1, 2 ORDER BY 3 DESC"""
+        """SELECT imb_code_insee, departement IN (SELECT departement FROM _iris_deps) AS dans_dep,
+                  count(*), sum(locaux)
+           FROM _state WHERE NOT compte GROUP BY 1, 2 ORDER BY 3 DESC"""
     ).fetchall()
     no_commune = [r for r in left_out if r[1]]
     per_dep = con.execute(
-        f"""SELECT b.departement, count(*), count(*) FILTER (c.rid IS NOT NULL AND NOT c.par_commune),
-                   count(*) FILTER (c.par_commune)
-            FROM {buildings} b LEFT JOIN _counted c ON c.rid = b.rowid
-            WHERE b.departement IN (SELECT departement FROM _iris_deps) GROUP BY 1 ORDER BY 1"""
+        """SELECT departement, count(*), count(*) FILTER (localise), count(*) FILTER (par_commune)
+           FROM _state WHERE departement IN (SELECT departement FROM _iris_deps) GROUP BY 1 ORDER BY 1"""
     ).fetchall()
     present = {d for d, *_ in per_dep}
     report = {

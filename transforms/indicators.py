@@ -43,14 +43,34 @@ class IndicatorResult:
     reports: list[JoinReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     vintages: dict[str, str] = field(default_factory=dict)  # source → year or date of its data
-    frame: pd.DataFrame | None = None  # the IRIS spine joined with `table`, set by `join_to`
+    frame: pd.DataFrame | None = None  # the IRIS of the study territory joined with `table` (`join_to`)
+    # indicator id → {year: IRIS count} when its IRIS values come from different years
+    mixed_years: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Every IRIS of the whole reference units (study territory included) when they extend beyond
+    # the study territory, else None: the reference values are computed on it, never published.
+    universe: pd.DataFrame | None = None
 
     def join_to(self, base: gpd.GeoDataFrame) -> IndicatorResult:
-        """One frame per IRIS: outline, keys, census counts and indicators (row-aligned)."""
-        joined = pd.concat([base, self.table.drop(columns="CODE_IRIS")], axis=1)
-        self.frame = gpd.GeoDataFrame(joined, geometry="geometry", crs=base.crs)
-        self.frame.attrs.update(base.attrs)  # e.g. the coverage validity established on the base
+        """One frame per IRIS: outline, keys, census counts and indicators (row-aligned). A base
+        with a `territoire_etude` column (transforms.chain) is split: `frame` = the study
+        territory (published), `universe` = every row (reference units)."""
+        joined = gpd.GeoDataFrame(
+            pd.concat([base, self.table.drop(columns="CODE_IRIS")], axis=1), geometry="geometry", crs=base.crs
+        )
+        joined.attrs.update(base.attrs)  # e.g. the coverage validity established on the base
+        inside = joined["territoire_etude"].astype(bool) if "territoire_etude" in joined else None
+        if inside is None or inside.all():
+            self.frame, self.universe = joined, None
+        else:
+            self.frame = joined[inside.to_numpy()].reset_index(drop=True)
+            self.frame.attrs.update(base.attrs)
+            self.universe = joined
         return self
+
+    @property
+    def reference_frame(self) -> pd.DataFrame:
+        """The rows reference values are computed on: the whole reference units."""
+        return self.universe if self.universe is not None else self.frame
 
 
 def compute_indicators(
@@ -69,6 +89,8 @@ def compute_indicators(
         ("filosofi_communes", inputs.filosofi_communes, "annee"),
         ("arcep_debit", inputs.arcep_debit, "date"),
         ("caf_non_connectes", inputs.caf_non_connectes, "millesime"),
+        ("arcep_batiments", inputs.connectivite, "millesime_batiments"),
+        ("arcep_4g", inputs.connectivite, "millesime_4g"),
     ):
         if table is not None and table.attrs.get(attr):
             result.vintages[name] = str(table.attrs[attr])
@@ -264,6 +286,7 @@ def _filosofi(
             return f"legacy_2020 demande le fichier Filosofi communal avec {variable}yy (inputs.filosofi_communes)"
         _store(result.table, ind.id, commune_value, pd.Series(np.where(commune_value.notna(), 1.0, 0.0)))
         result.table[f"{ind.id}_source"] = np.where(commune_value.notna(), "commune", "")
+        result.table[f"{ind.id}_annee"] = np.where(commune_value.notna(), _year(communes), "")
         _report_missing(base, ind, commune_value, result, "à la commune")
         return None
 
@@ -308,9 +331,31 @@ def _filosofi(
     source = np.select([iris_value.notna(), use_commune], ["iris", "commune"], default="")
     pop = base["P_POP"].fillna(0)
     _store(result.table, ind.id, (value * pop).where(value.notna()), pop.where(value.notna(), 0.0))
+    # The published rate is the Filosofi value itself: (value × pop) / pop differs from it in the
+    # last bits from one IRIS to the next, which would split a commune value copied to its IRIS.
+    result.table[f"{ind.id}_taux"] = value.where(pop > 0).to_numpy()
     result.table[f"{ind.id}_source"] = source
+    _flag_years(result, ind, source, _year(inputs.filosofi_iris), _year(inputs.filosofi_communes))
     _report_missing(base, ind, value, result, "ni à l'IRIS ni à la commune")
     return None
+
+
+def _year(table: pd.DataFrame | None) -> str:
+    return str(table.attrs.get("annee") or "") if table is not None else ""
+
+
+def _flag_years(result: IndicatorResult, ind: Indicator, source: np.ndarray, iris_year: str, commune_year: str) -> None:
+    """`<id>_annee`: the income year of each IRIS value; IRIS and commune values of different
+    years are listed (warning, `mixed_years`), never mixed silently."""
+    years = np.select([source == "iris", source == "commune"], [iris_year, commune_year], default="")
+    result.table[f"{ind.id}_annee"] = years
+    counts = pd.Series(years[years != ""]).value_counts()
+    if len(counts) > 1:
+        result.mixed_years[ind.id] = {str(k): int(v) for k, v in sorted(counts.items())}
+        result.warnings.append(
+            f"{ind.id} : millésimes mélangés, {int((source == 'commune').sum())} IRIS prennent la valeur communale "
+            f"de {commune_year} (valeurs IRIS de {iris_year}) ; colonne {ind.id}_annee"
+        )
 
 
 def _report_missing(base: pd.DataFrame, ind: Indicator, value: pd.Series, result: IndicatorResult, level: str) -> None:

@@ -47,8 +47,10 @@ def census_vintage(themes: dict[str, pd.DataFrame]) -> int:
     """The one census vintage shared by all themes (refuse a mix)."""
     vintages = {name: int(df.attrs["millesime"]) for name, df in themes.items()}
     if len(set(vintages.values())) != 1:
-        listed = ", ".join(f"{k}: RP {v}" for k, v in sorted(vintages.items()))
-        raise VintageError(f"census files of different vintages: {listed}; give files of one vintage")
+        listed = ", ".join(f"{k} : RP {v}" for k, v in sorted(vintages.items()))
+        raise VintageError(
+            f"fichiers du recensement de millésimes différents : {listed} ; donnez les fichiers d'un seul millésime"
+        )
     return next(iter(vintages.values()))
 
 
@@ -63,7 +65,7 @@ def join_census(themes: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, list[Joi
         left, right = set(merged["CODE_IRIS"]), set(other["CODE_IRIS"])
         reports.append(
             JoinReport(
-                join=f"census {names[0]} ↔ {name}",
+                join=f"recensement {names[0]} ↔ {name}",
                 matched=len(left & right),
                 unmatched_left=sorted(left - right),
                 unmatched_right=sorted(right - left),
@@ -87,12 +89,12 @@ def build_iris_base(
     left, right = set(contours["CODE_IRIS"]), set(census["CODE_IRIS"])
     reports = [
         JoinReport(
-            join="CONTOURS-IRIS ↔ census",
+            join="CONTOURS-IRIS ↔ recensement",
             matched=len(left & right),
             unmatched_left=sorted(left - right),
             unmatched_right=sorted(right - left),
-            note="left: outlines without census figures (kept, indicators empty); "
-            "right: census IRIS without an outline (not in the layers)",
+            note="à gauche : contours sans chiffres du recensement (gardés, indicateurs vides) ; "
+            "à droite : IRIS du recensement sans contour (absents des couches)",
         )
     ]
     census_cols = [c for c in census.columns if c not in ("INSEE_COM", "TYP_IRIS")]
@@ -108,7 +110,7 @@ def build_iris_base(
             join="communes ↔ EPCI",
             matched=len(communes) - len(missing),
             unmatched_left=missing,
-            note="communes of the outlines without an EPCI in the membership table",
+            note="communes des contours absentes de la table communes → EPCI (sans EPCI)",
         )
     )
     base["DEP"] = departement_code(base["INSEE_COM"])

@@ -13,11 +13,15 @@ import numpy as np
 import pandas as pd
 import shapely
 
+# The registry of mailles: every module that needs a maille's key or label reads it here.
+# Coarser mailles, built from the IRIS: key and label columns.
 MAILLES: dict[str, tuple[str, str]] = {
     "communes": ("INSEE_COM", "NOM_COM"),
     "epci": ("EPCI", "NOM_EPCI"),
     "departements": ("DEP", "NOM_DEP"),
 }
+# Every published maille, finest first, and its key column.
+MAILLE_KEYS: dict[str, str] = {"iris": "CODE_IRIS", **{name: key for name, (key, _) in MAILLES.items()}}
 # Coarser keys each maille keeps (for its reference level).
 PARENT_KEYS: dict[str, tuple[str, ...]] = {
     "communes": ("EPCI", "DEP", "REG"),
@@ -97,5 +101,38 @@ def aggregate_maille(iris: gpd.GeoDataFrame, maille: str, departement_names: dic
         ind_id = num[: -len("_num")]
         den = out[f"{ind_id}_den"]
         out[f"{ind_id}_taux"] = (out[num] / den).where(den > 0)
+        carried = carried_flags(frame, key, ind_id, weight)
+        for column, values in carried.items():
+            out[column] = out[key].map(values).to_numpy()
     gdf = gpd.GeoDataFrame(out, geometry=outlines, crs=iris.crs)
     return gdf
+
+
+def carried_flags(iris: pd.DataFrame, key: str, ind_id: str, weight: pd.Series) -> dict[str, pd.Series]:
+    """What a maille's rate rests on, from its IRIS (each a Series indexed by the maille key):
+
+    - `<id>_couverture`: share of the maille's population living in IRIS that carry the indicator
+      (a poverty rate computed on a quarter of the population says so);
+    - `<id>_source`: `iris` or `commune` when all those IRIS agree, `mixte` when they mix;
+    - `<id>_annee`: the year of the values, or the years joined (`2015, 2017`) when they mix.
+    """
+    num, den = iris[f"{ind_id}_num"], iris[f"{ind_id}_den"]
+    carries = num.notna() & (den > 0)
+    groups = iris[key]
+    population = weight.groupby(groups).sum()
+    covered = weight.where(carries, 0.0).groupby(groups).sum()
+    out = {f"{ind_id}_couverture": (covered / population).where(population > 0)}
+    for suffix, mixed in (("source", "mixte"), ("annee", None)):
+        column = f"{ind_id}_{suffix}"
+        if column not in iris:
+            continue
+        values = iris[column].astype("string").where(carries).replace("", pd.NA)
+        by_unit = values.groupby(groups)
+        count, first = by_unit.nunique(), by_unit.first().fillna("")
+        flag = first.where(count <= 1, mixed or "")
+        several = count.index[count > 1]
+        if mixed is None and len(several):  # years: list them (a handful of mailles)
+            rows = values[groups.isin(several)].dropna()
+            flag[several] = rows.groupby(groups[rows.index]).agg(lambda v: ", ".join(sorted(set(v))))
+        out[column] = flag.astype(object)
+    return out

@@ -169,3 +169,130 @@ def uncovered_codes(territory: Territory, communes_epci: pd.DataFrame) -> list[s
         if not hit:
             missing.append(code)
     return missing
+
+
+# Reference levels whose units are read whole from the loaded IRIS (methodology §8); the others
+# (territoire: the study territory itself; region, france: configured values) need no expansion.
+UNIT_COLUMN = {"departement": "DEP", "epci": "EPCI"}
+LEVEL_LABELS = {"departement": "département", "epci": "EPCI"}
+
+
+@dataclass
+class ReferenceUniverse:
+    """The IRIS reference values are computed on: the whole reference units (départements or
+    EPCI) that hold the study territory's IRIS, and how complete the inputs are."""
+
+    level: str  # the level used (the fallback when the asked one was incomplete)
+    asked: str  # the level the run asked for
+    mask: pd.Series  # IRIS of the base in the universe (the study territory included)
+    units: dict[str, int] = field(default_factory=dict)  # unit code → IRIS count
+    missing: dict[str, list[str]] = field(default_factory=dict)  # unit code → communes absent from the inputs
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "niveau": self.level,
+            "niveau_demande": self.asked,
+            "unites": self.units,
+            "iris": int(self.mask.sum()),
+            "communes_manquantes": self.missing,
+            "notes": self.notes,
+        }
+
+
+def reference_universe(
+    base: pd.DataFrame,
+    inside: pd.Series,
+    level: str,
+    communes_epci: pd.DataFrame,
+    fallback: str = "refuse",
+) -> ReferenceUniverse:
+    """The whole reference units of the study territory (`inside`), checked against the commune
+    → EPCI composition table: a unit one of whose communes has no IRIS in the inputs is refused
+    with the list of missing communes, or replaced by the `fallback` level, named in a note."""
+    universe = _universe(base, inside, level, communes_epci)
+    if not universe.missing:
+        return universe
+    listed = "; ".join(
+        f"{LEVEL_LABELS[level]} {unit} : {len(codes)} commune(s) absente(s) ({', '.join(codes[:8])}"
+        f"{' …' if len(codes) > 8 else ''})"
+        for unit, codes in sorted(universe.missing.items())
+    )
+    if fallback == "refuse":
+        others = [o for o in ("departement", "territoire", "region", "france") if o != level]
+        raise ConfigError(
+            f"référence {level} incomplète dans les fichiers d'entrée : {listed}.\n"
+            f"  correction : chargez les fichiers des départements de ces communes (par exemple avec --vintage, "
+            f"qui prend les fichiers nationaux du catalogue), ou choisissez une autre référence (--reference "
+            f"{', '.join(others[:-1])} ou {others[-1]}), ou nommez un repli dans la configuration "
+            f"(run.reference_fallback: {others[0]})"
+        )
+    if fallback == level:
+        raise ConfigError(
+            f"run.reference_fallback vaut {fallback}, le niveau incomplet lui-même : choisissez-en un autre"
+        )
+    replaced = reference_universe(base, inside, fallback, communes_epci, "refuse")
+    replaced.asked = level
+    replaced.notes.insert(
+        0,
+        f"référence {level} incomplète ({listed}) : remplacée par la référence {fallback} (run.reference_fallback)",
+    )
+    return replaced
+
+
+def _universe(base: pd.DataFrame, inside: pd.Series, level: str, communes_epci: pd.DataFrame) -> ReferenceUniverse:
+    from transforms.geo_codes import city_code, departement_code
+
+    column = UNIT_COLUMN.get(level)
+    if column is None:
+        return ReferenceUniverse(level, level, inside.copy(), {level: int(inside.sum())})
+    units = set(base.loc[inside, column].dropna().astype(str))
+    mask = base[column].astype("string").isin(units).fillna(False).astype(bool) | inside
+    counts = base.loc[mask, column].dropna().astype(str).value_counts().sort_index()
+    # Members of each unit by the composition table, against the communes with IRIS (the cities of
+    # Paris, Lyon and Marseille compared whole: the table may list the city or its arrondissements).
+    members = communes_epci.assign(
+        unit=communes_epci["EPCI"] if level == "epci" else departement_code(communes_epci["INSEE_COM"]),
+        city=city_code(communes_epci["INSEE_COM"].astype(str)),
+    )
+    members = members[members["unit"].astype("string").isin(units).fillna(False)]
+    loaded = set(city_code(base["INSEE_COM"].astype(str)))
+    absent = members[~members["city"].isin(loaded)]
+    missing = {str(u): sorted(set(g["city"])) for u, g in absent.groupby("unit")}
+    notes = _unverifiable(base, level, units, communes_epci)
+    outside = int((inside & base[column].isna()).sum())
+    if outside:
+        notes.append(
+            f"{outside} IRIS du territoire sans {LEVEL_LABELS[level]} (communes hors EPCI) : pas de référence, non notées"
+        )
+    return ReferenceUniverse(level, level, mask, {str(k): int(v) for k, v in counts.items()}, missing, notes)
+
+
+def _unverifiable(base: pd.DataFrame, level: str, units: set[str], communes_epci: pd.DataFrame) -> list[str]:
+    """EPCI whose completeness the composition table cannot show: the table covers only the
+    loaded départements, and the EPCI's SIREN (24DD…: seat in département DD) names another one."""
+    from transforms.geo_codes import departement_code
+
+    if level != "epci":
+        return []
+    table_deps = set(departement_code(communes_epci["INSEE_COM"].astype(str)))
+    if not table_deps <= set(base["DEP"].dropna()):
+        return []  # the table reaches beyond the inputs: the member check above is complete
+    notes = [
+        f"le fichier de composition des EPCI ne couvre que le(s) département(s) chargé(s) "
+        f"({', '.join(sorted(table_deps))}) : un EPCI à cheval sur un autre département n'y a pas toutes ses "
+        "communes, ce que ce fichier ne peut pas montrer"
+    ]
+    for unit in sorted(units):
+        seat = None
+        if unit.startswith("24"):
+            seat = unit[2:5] if unit[2:4] == "97" else unit[2:4]
+        corsica = seat == "20" and bool(table_deps & {"2A", "2B"})
+        if seat and seat not in table_deps and not corsica:
+            notes.append(
+                f"EPCI {unit} : siège dans le département {seat} d'après son SIREN, hors des fichiers chargés ; le "
+                "fichier de composition ne couvre que les départements chargés, ses communes d'autres départements "
+                "y manquent sans doute : sa référence est calculée sur une partie de l'EPCI (vérifiez avec le "
+                "fichier national de l'INSEE, --vintage)"
+            )
+    return notes

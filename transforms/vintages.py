@@ -28,7 +28,10 @@ def _column(passage: pd.DataFrame, year: int) -> tuple[str, int]:
     """The table's column for `year`; past its last year, the last one (the caller says so)."""
     years = _years(passage)
     if year < years[0]:
-        raise ValueError(f"la table de passage couvre {years[0]}–{years[-1]}, pas {year}")
+        raise ValueError(
+            f"la table de passage couvre {years[0]}–{years[-1]}, pas {year} : donnez une table de passage "
+            f"annuelle de l'INSEE dont les colonnes remontent à CODGEO_{year}"
+        )
     used = min(year, years[-1])
     return f"CODGEO_{used}", used
 
@@ -82,7 +85,7 @@ def align_commune_counts(
     first = {c: "first" for c in aligned.columns if c not in sum_columns and c != "INSEE_COM"}
     aligned = aligned.groupby("INSEE_COM", as_index=False).agg({**first, **{c: "sum" for c in sum_columns}})
     report = JoinReport(
-        join=f"{source}: communes → géographie du recensement",
+        join=f"{source} : communes → géographie du recensement",
         matched=int(len(set(codes)) - len(lost)),
         unmatched_left=lost,
         note=f"{len(changed)} code(s) renuméroté(s) par la table de passage (communes fusionnées additionnées) : "

@@ -23,11 +23,13 @@ ALL_ASSETS = dg.AssetSelection.all() - dg.AssetSelection.groups("national")
 def verification_hebdomadaire(context: dg.ScheduleEvaluationContext, fragilite: FragiliteConfig):
     settings = fragilite.settings
     if settings.run.vintage is None:
-        return dg.SkipReason("run.vintage is not set: the run reads local files, nothing to check at the publishers")
+        return dg.SkipReason(
+            "run.vintage n'est pas réglé : le calcul lit des fichiers locaux, rien à vérifier chez les producteurs"
+        )
     state = settings.sources.resolved_cache_dir() / "catalogue_state.json"
     changes = catalogue_changes(fragilite.source_catalogue, settings.run.vintage, state)
     if not changes:
-        return dg.SkipReason("no change at the publishers since the last check")
+        return dg.SkipReason("aucun changement chez les producteurs depuis la dernière vérification")
     context.log.info("; ".join(changes))
     # A digest of the changes, stable across processes (Python's hash() of text is salted per process).
     digest = hashlib.sha256("\n".join(changes).encode("utf-8")).hexdigest()[:16]
@@ -44,13 +46,13 @@ def verification_hebdomadaire(context: dg.ScheduleEvaluationContext, fragilite: 
 def depot_caf(context: dg.SensorEvaluationContext, fragilite: FragiliteConfig):
     folder = fragilite.settings.sources.caf_drop_folder
     if folder is None:
-        return dg.SkipReason("sources.caf_drop_folder is not set")
+        return dg.SkipReason("sources.caf_drop_folder n'est pas réglé : aucun dossier de dépôt CAF à surveiller")
     seen = json.loads(context.cursor) if context.cursor else {}
     current = drop_folder_files(folder)
     new = {name: sig for name, sig in current.items() if seen.get(name) != sig}
     context.update_cursor(json.dumps(current))
     if not new:
-        return dg.SkipReason(f"no new file in {folder}")
+        return dg.SkipReason(f"aucun fichier nouveau dans {folder}")
     return [
         dg.RunRequest(
             run_key=f"caf-{name}-{sig}",

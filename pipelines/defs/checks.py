@@ -10,18 +10,40 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from indice.methods import Scored
+from outputs.report import fr_number
 from pipelines.resources import FragiliteConfig
 from sources.common import COMMUNE_PATTERN, DEPARTEMENT_PATTERN, EPCI_PATTERN, IRIS_PATTERN
 from sources.ign_iris import EXPECTED_CRS
+from transforms.indicators import IndicatorResult
+from transforms.mailles import MAILLE_KEYS
+
+
+def _input_name(fragilite: FragiliteConfig, key: str) -> str:
+    """The file a blocking check's message names (the configured or downloaded input)."""
+    path, _ = fragilite.input_file(key)
+    return str(path) if path else f"inputs.{key}"
 
 
 @dg.asset_check(asset="iris_base", blocking=True, description="Codes IRIS et communes au bon format, IRIS uniques.")
-def codes_valides(iris_base: gpd.GeoDataFrame) -> dg.AssetCheckResult:
+def codes_valides(fragilite: FragiliteConfig, iris_base: gpd.GeoDataFrame) -> dg.AssetCheckResult:
     bad_iris = ~iris_base["CODE_IRIS"].str.fullmatch(IRIS_PATTERN.pattern)
     bad_com = ~iris_base["INSEE_COM"].str.fullmatch(COMMUNE_PATTERN.pattern)
     dupes = iris_base["CODE_IRIS"].duplicated()
+    found = {
+        "code(s) IRIS invalide(s)": iris_base.loc[bad_iris, "CODE_IRIS"],
+        "code(s) commune invalide(s)": iris_base.loc[bad_com, "INSEE_COM"],
+        "IRIS en double": iris_base.loc[dupes, "CODE_IRIS"],
+    }
+    problems = [
+        f"{len(codes)} {what} ({', '.join(map(repr, codes.head(5)))})" for what, codes in found.items() if len(codes)
+    ]
     return dg.AssetCheckResult(
-        passed=not (bad_iris.any() or bad_com.any() or dupes.any()),
+        passed=not problems,
+        description=None
+        if not problems
+        else f"{_input_name(fragilite, 'contours_iris')} : {' ; '.join(problems)}. Correction : vérifiez que les "
+        "contours et le recensement sont les fichiers publiés par l'IGN et l'INSEE (codes IRIS sur 9 caractères, "
+        "communes sur 5, 2A/2B pour la Corse), puis `fragilite validate`.",
         metadata={
             "iris_invalides": iris_base.loc[bad_iris, "CODE_IRIS"].head(20).tolist(),
             "communes_invalides": iris_base.loc[bad_com, "INSEE_COM"].head(20).tolist(),
@@ -33,9 +55,19 @@ def codes_valides(iris_base: gpd.GeoDataFrame) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset="iris_base", blocking=True, description="Contours dans la projection attendue (Lambert-93 en métropole)."
 )
-def crs_attendu(iris_base: gpd.GeoDataFrame) -> dg.AssetCheckResult:
+def crs_attendu(fragilite: FragiliteConfig, iris_base: gpd.GeoDataFrame) -> dg.AssetCheckResult:
     epsg = iris_base.crs.to_epsg() if iris_base.crs else None
-    return dg.AssetCheckResult(passed=epsg in set(EXPECTED_CRS.values()), metadata={"epsg": str(epsg)})
+    passed = epsg in set(EXPECTED_CRS.values())
+    return dg.AssetCheckResult(
+        passed=passed,
+        description=None
+        if passed
+        else f"{_input_name(fragilite, 'contours_iris')} : projection EPSG:{epsg}, attendue "
+        f"{', '.join(f'EPSG:{c}' for c in sorted(set(EXPECTED_CRS.values())))} selon la partie de la France. "
+        "Correction : utilisez les contours CONTOURS-IRIS de l'IGN tels que publiés (Lambert-93 en métropole), "
+        "sans les réenregistrer dans une autre projection.",
+        metadata={"epsg": str(epsg)},
+    )
 
 
 @dg.asset_check(asset="iris_base", description="Chaque IRIS du territoire a ses effectifs du recensement.")
@@ -48,13 +80,37 @@ def recensement_complet(iris_base: gpd.GeoDataFrame) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset="iris_scores", blocking=True, description="Scores finis, positifs et plausibles (< 10 000).")
-def scores_plausibles(iris_scores: Scored) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset="iris_scores",
+    blocking=True,
+    additional_ins={"iris_indicateurs": dg.AssetIn("iris_indicateurs")},
+    description="Scores finis, positifs et plausibles (< 10 000).",
+)
+def scores_plausibles(iris_scores: Scored, iris_indicateurs: IndicatorResult) -> dg.AssetCheckResult:
     scores = iris_scores.table.filter(like="score").to_numpy(dtype="float64")
     present = scores[~np.isnan(scores)]
     bad = (~np.isfinite(present)) | (present < 0) | (present > 10_000)
+    passed = not bad.any() and present.size > 0
+    table = iris_scores.table.filter(like="score")
+    offending = table.apply(lambda c: ~np.isfinite(c) | (c < 0) | (c > 10_000)) & table.notna()
+    codes = iris_indicateurs.frame["CODE_IRIS"]
+    first = [
+        f"{column} = {fr_number(float(table.at[row, column]), 1)} (IRIS {codes.at[row]})"
+        for column in offending.columns
+        for row in offending.index[offending[column]][:2]
+    ][:5]
     return dg.AssetCheckResult(
-        passed=not bad.any() and present.size > 0,
+        passed=passed,
+        description=None
+        if passed
+        else (
+            "aucun score calculé : les fichiers d'entrée ne donnent aucun indicateur (voir `fragilite validate`)"
+            if present.size == 0
+            else f"{int(bad.sum())} score(s) infini(s), négatif(s) ou au-delà de 10 000 : {', '.join(first)}. "
+            "Cause probable : une référence presque nulle (un indicateur presque absent du territoire de "
+            "référence) ou un effectif aberrant dans un fichier d'entrée. Correction : `fragilite validate`, "
+            "puis retirez l'indicateur (run.indicators) ou choisissez une autre référence (--reference)."
+        ),
         metadata={
             "valeurs_hors_bornes": int(bad.sum()),
             "valeurs": int(present.size),
@@ -63,12 +119,38 @@ def scores_plausibles(iris_scores: Scored) -> dg.AssetCheckResult:
     )
 
 
-LAYER_KEYS = {
-    "iris": ("CODE_IRIS", IRIS_PATTERN),
-    "communes": ("INSEE_COM", COMMUNE_PATTERN),
-    "epci": ("EPCI", EPCI_PATTERN),
-    "departements": ("DEP", DEPARTEMENT_PATTERN),
+@dg.asset_check(
+    asset="iris_scores",
+    description="Les scores des IRIS reposent sur le même ensemble d'indicateurs (avertissement sinon : deux "
+    "scores égaux peuvent reposer sur 6 et sur 9 indicateurs ; colonnes nb_indicateurs_notes et "
+    "indicateurs_manquants, règle `completeness` de config/methods.yaml).",
+)
+def scores_sur_memes_indicateurs(iris_scores: Scored) -> dg.AssetCheckResult:
+    table = iris_scores.table
+    if "indicateurs_manquants" not in table:
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata={"mednum": "non retenue"})
+    scored = table[table["score_global"].notna()]
+    sets = scored["indicateurs_manquants"].replace("", "(aucun)").value_counts()
+    return dg.AssetCheckResult(
+        passed=len(sets) <= 1,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "ensembles_d_indicateurs": len(sets),
+            "iris_par_indicateurs_manquants": dg.MetadataValue.json({str(k): int(v) for k, v in sets.items()}),
+            "iris_par_nombre_d_indicateurs": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in scored["nb_indicateurs_notes"].value_counts().sort_index().items()}
+            ),
+        },
+    )
+
+
+CODE_PATTERNS = {
+    "iris": IRIS_PATTERN,
+    "communes": COMMUNE_PATTERN,
+    "epci": EPCI_PATTERN,
+    "departements": DEPARTEMENT_PATTERN,
 }
+LAYER_KEYS = {maille: (key, CODE_PATTERNS[maille]) for maille, key in MAILLE_KEYS.items()}
 
 
 def _layer_check(maille: str) -> dg.AssetChecksDefinition:
@@ -116,6 +198,8 @@ couche_departements_relisible = _layer_check("departements")
     "(les communes sans EPCI, code INSEE ZZZZZZZZZ, n'entrent pas dans la couche EPCI).",
 )
 def populations_coherentes(iris_base: gpd.GeoDataFrame, mailles: dict) -> dg.AssetCheckResult:
+    if "territoire_etude" in iris_base:  # the reference units' other IRIS are not published
+        iris_base = iris_base[iris_base["territoire_etude"].astype(bool).to_numpy()]
     population = iris_base["P_POP"].fillna(0)
     expected = {
         "iris": float(population.sum()),
@@ -127,7 +211,18 @@ def populations_coherentes(iris_base: gpd.GeoDataFrame, mailles: dict) -> dg.Ass
         for name, total in totals.items()
     }
     passed = all(abs(gap) <= 1e-6 * max(1.0, expected["iris"]) for gap in gaps.values())
-    return dg.AssetCheckResult(passed=passed, metadata={**expected, **totals})
+    wrong = {name: gap for name, gap in gaps.items() if abs(gap) > 1e-6 * max(1.0, expected["iris"])}
+    return dg.AssetCheckResult(
+        passed=passed,
+        description=None
+        if passed
+        else "population différente entre mailles : "
+        + ", ".join(f"{name} {totals[name]:,.0f} (écart {gap:+,.0f})" for name, gap in wrong.items())
+        + f" pour {expected['iris']:,.0f} habitants dans les IRIS. Cause probable : des communes du recensement "
+        "absentes du fichier des EPCI, ou des codes communes qui ne se joignent pas. Correction : "
+        "`fragilite validate` (jointures non abouties) et le fichier des EPCI du même millésime.",
+        metadata={**expected, **totals},
+    )
 
 
 @dg.asset_check(asset="dictionnaire", description="Le dictionnaire décrit chaque colonne de la couche IRIS publiée.")
@@ -211,13 +306,26 @@ def projet_qgis_valide(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=bool(sources) and not missing, metadata={"couches": sources, "absentes": missing})
 
 
-@dg.asset_check(asset="cartes", description="Une carte PNG par maille.")
+@dg.asset_check(
+    asset="cartes",
+    description="Une carte PNG par maille, et la carte des zones prioritaires (`priorite.png`) avec un fichier "
+    "de lieux de médiation.",
+)
 def cartes_ecrites(fragilite: FragiliteConfig) -> dg.AssetCheckResult:
     pngs = {
         p.name: p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         for p in sorted((fragilite.output_folder / "cartes").glob("*.png"))
     }
-    return dg.AssetCheckResult(passed=len(pngs) == 4 and all(pngs.values()), metadata={"cartes": list(pngs)})
+    mailles = {"iris.png", "communes.png", "epci.png", "departements.png"}
+    passed = mailles <= set(pngs) <= mailles | {"priorite.png"} and all(pngs.values())
+    return dg.AssetCheckResult(
+        passed=passed,
+        metadata={
+            "cartes": list(pngs),
+            "manquantes": sorted(mailles - set(pngs)),
+            "illisibles": [n for n, ok in pngs.items() if not ok],
+        },
+    )
 
 
 @dg.asset_check(asset="rapport", description="Le rapport est autonome : images intégrées, aucune ressource réseau.")

@@ -23,7 +23,7 @@ from pipelines.defs.transforms import building_connectivity
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
 from transforms.chain import CENSUS_INPUTS, INDICATOR_INPUTS, iris_indicators, territory_base
-from transforms.territory import METROPOLE_EPSG, Territory
+from transforms.territory import METROPOLE_EPSG, Territory, reference_universe
 
 GROUP = "national"
 OWNERS = ["team:fragilite-numerique"]
@@ -76,7 +76,7 @@ def iris_departement(context: dg.AssetExecutionContext, fragilite: FragiliteConf
         legacy_2020=settings.run.legacy_2020,
         commune_fallback=settings.run.filosofi_commune_fallback,
     )
-    frame = result.frame
+    frame = result.frame.drop(columns="territoire_etude", errors="ignore")  # a partition is published whole
     out_dir = fragilite.output_folder
     with output_transaction(out_dir, context.run.run_id) as stage:
         staged = partition_file(stage, departement)
@@ -93,16 +93,37 @@ def iris_departement(context: dg.AssetExecutionContext, fragilite: FragiliteConf
     )
 
 
-def score_merged(fragilite: FragiliteConfig, merged: gpd.GeoDataFrame, run_id: str) -> gpd.GeoDataFrame:
+def score_merged(
+    fragilite: FragiliteConfig, merged: gpd.GeoDataFrame, run_id: str, communes_epci: pd.DataFrame | None = None
+) -> gpd.GeoDataFrame:
     """The published IRIS layer of merged partitions: every selected method scored once on the
-    whole merged table, laid out and blanked as the territory's `couche_iris`."""
-    frame = pd.DataFrame(merged.drop(columns="geometry"))
+    whole merged table, laid out and blanked as the territory's `couche_iris`.
+
+    The merge is its own reference universe (whole départements); with the commune → EPCI table,
+    its reference units are checked whole as in the territory chain (`reference_universe`: an EPCI
+    straddling a département not computed is refused, or replaced by `run.reference_fallback`)."""
+    frame = pd.DataFrame(merged.drop(columns=["geometry", "territoire_etude"], errors="ignore"))
+    if communes_epci is not None:
+        run = fragilite.settings.run
+        whole = pd.Series(True, index=frame.index)
+        universe = reference_universe(frame, whole, run.reference, communes_epci, run.reference_fallback)
+        frame.attrs["reference"] = universe.as_dict()
     scored = score_all(frame, scored_indicators(fragilite, frame), method_params(fragilite, frame))
+    scored.metadata["reference"] = (frame.attrs.get("reference") or {}).get("niveau", fragilite.settings.run.reference)
     return published_layer(fragilite, "iris", merged, scored, None, run_id)[0]
 
 
-@dg.asset(group_name=GROUP, deps=[iris_departement], kinds={"geoparquet"}, owners=OWNERS, tags={"maille": "iris"})
-def france_iris(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    deps=[iris_departement],
+    ins={"communes_epci": dg.AssetIn("communes_epci")},
+    kinds={"geoparquet"},
+    owners=OWNERS,
+    tags={"maille": "iris"},
+)
+def france_iris(
+    context: dg.AssetExecutionContext, fragilite: FragiliteConfig, communes_epci: pd.DataFrame
+) -> dg.MaterializeResult:
     """Fusion nationale des partitions départementales déjà calculées, puis notes de toutes les
     méthodes sur la table fusionnée (`layers/france_iris.parquet` ; un fichier par projection
     d'outre-mer) ; les départements manquants sont listés dans les métadonnées."""
@@ -119,7 +140,10 @@ def france_iris(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -
         by_crs.setdefault(part.crs.to_epsg(), []).append(part)
     layers = {
         epsg: score_merged(
-            fragilite, gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs), context.run.run_id
+            fragilite,
+            gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs),
+            context.run.run_id,
+            communes_epci,
         )
         for epsg, frames in by_crs.items()
     }

@@ -15,28 +15,49 @@ import geopandas as gpd
 import pandas as pd
 
 from config.settings import Classification, PublicationConfig
-from outputs.dictionary import vintages_line
+from outputs.dictionary import PLACES_SOURCE, cog_year, vintages_line
 from outputs.files import write_all
-from outputs.geoclip import write_pack
+from outputs.geoclip import csv_names, write_pack
 from outputs.layers import write_geojson
-from outputs.maps import choropleth_png, histogram_png
-from outputs.report import ReportContext, render_report
-from outputs.styles import classify, qgis_project, qml
+from outputs.maps import choropleth_png, histogram_png, priority_png
+from outputs.report import ReportContext, fr_number, method_display, reference_display, render_report
+from outputs.styles import ProjectLayer, classify, places_renderer, priority_renderer, qgis_project, qml
 from outputs.tables import json_rows
 from outputs.web import WebOutlines, level_name, simplify_iris, web_outlines
+from transforms.geo_codes import CITY_ARRONDISSEMENTS
 
 DISPLAY = {"iris": "IRIS", "communes": "Communes", "epci": "EPCI", "departements": "Départements"}
+PLACES_LAYER = "lieux_mediation"
+PLACES_DISPLAY = "Lieux de médiation"
+PRIORITY_DISPLAY = "IRIS — priorité"
+OFFER_ABSENT = "offre de médiation absente"
 
 
 def sizes_metadata(sizes: dict[Path, int]) -> dg.MetadataValue:
     return dg.MetadataValue.json({str(p): s for p, s in sizes.items()})
 
 
+def display_labels(fragilite, iris: pd.DataFrame, info: dict) -> dict:
+    """The method and reference as readers see them (« MedNum 2019 », « département du Rhône
+    (69) »), for the report, the maps and the pack's LISEZMOI."""
+    settings = fragilite.settings
+    return {
+        "methode_libelle": method_display(info["methode"], fragilite.methods.weightings),
+        "reference_libelle": reference_display(
+            info["reference"],
+            sorted(iris["DEP"].dropna().astype(str).unique()),
+            fragilite.departement_names,
+            settings.run.territory_label,
+            settings.reference_values,
+        ),
+    }
+
+
 def _sources_line(info: dict) -> str:
     vintages = vintages_line(info.get("millesimes", {}))
     return (
         f"Sources : INSEE RP {info['millesime_rp']} (bases infracommunales) ; {vintages} ; IGN CONTOURS-IRIS. "
-        f"Méthode {info['methode']}, référence {info['reference']}. "
+        f"Méthode {info['methode_libelle']}, référence : {info['reference_libelle']}. "
         f"Calcul fragilite-numerique du {info['date_calcul'][:10]}."
     )
 
@@ -106,6 +127,7 @@ def couches_web(
 def pack_geoclip(
     out: Path,
     layers: dict[str, gpd.GeoDataFrame],
+    tables: dict[str, pd.DataFrame],
     dictionary: pd.DataFrame,
     caf: list[str],
     info: dict,
@@ -114,14 +136,23 @@ def pack_geoclip(
 ) -> dict:
     """`geoclip/`; its GeoJSON outlines wait for the web outlines (computed meanwhile)."""
     tolerance = min(publication.web_tolerances_m)
+    communes = tables.get("communes", pd.DataFrame(columns=["CODGEO", "NOM_COM"]))
+    cities = communes[communes["CODGEO"].isin(list(CITY_ARRONDISSEMENTS))]
     readme = PACK_README.format(
         territoire=info["territoire"],
-        methode=info["methode"],
-        reference=info["reference"],
+        methode=info["methode_libelle"],
+        reference=info["reference_libelle"],
         millesime=info["millesime_rp"],
-        date=info["date_calcul"],
-        seuil=publication.secret_threshold,
-        tolerance=f"{tolerance:g}",
+        cog=cog_year(info["millesime_rp"]),
+        date=info["date_calcul"][:10],
+        seuil=fr_number(publication.secret_threshold, 0),
+        tolerance=f"{tolerance:g}".replace(".", ","),
+        villes=", ".join(f"{c} {n}" for c, n in zip(cities["CODGEO"], cities["NOM_COM"])) or "aucune ici",
+        machine=csv_names("<maille>")[0],
+        excel=csv_names("<maille>")[1],
+        offre=PACK_OFFER
+        if "priorite" in layers["iris"]
+        else "- Offre de médiation absente : pas de colonnes offre_* ni priorite.\n",
     )
     sizes = write_pack(
         layers,
@@ -134,12 +165,16 @@ def pack_geoclip(
             web.result().geojson(maille, tolerance),
         ),
         secret_threshold=publication.secret_threshold,
+        tables=tables,
     )
     return {"fichiers": sizes_metadata(sizes), "dossier": dg.MetadataValue.path(str(out / "geoclip"))}
 
 
-def styles_qgis(out: Path, layers: dict[str, gpd.GeoDataFrame], spec: Classification, info: dict) -> dict:
-    """A `.qml` per layer beside its GeoPackage, and the `fragilite.qgs` project."""
+def styles_qgis(
+    out: Path, layers: dict[str, gpd.GeoDataFrame], spec: Classification, info: dict, places: bool = False
+) -> dict:
+    """A `.qml` per layer beside its GeoPackage, and the `fragilite.qgs` project; with the offer
+    of mediation (`places`), the places on top (shown) and the IRIS by priority (hidden)."""
     targets, project_layers = {}, []
     for maille, layer in layers.items():
         classes = classify(layer[spec.field], spec)
@@ -147,17 +182,45 @@ def styles_qgis(out: Path, layers: dict[str, gpd.GeoDataFrame], spec: Classifica
             qml(c), encoding="utf-8"
         )
         project_layers.append((DISPLAY[maille], f"./layers/{maille}.gpkg", maille, classes))
+    above = []
+    if places:
+        above.append(
+            ProjectLayer(
+                PLACES_DISPLAY,
+                f"./layers/{PLACES_LAYER}.gpkg",
+                PLACES_LAYER,
+                f"{PLACES_LAYER}_fragilite",
+                places_renderer(),
+                geometry="Point",
+                checked=True,
+            )
+        )
+    if "priorite" in layers["iris"]:
+        above.append(
+            ProjectLayer(PRIORITY_DISPLAY, "./layers/iris.gpkg", "iris", "iris_priorite_fragilite", priority_renderer())
+        )
     title = f"Fragilité numérique — {info['territoire']}"
     epsg = layers["iris"].crs.to_epsg()  # the layers' CRS: Lambert-93, or an overseas UTM
     targets[out / "fragilite.qgs"] = lambda tmp: Path(tmp).write_text(
-        qgis_project(title, project_layers, epsg), encoding="utf-8"
+        qgis_project(title, project_layers, epsg, tuple(layers["iris"].total_bounds), above=above), encoding="utf-8"
     )
     sizes = write_all(targets)
-    return {"projet": dg.MetadataValue.path(str(out / "fragilite.qgs")), "fichiers": sizes_metadata(sizes)}
+    return {
+        "projet": dg.MetadataValue.path(str(out / "fragilite.qgs")),
+        "couches_offre": [layer.name for layer in above] or OFFER_ABSENT,
+        "fichiers": sizes_metadata(sizes),
+    }
 
 
-def cartes(out: Path, layers: dict[str, gpd.GeoDataFrame], spec: Classification, info: dict) -> dict:
-    """`cartes/<maille>.png`, and the IRIS map as a thumbnail for the UI."""
+def cartes(
+    out: Path,
+    layers: dict[str, gpd.GeoDataFrame],
+    spec: Classification,
+    info: dict,
+    places: gpd.GeoDataFrame | None = None,
+) -> dict:
+    """`cartes/<maille>.png`, the IRIS map as a thumbnail for the UI, and with the offer of
+    mediation `cartes/priorite.png` (IRIS by priority class, places on top)."""
     pngs, thumbnail = {}, b""
     for maille, layer in layers.items():
         title = f"Fragilité numérique — {spec.field.replace('_', ' ')} ({DISPLAY[maille]})\n{info['territoire']}"
@@ -169,33 +232,42 @@ def cartes(out: Path, layers: dict[str, gpd.GeoDataFrame], spec: Classification,
             thumbnail_dpi=40 if maille == "iris" else None,
         )
         thumbnail = small or thumbnail
+    if "priorite" in layers["iris"]:
+        pngs["priorite"] = priority_png(
+            layers["iris"],
+            places,
+            title=f"IRIS fragiles éloignés de l'offre de médiation numérique\n{info['territoire']}",
+            sources=_sources_line(info) + " Lieux : " + PLACES_SOURCE + ".",
+        )
     sizes = write_all(
         {out / "cartes" / f"{m}.png": (lambda tmp, d=data: Path(tmp).write_bytes(d)) for m, data in pngs.items()}
     )
     return {
         "carte_iris": dg.MetadataValue.md(f"![carte](data:image/png;base64,{base64.b64encode(thumbnail).decode()})"),
+        "carte_priorite": str(out / "cartes" / "priorite.png") if "priorite" in pngs else OFFER_ABSENT,
         "fichiers": sizes_metadata(sizes),
     }
 
 
-def rapport(out: Path, iris: pd.DataFrame, info: dict, catalogue, tic, publication: PublicationConfig) -> dict:
+def rapport(out: Path, iris: pd.DataFrame, info: dict, fragilite, publication: PublicationConfig) -> dict:
     """`rapport.html`, self-contained (images inlined); after `cartes` (it embeds the IRIS map)."""
     html = render_report(
         pd.DataFrame(iris.drop(columns="geometry", errors="ignore")),
         ReportContext(
             territory=info["territoire"],
-            methode=info["methode"],
-            reference=info["reference"],
+            methode=info["methode_libelle"],
+            reference=info["reference_libelle"],
             millesime_rp=info["millesime_rp"],
             vintages=info.get("millesimes", {}),
             run_date=info["date_calcul"][:10],
         ),
-        catalogue,
-        tic,
+        fragilite.catalogue,
+        fragilite.tic,
         map_png=(out / "cartes" / "iris.png").read_bytes(),
         histogram=histogram_png(iris["score_global"], title="Score global des IRIS"),
         top_n=publication.report_top_iris,
         opale=info.get("details_methodes", {}).get("opale_resume"),
+        priority_map=(out / "cartes" / "priorite.png").read_bytes() if "priorite" in iris else None,
     )
     path = out / "rapport.html"
     sizes = write_all({path: lambda tmp: Path(tmp).write_text(html, encoding="utf-8")})
@@ -211,15 +283,31 @@ PACK_README = """Paquet de publication — indice de fragilité numérique
 
 Territoire : {territoire}
 Méthode : {methode} (référence : {reference}) ; recensement {millesime} ; calcul du {date}.
+Géographie : codes des communes et des IRIS au 1er janvier {cog} (code officiel géographique
+{cog} de l'INSEE, celui du recensement {millesime}).
 
 Fichiers
-- iris.csv / .xlsx, communes.*, epci.*, departements.* : une table par maille, clé = code officiel
-  en texte (CODE_IRIS, CODGEO, EPCI, DEP), puis le libellé, puis pour chaque indicateur le
-  numérateur (_num), le dénominateur (_den), le taux (_taux) et le score (_score), les scores
-  d'axes et globaux, les notes IFN 2023, le score Opale et les estimations de personnes à risque
-  (est_*). CSV en UTF-8, séparateur « ; », décimales « . ».
-- dictionnaire_indicateurs.csv / .xlsx : définition, unité, source, millésime, maille de la source,
-  méthode et référence de chaque colonne.
+- iris, communes, epci, departements : une table par maille, clé = code officiel en texte
+  (CODE_IRIS, CODGEO, EPCI, DEP), puis le libellé, puis pour chaque indicateur le numérateur
+  (_num), le dénominateur (_den), le taux (_taux) et le score (_score), les scores d'axes et
+  globaux, les notes IFN 2023, le score Opale et les estimations de personnes à risque (est_*).
+  Chaque table existe en trois fichiers :
+  - {excel} : pour Excel en français (double-clic) : UTF-8 avec BOM, séparateur « ; »,
+    décimales « , », VRAI/FAUX ; un texte qui commencerait par =, +, -, @ est précédé d'une
+    apostrophe pour ne jamais être exécuté comme une formule ;
+  - {machine} : pour les logiciels et scripts (R, Python, SIG, import en base) : UTF-8 sans
+    BOM, séparateur « ; », décimales « . », true/false, valeurs telles quelles ;
+  - <maille>.xlsx : classeur, codes en texte (zéros en tête, 2A/2B conservés).
+- Table des communes : comme dans le code officiel géographique, la colonne TYPECOM vaut COM
+  pour une commune et ARM pour un arrondissement municipal, dont COMPARENT donne la ville.
+  Paris, Lyon et Marseille ont une ligne COM (villes présentes : {villes}) : effectifs sommés
+  sur leurs arrondissements, taux recalculés sur ces sommes, scores par la même méthode que
+  toute commune. Ne jamais additionner une ville et ses arrondissements (ne garder que COM, ou
+  que les lignes sans les villes à arrondissements). Les contours (contours/) n'ont que les
+  arrondissements : le contour d'une ville est leur réunion.
+- dictionnaire_indicateurs (mêmes trois formats) : libellé, définition, unité, source,
+  millésime (COG {cog} pour les codes), maille de la source, méthode, référence et tables de
+  chaque colonne de chaque table.
 - contours/<maille>_<EPSG>.shp (projection des couches : Lambert-93, EPSG:2154, en métropole ; UTM en outre-mer ; tracé complet) et contours/<maille>_4326.geojson
   (WGS84, tracé allégé pour le web : simplification de couverture à {tolerance} m, les voisins
   gardent leur frontière commune) : contours, clé et libellé, à joindre aux tables par la clé.
@@ -229,4 +317,15 @@ Mises en garde
 - Secret statistique : aucun effectif issu de données CAF inférieur à {seuil} n'est publié ; la
   cellule est vide et la colonne <id>_secret vaut vrai.
 - Les groupes d'estimations (est_*) se recouvrent : ne jamais les additionner.
+{offre}"""
+
+PACK_OFFER = """
+Offre de médiation numérique (docs/offre.md du projet)
+- Table des IRIS : offre_demande (personnes à risque), offre_dist_km (distance à vol d'oiseau au
+  lieu le plus proche), offre_n_<r>km (lieux à moins de r km), offre_2sfca (accessibilité à deux
+  étapes, lieux pour 10 000 personnes à risque ; _<filtre> : lieux d'un filtre de services ou de
+  publics), classe_fragilite, classe_accessibilite et priorite (forte = fragile et éloigné).
+- Tables des communes et EPCI : personnes à risque et IRIS de chaque classe de priorité
+  (personnes_priorite_forte, iris_priorite_forte…, part_personnes_priorite_forte).
+- Les lieux eux-mêmes sont dans la couche layers/lieux_mediation (GeoParquet, GeoPackage).
 """

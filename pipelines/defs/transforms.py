@@ -34,26 +34,45 @@ def iris_base(
     rp_couples_familles_menages: pd.DataFrame | None,
     rp_activite_residents: pd.DataFrame | None,
 ) -> dg.Output:
-    """Une ligne par IRIS du territoire d'étude : contour, effectifs du recensement (tous thèmes),
-    EPCI, département.
+    """Une ligne par IRIS des unités de référence entières qui contiennent le territoire d'étude
+    (tout le département pour une référence départementale, toutes les communes membres pour une
+    référence EPCI ; le territoire seul sinon) : contour, effectifs du recensement (tous thèmes),
+    EPCI, département, et `territoire_etude` (vrai pour les IRIS publiées). Les valeurs de
+    référence sont calculées sur toutes ces IRIS : le territoire d'étude ne les change pas.
 
     Chaque code qui ne se joint pas (IRIS sans recensement, recensement sans contour, commune
-    sans EPCI) est listé dans les métadonnées, jamais écarté en silence.
+    sans EPCI) est listé dans les métadonnées, jamais écarté en silence ; une unité de référence
+    incomplète dans les entrées arrête le calcul (ou est remplacée par `run.reference_fallback`).
     """
-    territory = resolve_territory(fragilite.settings.run.territory, fragilite.territory_presets)
+    run = fragilite.settings.run
+    territory = resolve_territory(run.territory, fragilite.territory_presets)
     census = {
         "rp_evol_struct_pop": rp_evol_struct_pop,
         "rp_diplomes_formation": rp_diplomes_formation,
         "rp_couples_familles_menages": rp_couples_familles_menages,
         "rp_activite_residents": rp_activite_residents,
     }
-    built = territory_base(contours_iris, communes_epci, census, territory, fragilite.settings.run.vintage)
+    built = territory_base(
+        contours_iris,
+        communes_epci,
+        census,
+        territory,
+        run.vintage,
+        reference_level=run.reference,
+        reference_fallback=run.reference_fallback,
+    )
     base, reports, notes, vintage = built.frame, built.reports, built.notes, built.vintage
-    for note in notes:
+    reference = built.reference.as_dict() if built.reference else {}
+    for note in [*notes, *reference.get("notes", [])]:
         context.log.warning(note)
         report(context, f"iris_base: {note}")
     unmatched = sum(len(r.unmatched_left) + len(r.unmatched_right) for r in reports)
-    report(context, f"iris_base: {len(base)} IRIS ({territory.label}), RP {vintage}, {unmatched} code(s) non joint(s)")
+    published = int(base["territoire_etude"].sum())
+    report(
+        context,
+        f"iris_base: {published} IRIS ({territory.label}), référence {reference.get('niveau', run.reference)} sur "
+        f"{len(base)} IRIS, RP {vintage}, {unmatched} code(s) non joint(s)",
+    )
     minx, miny, maxx, maxy = base.total_bounds
     return dg.Output(
         base,
@@ -65,8 +84,10 @@ def iris_base(
             "jointures": dg.MetadataValue.json([r.as_dict() for r in reports]),
             "codes_non_joints": unmatched,
             "territoire": territory.label,
+            "iris_territoire": published,
             "iris_hors_territoire": built.outside,
             "parties_ecartees": dg.MetadataValue.json(notes),
+            "univers_de_reference": dg.MetadataValue.json(reference),
         },
     )
 
@@ -76,16 +97,34 @@ def building_connectivity(
 ) -> tuple[pd.DataFrame, dict] | None:
     """Per-IRIS counts from ARCEP's building files of the run's inputs (None when not given), for
     the territory's `iris_connectivite` and for each département partition."""
-    buildings, _ = fragilite.input_file("arcep_batiments")
+    buildings, provenance = fragilite.input_file("arcep_batiments")
     if buildings is None:
         return None
-    coverage, _ = fragilite.input_file("arcep_4g")
-    return connectivity_table(
+    coverage, coverage_provenance = fragilite.input_file("arcep_4g")
+    table, reports = connectivity_table(
         base,
         Path(buildings),
         Path(coverage) if coverage else None,
         Path(context.instance.storage_directory()) / "duckdb",  # spills under build/, not the user's home
     )
+    # The ARCEP quarters read, for the indicators' vintages and the dictionary.
+    table.attrs["millesime_batiments"] = arcep_quarter(provenance)
+    table.attrs["millesime_4g"] = arcep_quarter(coverage_provenance) if coverage else None
+    return table, reports
+
+
+def arcep_quarter(provenance: dict) -> str | None:
+    """The quarter of catalogue files (`2025_T2`; `last` with its download date), None for
+    files given by path (their quarter is not written in them)."""
+    vintage = provenance.get("vintage")
+    if not vintage or vintage != "last":
+        return vintage or None
+    files = [Path(f["fichier"]) for f in provenance.get("fichiers", []) if Path(f["fichier"]).exists()]
+    if not files:
+        return vintage
+    from datetime import date
+
+    return f"last (téléchargé le {date.fromtimestamp(min(f.stat().st_mtime for f in files)).isoformat()})"
 
 
 @dg.asset(
@@ -102,17 +141,32 @@ def iris_connectivite(
     quand ces fichiers sont fournis, `non_thd` et `non_4g` sont mesurés à l'IRIS ; sinon `non_thd`
     reprend le taux communal, signalé."""
     measured_files = building_connectivity(context, fragilite, iris_base)
+    _, provenance = fragilite.input_file("arcep_batiments")  # resolved once per run (cached)
+    # The study territory's IRIS (iris_base may also hold the rest of the reference units).
+    inside = iris_base["territoire_etude"] if "territoire_etude" in iris_base else pd.Series(True, iris_base.index)
+    sources = {
+        "iris_total": int(inside.sum()),
+        "departements_sans_fichiers": dg.MetadataValue.json(provenance.get("departements_manquants", [])),
+        "fichiers_manquants": dg.MetadataValue.json(provenance.get("manquants", [])),
+    }
     if measured_files is None:
         report(context, "iris_connectivite: fichiers ARCEP par immeuble non fournis ; non_thd communal, non_4g absent")
-        return dg.Output(None, metadata={"fourni": False})
+        return dg.Output(None, metadata={"fourni": False, **sources})
     table, reports = measured_files
     measured = int(table["donnees_batiments"].sum())
     report(context, f"iris_connectivite: {measured}/{len(table)} IRIS mesurées à partir des immeubles")
+    # As the indicators count them: building data for the département and located premises.
+    located = table.set_index("CODE_IRIS").reindex(iris_base.loc[inside.to_numpy(), "CODE_IRIS"])
+    sources["iris_non_thd_immeuble"] = int((located["donnees_batiments"].eq(True) & located["locaux"].gt(0)).sum())
+    quarters = {k: table.attrs[k] for k in ("millesime_batiments", "millesime_4g") if table.attrs.get(k)}
     return dg.Output(
         table,
         metadata={
             **table_metadata(table),
             "iris_mesurees": measured,
+            **sources,
+            **({"millesime": quarters["millesime_batiments"]} if "millesime_batiments" in quarters else {}),
+            **({"millesime_4g": quarters["millesime_4g"]} if "millesime_4g" in quarters else {}),
             **{name: dg.MetadataValue.json(value) for name, value in reports.items()},
         },
     )
@@ -170,6 +224,7 @@ def iris_indicateurs(
             **table_metadata(result.table),
             "indicateurs_calcules": result.computed,
             "millesimes": dg.MetadataValue.json(result.vintages),
+            "millesimes_melanges": dg.MetadataValue.json(result.mixed_years),
             "indicateurs_absents": dg.MetadataValue.json(result.skipped),
             "avertissements": dg.MetadataValue.json(result.warnings),
             "jointures": dg.MetadataValue.json([r.as_dict() for r in result.reports]),
