@@ -45,24 +45,30 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def materialized(tmp_path_factory):
-    """Every asset and check of the sample, materialized once into a temporary folder."""
+def materialize_sample(out: Path, selection=None, with_checks: bool = True, **options):
+    """One in-process run of the sample's assets (and checks), as the CLI and the UI run them,
+    into `out`, on an ephemeral instance. `options` are FragiliteConfig fields (config_file,
+    territory, reference…); `selection` defaults to the territory run."""
     import dagster as dg
 
     from pipelines.definitions import TERRITORY_SELECTION, build_definitions, run_resources
     from pipelines.resources import FragiliteConfig
 
-    out = tmp_path_factory.mktemp("out")
-    resource = FragiliteConfig(out_dir=str(out))
+    resource = FragiliteConfig(out_dir=str(out), **options)
     defs = build_definitions(resource)
-    result = dg.materialize(
-        [*defs.assets, *defs.asset_checks],
+    return dg.materialize(
+        [*defs.assets, *(defs.asset_checks if with_checks else [])],
         instance=dg.DagsterInstance.ephemeral(),
         resources=run_resources(resource),
-        selection=TERRITORY_SELECTION,
+        selection=TERRITORY_SELECTION if selection is None else selection,
     )
-    return result, out / "layers"
+
+
+@pytest.fixture(scope="session")
+def materialized(tmp_path_factory):
+    """Every asset and check of the sample, materialized once into a temporary folder."""
+    out = tmp_path_factory.mktemp("out")
+    return materialize_sample(out), out / "layers"
 
 
 @pytest.fixture

@@ -27,16 +27,14 @@ def _materialize_scores(tmp_path, territory: list[str], reference: str = "depart
     """iris_scores and mailles_scores with what they need, on the embedded sample."""
     import dagster as dg
 
-    from pipelines.definitions import build_definitions, run_resources
-    from pipelines.resources import FragiliteConfig
+    from tests.conftest import materialize_sample
 
-    resource = FragiliteConfig(out_dir=str(tmp_path / "out"), territory=territory, reference=reference)
-    defs = build_definitions(resource)
-    result = dg.materialize(
-        list(defs.assets),
-        instance=dg.DagsterInstance.ephemeral(),
-        resources=run_resources(resource),
-        selection=dg.AssetSelection.assets("iris_scores", "mailles_scores").upstream(),
+    result = materialize_sample(
+        tmp_path / "out",
+        dg.AssetSelection.assets("iris_scores", "mailles_scores").upstream(),
+        with_checks=False,
+        territory=territory,
+        reference=reference,
     )
     assert result.success
     iris = result.output_for_node("iris_indicateurs")

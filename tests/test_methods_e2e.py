@@ -11,7 +11,7 @@ import pytest
 
 from config import load_tic
 from pipelines.cli import main
-from tests.conftest import INSTANCE_YAML, LYON_EPCI, write
+from tests.conftest import INSTANCE_YAML, LYON_EPCI, materialize_sample, write
 
 
 def read(path):
@@ -145,20 +145,9 @@ def test_estimates_sum_to_rate_times_count(lyon_run):
 
 
 def test_configuration_chooses_the_methods(tmp_path):
-    import dagster as dg
-
-    from pipelines.definitions import TERRITORY_SELECTION, build_definitions, run_resources
-    from pipelines.resources import FragiliteConfig
 
     config = write(tmp_path / "c.yaml", "run:\n  methods: [mednum_2019]\n  territory: [pays-arbresle]\n")
-    resource = FragiliteConfig(config_file=str(config), out_dir=str(tmp_path / "out"))
-    defs = build_definitions(resource)
-    result = dg.materialize(
-        [*defs.assets, *defs.asset_checks],
-        instance=dg.DagsterInstance.ephemeral(),
-        resources=run_resources(resource),
-        selection=TERRITORY_SELECTION,
-    )
+    result = materialize_sample(tmp_path / "out", config_file=str(config))
     assert result.success
     iris = read(tmp_path / "out" / "layers" / "iris.parquet")
     assert len(iris) == 18 and iris["INSEE_COM"].nunique() == 17  # L'Arbresle has 2 IRIS

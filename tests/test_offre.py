@@ -17,7 +17,7 @@ from config.settings import ConfigError, read_yaml
 from indice.priorite import people_by_priority, priority
 from sources.common import InputError
 from sources.lieux_mediation import SCHEMA_COLUMNS, has_any, read_lieux_mediation, read_places, split_values
-from tests.conftest import SAMPLE, write
+from tests.conftest import SAMPLE, materialize_sample, write
 from transforms.accessibilite import (
     AccessParams,
     accessibility,
@@ -399,18 +399,7 @@ OFFRE_CHECKS = ("lieux_schema", "lieux_coordonnees", "lieux_doublons", "accessib
 
 
 def test_assets_on_the_sample(tmp_path):
-    from pipelines.definitions import build_definitions, run_resources
-    from pipelines.resources import FragiliteConfig
-
-    resource = FragiliteConfig(out_dir=str(tmp_path / "out"))
-    defs = build_definitions(resource)
-    selection = dg.AssetSelection.assets(*OFFRE_ASSETS).upstream()
-    result = dg.materialize(
-        [*defs.assets, *defs.asset_checks],
-        instance=dg.DagsterInstance.ephemeral(),
-        resources=run_resources(resource),
-        selection=selection,
-    )
+    result = materialize_sample(tmp_path / "out", dg.AssetSelection.assets(*OFFRE_ASSETS).upstream())
     assert result.success
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     for name in OFFRE_CHECKS:
@@ -432,18 +421,10 @@ def test_assets_on_the_sample(tmp_path):
 
 
 def test_without_places_the_offer_is_absent(tmp_path, caplog):
-    from pipelines.definitions import build_definitions, run_resources
-    from pipelines.resources import FragiliteConfig
-
     config = write(tmp_path / "user.yaml", "inputs:\n  lieux_mediation: null\n")
-    resource = FragiliteConfig(config_file=str(config), out_dir=str(tmp_path / "out"))
-    defs = build_definitions(resource)
     caplog.set_level(logging.INFO, logger="fragilite.progress")
-    result = dg.materialize(
-        [*defs.assets, *defs.asset_checks],
-        instance=dg.DagsterInstance.ephemeral(),
-        resources=run_resources(resource),
-        selection=dg.AssetSelection.assets(*OFFRE_ASSETS).upstream(),
+    result = materialize_sample(
+        tmp_path / "out", dg.AssetSelection.assets(*OFFRE_ASSETS).upstream(), config_file=str(config)
     )
     assert result.success
     for name in OFFRE_ASSETS:
@@ -640,19 +621,9 @@ def test_qgis_project_has_the_places_and_priority_layers(sample_run):
 
 
 def test_without_places_the_outputs_are_unchanged(tmp_path):
-    from pipelines.definitions import TERRITORY_SELECTION, build_definitions, run_resources
-    from pipelines.resources import FragiliteConfig
-
     config = write(tmp_path / "user.yaml", "inputs:\n  lieux_mediation: null\n")
     out = tmp_path / "out"
-    resource = FragiliteConfig(config_file=str(config), out_dir=str(out))
-    defs = build_definitions(resource)
-    result = dg.materialize(
-        [*defs.assets, *defs.asset_checks],
-        instance=dg.DagsterInstance.ephemeral(),
-        resources=run_resources(resource),
-        selection=TERRITORY_SELECTION,
-    )
+    result = materialize_sample(out, config_file=str(config))
     assert result.success
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "couche_iris" in materialized and "couche_lieux_mediation" not in materialized

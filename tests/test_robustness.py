@@ -24,7 +24,7 @@ from sources.common import InputError
 from sources.filosofi import read_filosofi_iris
 from sources.ign_iris import read_contours_iris
 from sources.validation import validate_inputs
-from tests.conftest import INSTANCE_YAML, ROOT, SAMPLE, write
+from tests.conftest import INSTANCE_YAML, ROOT, SAMPLE, materialize_sample, write
 from transforms.indicators import IndicatorInputs, compute_indicators
 
 
@@ -400,19 +400,13 @@ def test_dagster_ui_binds_to_loopback(monkeypatch):
 def test_completed_codes_reported_by_the_source_asset(tmp_path):
     import dagster as dg
 
-    from pipelines.definitions import build_definitions, run_resources
-    from pipelines.resources import FragiliteConfig
-
     filo = write(tmp_path / "f.csv", "IRIS;DISP_TP6020;DISP_MED20\n10040101;13,0;21450\n690010000;s;20000\n")
     config = write(tmp_path / "c.yaml", f"inputs:\n  filosofi_iris: {filo.name}\n")
-    resource = FragiliteConfig(config_file=str(config), out_dir=str(tmp_path / "out"))
-    defs = build_definitions(resource)
-    result = dg.materialize(
-        [*defs.assets, *defs.asset_checks],
-        instance=dg.DagsterInstance.ephemeral(),
-        resources=run_resources(resource),
-        selection=dg.AssetSelection.assets("filosofi_iris").without_checks()
+    result = materialize_sample(
+        tmp_path / "out",
+        dg.AssetSelection.assets("filosofi_iris").without_checks()
         | dg.AssetSelection.checks_for_assets("filosofi_iris"),
+        config_file=str(config),
     )
     assert result.success
     materialization = result.asset_materializations_for_node("filosofi_iris")[0]
