@@ -35,7 +35,7 @@ class ConnectivityConfig(_Strict):
     @classmethod
     def _named(cls, v: list[str]) -> list[str]:
         if any(not name.strip() for name in v):
-            raise ValueError("operator names cannot be blank")
+            raise ValueError("un nom d'opérateur ne peut pas être vide")
         return [name.strip() for name in v]
 
 

@@ -38,9 +38,9 @@ class ClassThresholds(_Strict):
     def _ordered(self) -> ClassThresholds:
         low, high = self.seuils
         if low > high:
-            raise ValueError(f"seuils must be increasing, got {list(self.seuils)}")
+            raise ValueError(f"les seuils doivent être croissants, lu : {list(self.seuils)}")
         if self.type == "quantile" and not (0 <= low <= 1 and 0 <= high <= 1):
-            raise ValueError(f"quantile thresholds are between 0 and 1, got {list(self.seuils)}")
+            raise ValueError(f"des seuils en quantiles sont entre 0 et 1, lu : {list(self.seuils)}")
         return self
 
 
@@ -62,13 +62,13 @@ class PriorityConfig(_Strict):
     def _complete(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
         missing = [f for f in FRAGILITY_CLASSES if f not in v]
         if missing:
-            raise ValueError(f"matrice needs a row for each fragility class; missing {missing}")
+            raise ValueError(f"matrice : une ligne par classe de fragilité ; il manque {missing}")
         for fragility, row in v.items():
             if set(row) != set(ACCESS_CLASSES):
-                raise ValueError(f"matrice.{fragility} needs exactly the keys {list(ACCESS_CLASSES)}")
+                raise ValueError(f"matrice.{fragility} : il faut exactement les clés {list(ACCESS_CLASSES)}")
             bad = {k: p for k, p in row.items() if p not in PRIORITY_CLASSES}
             if bad:
-                raise ValueError(f"matrice.{fragility}: priorities are {list(PRIORITY_CLASSES)}, got {bad}")
+                raise ValueError(f"matrice.{fragility} : les priorités sont {list(PRIORITY_CLASSES)}, lu : {bad}")
         return v
 
 
@@ -93,7 +93,7 @@ class OffreConfig(_Strict):
     @classmethod
     def _positive(cls, v: list[float]) -> list[float]:
         if any(r <= 0 for r in v):
-            raise ValueError("radii are positive distances in km")
+            raise ValueError("les rayons sont des distances positives en km")
         return sorted(set(v))
 
     @field_validator("filtres_services", "filtres_publics")
@@ -103,24 +103,26 @@ class OffreConfig(_Strict):
 
         for name, values in v.items():
             if not re.match(FILTER_NAME, name):
-                raise ValueError(f"filter name {name!r}: lower case letters, digits and _ only (a column suffix)")
+                raise ValueError(
+                    f"nom de filtre {name!r} : minuscules, chiffres et _ seulement (il devient un suffixe de colonne)"
+                )
             if not values:
-                raise ValueError(f"filter {name!r} lists no value")
+                raise ValueError(f"le filtre {name!r} ne liste aucune valeur")
         return v
 
     @model_validator(mode="after")
     def _steps(self) -> OffreConfig:
         if self.decroissance == "paliers":
             if not self.paliers:
-                raise ValueError("decroissance: paliers needs a `paliers` list")
+                raise ValueError("decroissance: paliers demande une liste `paliers`")
             bounds = [s.jusqu_a_km for s in self.paliers]
             if bounds != sorted(bounds) or len(set(bounds)) != len(bounds):
-                raise ValueError(f"paliers: bounds must be strictly increasing, got {bounds}")
+                raise ValueError(f"paliers : les bornes doivent être strictement croissantes, lu : {bounds}")
             if bounds[-1] > self.bassin_km:
                 raise ValueError(f"paliers: the last bound ({bounds[-1]} km) exceeds bassin_km ({self.bassin_km} km)")
         both = set(self.filtres_services) & set(self.filtres_publics)
         if both:
-            raise ValueError(f"filter names used twice (services and publics): {sorted(both)}")
+            raise ValueError(f"noms de filtres employés deux fois (services et publics) : {sorted(both)}")
         return self
 
 

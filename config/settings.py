@@ -78,11 +78,11 @@ class Indicator(_Strict):
     @model_validator(mode="after")
     def _fields_of_computation(self) -> Indicator:
         if self.computation == "census_ratio" and not (self.numerator and self.denominator):
-            raise ValueError(f"{self.id}: census_ratio needs numerator and denominator")
+            raise ValueError(f"{self.id} : census_ratio demande numerator et denominator")
         if self.computation.startswith("filosofi") and not self.variable:
-            raise ValueError(f"{self.id}: {self.computation} needs variable")
+            raise ValueError(f"{self.id} : {self.computation} demande variable")
         if self.source not in KNOWN_SOURCES:
-            raise ValueError(f"{self.id}: unknown source {self.source!r}; expected one of {KNOWN_SOURCES}")
+            raise ValueError(f"{self.id} : source inconnue {self.source!r} ; attendu : {KNOWN_SOURCES}")
         return self
 
 
@@ -96,7 +96,7 @@ class IndicatorCatalogue(_Strict):
         ids = [i.id for i in v]
         dupes = {i for i in ids if ids.count(i) > 1}
         if dupes:
-            raise ValueError(f"duplicate indicator ids: {sorted(dupes)}")
+            raise ValueError(f"identifiants d'indicateurs en double : {sorted(dupes)}")
         return v
 
     def by_id(self) -> dict[str, Indicator]:
@@ -140,7 +140,7 @@ class IfnConfig(_Strict):
     @classmethod
     def _general_first(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         if "general" not in v:
-            raise ValueError("indicator_sets needs a 'general' set (the national index)")
+            raise ValueError("indicator_sets demande un ensemble 'general' (l'indice national)")
         return v
 
 
@@ -172,9 +172,9 @@ class MethodsConfig(_Strict):
     def _presets(self) -> MethodsConfig:
         missing = {"mednum_2019", "opale_2022"} - set(self.weightings)
         if missing:
-            raise ValueError(f"weightings needs presets {sorted(missing)}")
+            raise ValueError(f"weightings : préréglages manquants {sorted(missing)}")
         if self.weightings["opale_2022"].threshold is None:
-            raise ValueError("weightings.opale_2022 needs a threshold")
+            raise ValueError("weightings.opale_2022 demande un seuil (threshold)")
         return self
 
 
@@ -236,9 +236,9 @@ class TicConfig(_Strict):
         for name, group in self.groups.items():
             unknown = set(group.rates) - set(self.outcomes)
             if unknown:
-                raise ValueError(f"groups.{name}: unknown outcome(s) {sorted(unknown)}")
+                raise ValueError(f"groups.{name} : résultat(s) inconnu(s) {sorted(unknown)}")
         if self.age_bands and self.age_bands.outcome not in self.outcomes:
-            raise ValueError(f"age_bands.outcome {self.age_bands.outcome!r} is not an outcome")
+            raise ValueError(f"age_bands.outcome {self.age_bands.outcome!r} n'est pas un résultat (outcomes)")
         return self
 
 
@@ -597,7 +597,7 @@ class SourceFile(_Strict):
 
         unknown = [p for p in re.findall(r"\{[^}]*\}", v) if p not in URL_PLACEHOLDERS]
         if unknown:
-            raise ValueError(f"unknown placeholder(s) {unknown} in {v!r}; allowed: {list(URL_PLACEHOLDERS)}")
+            raise ValueError(f"marque(s) inconnue(s) {unknown} dans {v!r} ; admises : {list(URL_PLACEHOLDERS)}")
         return v
 
     @field_validator("filename")
@@ -636,7 +636,7 @@ class SourceFile(_Strict):
     def national_file(self) -> SourceFile:
         """The national file of a per-département entry, with the entry's format."""
         if self.national is None:
-            raise ValueError(f"{self.url}: no national file in the catalogue")
+            raise ValueError(f"{self.url} : pas de fichier national au catalogue")
         national = self.national
         return national if national.format else national.model_copy(update={"format": self.format})
 
@@ -715,10 +715,10 @@ class Dataset(_Strict):
             import re
 
             if not re.fullmatch(QUARTER_PATTERN, vintage):
-                raise ValueError(f"quarter {vintage!r}: expected 'last' or YYYY_Tn (e.g. 2025_T2)")
+                raise ValueError(f"trimestre {vintage!r} : attendu 'last' ou AAAA_Tn (par exemple 2025_T2)")
             template = self._quarter_template()
             if template is None:
-                raise ValueError(f"quarter {vintage!r}: not in the catalogue ({', '.join(sorted(self.files))})")
+                raise ValueError(f"trimestre {vintage!r} : absent du catalogue ({', '.join(sorted(self.files))})")
             if "{quarter}" not in template.placeholders():
                 template = template.model_copy(update={"url": template.url.replace("/last/", "/{quarter}/")})
             entry = template.with_values(quarter=vintage).model_copy(

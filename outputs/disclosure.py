@@ -125,8 +125,8 @@ def determined_cells(
     tables: Mapping[str, pd.DataFrame], nestings: Sequence[Nesting], masks: Mapping[str, pd.Series], ind_id: str
 ) -> list[tuple[str, object]]:
     """Blanked cells whose value the published cells determine exactly through the additive
-    relations between mailles (a cell is determined when its unit vector lies in the row space of
-    the relations restricted to blanked cells)."""
+    relations between mailles (a cell is determined when it has the same value in every solution
+    of the relations restricted to blanked cells)."""
     found: set[tuple[str, object]] = set()
     for column in (f"{ind_id}_num", f"{ind_id}_den"):
         rows, variables = [], {}
@@ -144,11 +144,13 @@ def determined_cells(
         for r, row in enumerate(rows):
             for j, c in row.items():
                 matrix[r, j] = c
-        rank = np.linalg.matrix_rank(matrix)
+        # A cell is determined when every solution of the relations gives it the same value: its
+        # component is zero in every vector of the null space (one SVD for all cells).
+        _, singular, vh = np.linalg.svd(matrix)
+        rank = int((singular > 1e-9 * max(1.0, singular.max(initial=0.0))).sum())
+        null = vh[rank:]
         for cell, j in variables.items():
-            unit = np.zeros((1, len(variables)))
-            unit[0, j] = 1.0
-            if np.linalg.matrix_rank(np.vstack([matrix, unit])) == rank:
+            if np.abs(null[:, j]).max(initial=0.0) < 1e-9:
                 found.add(cell)
     return sorted(found, key=str)
 

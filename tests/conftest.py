@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from config import load_catalogue, load_settings
+from config.settings import Indicator
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample-69"
@@ -37,6 +38,21 @@ def published() -> pd.DataFrame:
         SAMPLE / "reference" / "mednum-2020-scores_dep69.csv",
         sep=";",
         dtype={"CODE_IRIS": str, "COM": str, "EPCI": str},
+    )
+
+
+def census_indicator(id_: str, axis: str, higher: bool = False) -> Indicator:
+    """A census-ratio indicator `P_A / P_B` of the given axis, for scoring tests on hand-made frames."""
+    return Indicator(
+        id=id_,
+        label=id_,
+        axis=axis,
+        computation="census_ratio",
+        source="rp_evol_struct_pop",
+        numerator="P_A",
+        denominator="P_B",
+        higher_is_better=higher,
+        unit="part",
     )
 
 

@@ -6,22 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from config.settings import Indicator
 from indice.mednum import Reference, aggregate_scores, reference_values, score_mednum
-
-
-def ind(id_, axis, higher=False):
-    return Indicator(
-        id=id_,
-        label=id_,
-        axis=axis,
-        computation="census_ratio",
-        source="rp_evol_struct_pop",
-        numerator="P_A",
-        denominator="P_B",
-        higher_is_better=higher,
-        unit="part",
-    )
+from tests.conftest import census_indicator as ind
 
 
 @pytest.fixture

@@ -9,26 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config import load_methods, load_tic
-from config.settings import Indicator, TicConfig
+from config.settings import TicConfig
 from indice.ifn import score_ifn, to_notes
 from indice.mednum import Reference, score_mednum
 from indice.methods import MethodParams, exposure_summary, score_all
 from indice.tic import estimate_people
 from indice.weighting import composite_score, weighted_mean
-
-
-def ind(id_, axis, higher=False):
-    return Indicator(
-        id=id_,
-        label=id_,
-        axis=axis,
-        computation="census_ratio",
-        source="rp_evol_struct_pop",
-        numerator="P_A",
-        denominator="P_B",
-        higher_is_better=higher,
-        unit="part",
-    )
+from tests.conftest import census_indicator as ind
 
 
 def test_decile_notes_balanced_without_ties():

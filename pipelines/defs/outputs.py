@@ -116,8 +116,7 @@ def couche(out: Path, maille: str, layer: gpd.GeoDataFrame, info: dict, dictiona
     sizes = write_layer(layer, out / "layers", maille, info)
     minx, miny, maxx, maxy = layer.total_bounds
     return {
-        **table_metadata(layer),
-        "dagster/column_schema": described_schema(layer, dictionary),
+        **table_metadata(layer, descriptions=column_texts(dictionary)),
         "crs": str(layer.crs),
         "bbox": [round(float(v), 1) for v in (minx, miny, maxx, maxy)],
         "fichiers": pub.sizes_metadata(sizes),
@@ -132,8 +131,7 @@ def couche_lieux(out: Path, layer: gpd.GeoDataFrame, info: dict, dictionary: pd.
     """`layers/lieux_mediation.parquet`, `.gpkg`, `.metadata.json`; the asset's metadata."""
     sizes = write_layer(layer, out / "layers", PLACES_LAYER, info)
     return {
-        **table_metadata(layer),
-        "dagster/column_schema": described_schema(layer, dictionary),
+        **table_metadata(layer, descriptions=column_texts(dictionary)),
         "crs": str(layer.crs),
         "lieux": info["lieux"],
         "lieux_places_a_la_commune": info["lieux_places_a_la_commune"],
@@ -325,19 +323,6 @@ DICTIONARY_WORDS = pd.DataFrame(
     ],
     columns=["code", "libelle", "definition", "unite"],
 )
-
-
-def described_schema(frame: pd.DataFrame, dictionary: pd.DataFrame) -> dg.TableSchema:
-    """The column schema of a table, each column described from the dictionary (label,
-    definition, unit), as the UI shows it."""
-    texts = column_texts(dictionary)
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(name=str(name), type=str(kind), description=texts.get(str(name)))
-            for name, kind in frame.dtypes.items()
-            if str(name) not in ("geometry", "bbox")
-        ]
-    )
 
 
 def _spec(
@@ -624,8 +609,7 @@ def sorties(
         path = out / "layers" / "dictionnaire.csv"
         sizes = write_all({path: lambda tmp: write_dictionary(dictionary, tmp)})
         return {
-            **table_metadata(dictionary, preview_rows=20),
-            "dagster/column_schema": described_schema(dictionary, DICTIONARY_WORDS),
+            **table_metadata(dictionary, preview_rows=20, descriptions=column_texts(DICTIONARY_WORDS)),
             "fichier": dg.MetadataValue.path(str(path)),
             "taille_octets": sizes[path],
         }
