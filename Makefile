@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: install run test ui clean
+.PHONY: install run test ui ui-national clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ test: install
 
 ui: install
 	$(BIN)/fragilite ui
+
+# The national location (sources, département partitions, merge) in its own UI.
+ui-national: install
+	$(BIN)/fragilite ui --national
 
 clean:
 	rm -rf build

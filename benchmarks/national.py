@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,9 +65,26 @@ class Sampler:
         return after[1] - before[1], max(s[2] for s in inside)
 
 
-def run_pipeline(config: Path, out_dir: Path) -> tuple[object, list[tuple[str, float, float]], dict[str, float]]:
+def watch_steps(instance: object, on_event: Callable[[str, str], None]) -> None:
+    """Call `on_event(event type, step key)` once each step event is stored: in-process, in the
+    step's own thread, so a profiler can be switched on and off around one step."""
+    handle = instance.handle_new_event
+
+    def handle_and_tell(event, **kwargs) -> None:
+        handle(event, **kwargs)
+        step_event = event.dagster_event
+        if step_event is not None and step_event.step_key is not None:
+            on_event(step_event.event_type_value, step_event.step_key)
+
+    instance.handle_new_event = handle_and_tell
+
+
+def run_pipeline(
+    config: Path, out_dir: Path, on_event: Callable[[str, str], None] | None = None
+) -> tuple[object, list[tuple[str, float, float]], dict[str, float]]:
     """Materialize every territory asset; return the result, the (step, start, end) wall times,
-    and the seconds each asset of a multi-asset step took (they overlap within the step)."""
+    and the seconds each asset of a multi-asset step took (they overlap within the step).
+    `on_event(event type, step key)`, if given, hears each step event as it happens."""
     import dagster as dg
 
     from pipelines.definitions import TERRITORY_SELECTION, build_definitions, run_resources
@@ -75,6 +93,8 @@ def run_pipeline(config: Path, out_dir: Path) -> tuple[object, list[tuple[str, f
     resource = FragiliteConfig(config_file=str(config), out_dir=str(out_dir))
     defs = build_definitions(resource)
     with dg.DagsterInstance.ephemeral() as instance:
+        if on_event is not None:
+            watch_steps(instance, on_event)
         result = dg.materialize(
             [*defs.assets, *defs.asset_checks],
             instance=instance,

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = CONFIG_DIR.parent
@@ -24,27 +33,9 @@ Computation = Literal["census_ratio", "filosofi_share", "filosofi_level", "arcep
 QUARTER_PATTERN = r"^(last|\d{4}_T[1-4])$"
 AxisId = Literal["information", "interfaces", "administratif", "numerique"]
 
-# Input files this version reads (one parser each in `sources/`).
-INPUT_KEYS = (
-    "rp_evol_struct_pop",
-    "rp_diplomes_formation",
-    "rp_couples_familles_menages",
-    "rp_activite_residents",
-    "filosofi_iris",
-    "filosofi_communes",
-    "contours_iris",
-    "communes_epci",
-    "arcep_debit",
-    "arcep_batiments",
-    "arcep_4g",
-    "caf_non_connectes",
-    "cog_passage",
-    "lieux_mediation",
-)
-# Sources an indicator may name: the inputs above, plus those still without a parser (their
-# indicators are reported as "inputs absent" until one is added).
-KNOWN_SOURCES = INPUT_KEYS
-REQUIRED_INPUTS = ("contours_iris", "communes_epci", "rp_evol_struct_pop")
+# The run's inputs are declared once, in inputs.yaml: INPUT_SPECS, INPUT_KEYS, REQUIRED_INPUTS,
+# CENSUS_THEMES and the `Inputs` model are derived from it (section « inputs » below).
+INPUTS_FILE = CONFIG_DIR / "inputs.yaml"
 
 
 class ConfigError(Exception):
@@ -81,8 +72,11 @@ class Indicator(_Strict):
             raise ValueError(f"{self.id} : census_ratio demande numerator et denominator")
         if self.computation.startswith("filosofi") and not self.variable:
             raise ValueError(f"{self.id} : {self.computation} demande variable")
-        if self.source not in KNOWN_SOURCES:
-            raise ValueError(f"{self.id} : source inconnue {self.source!r} ; attendu : {KNOWN_SOURCES}")
+        if self.source not in INPUT_KEYS:
+            raise ValueError(
+                f"{self.id} : source inconnue {self.source!r} ; attendu une entrée de {INPUTS_FILE.name} : "
+                f"{', '.join(INPUT_KEYS)}"
+            )
         return self
 
 
@@ -105,8 +99,8 @@ class IndicatorCatalogue(_Strict):
 
 # --- methods -------------------------------------------------------------------------------
 
-MethodId = Literal["mednum_2019", "ifn_2023", "opale_2022", "tic_2019"]
-ALL_METHODS: tuple[str, ...] = ("mednum_2019", "ifn_2023", "opale_2022", "tic_2019")
+# The scoring methods are declared once, in methods.yaml (`methods:`): ALL_METHODS and
+# METHOD_DESCRIPTIONS are derived from it (section « methods » below).
 METHODS_FILE = CONFIG_DIR / "methods.yaml"
 TIC_FILE = CONFIG_DIR / "tic_ratios.yaml"
 
@@ -162,7 +156,20 @@ class ReliabilityRule(_Strict):
     exclude_from_exposed: bool = True
 
 
+class MethodSpec(_Strict):
+    """One scoring method: what it computes (its asset's description in Dagster, in French)."""
+
+    description: str = Field(min_length=1)
+
+
+# A name that is also a Python identifier, a Dagster asset name and a YAML key (inputs, methods).
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+# Method id → declaration, in the order the methods' columns are published.
+MethodTable = dict[Identifier, MethodSpec]
+
+
 class MethodsConfig(_Strict):
+    methods: MethodTable = Field(min_length=1)
     weightings: dict[str, Weighting]
     ifn_2023: IfnConfig
     completeness: CompletenessRule = CompletenessRule()
@@ -254,7 +261,7 @@ class RunOptions(_Strict):
     legacy_2020: bool = False
     indicators: list[str] = []
     filosofi_commune_fallback: bool = True
-    methods: list[MethodId] = list(ALL_METHODS)
+    methods: list[str] = Field(default_factory=lambda: list(ALL_METHODS))
     # Census vintage to download (catalogue of sources.yaml); None = the files of `inputs`.
     vintage: int | None = None
     # Study territory: a preset of territories.yaml, or département / commune / EPCI codes.
@@ -262,30 +269,23 @@ class RunOptions(_Strict):
     territory: list[str] = []
     out_dir: Path
 
+    @field_validator("methods")
+    @classmethod
+    def _declared_methods(cls, v: list[str]) -> list[str]:
+        unknown = [m for m in v if m not in ALL_METHODS]
+        if unknown:
+            raise ValueError(
+                f"méthode(s) inconnue(s) {unknown} ; déclarées dans {METHODS_FILE.name} : {', '.join(ALL_METHODS)}"
+            )
+        return v
 
-class Inputs(_Strict):
-    rp_evol_struct_pop: Path | None = None
-    rp_diplomes_formation: Path | None = None
-    rp_couples_familles_menages: Path | None = None
-    rp_activite_residents: Path | None = None
-    filosofi_iris: Path | None = None
-    filosofi_communes: Path | None = None
-    contours_iris: Path | None = None
-    communes_epci: Path | None = None
-    arcep_debit: Path | None = None
-    # ARCEP building files: a folder of base_imb_<DEP>.csv.gz and actuel_<DEP>.csv.gz (non_thd
-    # measured at the IRIS), and « Mon réseau mobile » 4G coverage (.gpkg or .gpkg.7z, a file or
-    # a folder: non_4g). See config/connectivite.yaml.
-    arcep_batiments: Path | None = None
-    arcep_4g: Path | None = None
-    caf_non_connectes: Path | None = None
-    cog_passage: Path | None = None
-    # Lieux de médiation numérique (ANCT / La MedNum, schéma LaMednum/standard-mediation-num):
-    # the offer the accessibility measures use (config/offre.yaml, docs/offre.md).
-    lieux_mediation: Path | None = None
+
+class InputFiles(_Strict):
+    """What `Inputs` checks: its fields, one optional file per input, are made from inputs.yaml
+    (section « inputs » below), so a configuration names exactly the inputs declared there."""
 
     @model_validator(mode="after")
-    def _required_present(self) -> Inputs:
+    def _required_present(self) -> InputFiles:
         missing = [k for k in REQUIRED_INPUTS if getattr(self, k) is None]
         if missing:
             raise ValueError(f"entrées obligatoires absentes {missing} : donnez un chemin de fichier pour chacune")
@@ -435,6 +435,9 @@ VALIDATION_FR = {
     "greater_than_equal": "doit être ≥ {ge}",
     "less_than": "doit être < {lt}",
     "less_than_equal": "doit être ≤ {le}",
+    "string_pattern_mismatch": "forme non admise (motif attendu : {pattern})",
+    "string_too_short": "texte vide : au moins {min_length} caractère(s)",
+    "too_short": "au moins {min_length} élément(s) attendu(s)",
 }
 
 
@@ -491,6 +494,102 @@ def load_methods(path: Path = METHODS_FILE) -> MethodsConfig:
 
 def load_tic(path: Path = TIC_FILE) -> TicConfig:
     return _load(TicConfig, path)
+
+
+# --- inputs: declared once, in inputs.yaml ------------------------------------------------
+
+InputRole = Literal["census", "spine", "indicator", "connectivity", "offer"]
+# Roles whose inputs each have a source asset (group `sources`) that parses them into a table;
+# the others are read by the asset named in `read_by`.
+SOURCE_ASSET_ROLES: tuple[str, ...] = ("census", "spine", "indicator")
+
+
+class SourceAssetSpec(_Strict):
+    """The source asset of an input, as Dagster shows it."""
+
+    description: str = Field(min_length=1)
+    kinds: list[str] = Field(min_length=1)
+    vintage_attr: str | None = None
+    preview: bool = True
+
+
+class InputSpec(_Strict):
+    """One input of a run: what it is, who publishes it, how the outputs name it, what reads it."""
+
+    role: InputRole
+    publisher: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,63}$")  # a Dagster tag value
+    required: bool = False
+    census_theme: str | None = Field(None, pattern=r"^[a-z]+(-[a-z]+)*$")
+    label: str = Field(min_length=1)
+    vintage_label: str | None = None
+    asset: SourceAssetSpec | None = None
+    read_by: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_role(self) -> InputSpec:
+        if (self.role == "census") != (self.census_theme is not None):
+            raise ValueError(
+                "census_theme se donne pour les entrées du recensement (role: census), et pour elles seules"
+            )
+        if (self.role in SOURCE_ASSET_ROLES) != (self.asset is not None):
+            raise ValueError(f"asset se donne pour les rôles {', '.join(SOURCE_ASSET_ROLES)}, et pour eux seuls")
+        if (self.asset is None) == (self.read_by is None):
+            raise ValueError(
+                "donnez asset (l'entrée a son asset source) ou read_by (l'asset qui la lit) : l'un des deux, pas les deux"
+            )
+        return self
+
+
+class InputRegistry(_Strict):
+    inputs: dict[Identifier, InputSpec] = Field(min_length=1)
+
+    @field_validator("inputs")
+    @classmethod
+    def _one_input_per_theme(cls, v: dict[str, InputSpec]) -> dict[str, InputSpec]:
+        themes = [s.census_theme for s in v.values() if s.census_theme]
+        dupes = sorted({t for t in themes if themes.count(t) > 1})
+        if dupes:
+            raise ValueError(f"census_theme en double : {dupes}")
+        return v
+
+
+INPUT_SPECS: dict[str, InputSpec] = _load(InputRegistry, INPUTS_FILE).inputs
+INPUT_KEYS: tuple[str, ...] = tuple(INPUT_SPECS)
+REQUIRED_INPUTS: tuple[str, ...] = tuple(k for k, s in INPUT_SPECS.items() if s.required)
+# Input key → theme of INSEE's base infracommunale files (base-ic-<theme>-<year>.csv).
+CENSUS_THEMES: dict[str, str] = {k: s.census_theme for k, s in INPUT_SPECS.items() if s.census_theme}
+
+
+def inputs_of(*roles: InputRole) -> tuple[str, ...]:
+    """The inputs of these roles, in the order of inputs.yaml."""
+    return tuple(k for k, s in INPUT_SPECS.items() if s.role in roles)
+
+
+# The `inputs:` section of a configuration: one optional file per declared input.
+Inputs = create_model(
+    "Inputs",
+    __base__=InputFiles,
+    __module__=__name__,
+    **{key: (Path | None, None) for key in INPUT_KEYS},
+)
+Settings.model_rebuild()
+
+
+# --- methods: declared once, in methods.yaml ------------------------------------------------
+
+
+class MethodRegistry(BaseModel):
+    """The `methods:` section of methods.yaml alone, read at import (`run.methods` is checked
+    against it); the rest of the file, the methods' settings, is checked by `load_methods`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    methods: MethodTable = Field(min_length=1)
+
+
+METHOD_DESCRIPTIONS: dict[str, str] = {
+    method: spec.description for method, spec in _load(MethodRegistry, METHODS_FILE).methods.items()
+}
+ALL_METHODS: tuple[str, ...] = tuple(METHOD_DESCRIPTIONS)
 
 
 class TerritoryPreset(_Strict):
@@ -662,6 +761,13 @@ class Dataset(_Strict):
     # the address (`{part}`) → label.
     parts: dict[str, str] = {}
     files: dict[str, SourceFile]
+
+    @field_validator("input")
+    @classmethod
+    def _declared_input(cls, v: str | None) -> str | None:
+        if v is not None and v not in INPUT_KEYS:
+            raise ValueError(f"entrée {v!r} non déclarée dans {INPUTS_FILE.name} ; connues : {', '.join(INPUT_KEYS)}")
+        return v
 
     @model_validator(mode="after")
     def _placeholders(self) -> Dataset:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from config.settings import Indicator, IndicatorCatalogue, TicConfig
+from config.settings import INPUT_SPECS, Indicator, IndicatorCatalogue, TicConfig
 from outputs.tables import write_csv
 
 COLUMNS = (
@@ -23,25 +23,10 @@ COLUMNS = (
     "note",
 )
 
-SOURCE_LABELS = {
-    "rp_evol_struct_pop": "INSEE, recensement (RP), base infracommunale évolution et structure de la population",
-    "rp_diplomes_formation": "INSEE, recensement (RP), base infracommunale diplômes – formation",
-    "rp_couples_familles_menages": "INSEE, recensement (RP), base infracommunale couples – familles – ménages",
-    "rp_activite_residents": "INSEE, recensement (RP), base infracommunale activité des résidents",
-    "filosofi_iris": "INSEE-DGFiP-Cnaf-Cnav-CCMSA, Filosofi (IRIS, sinon commune)",
-    "arcep_debit": "ARCEP, Ma connexion internet (immeubles placés dans l'IRIS, sinon commune)",
-    "arcep_batiments": "ARCEP, Ma connexion internet, base des immeubles et éligibilité (immeuble)",
-    "arcep_4g": "ARCEP, Mon réseau mobile, couverture 4G par opérateur, aux immeubles de l'IRIS (immeuble)",
-    "caf_non_connectes": "CAF, allocataires non connectés",
-}
-# Short names of the sources whose year or date a layer records.
-VINTAGE_LABELS = {
-    "filosofi_iris": "Filosofi IRIS",
-    "filosofi_communes": "Filosofi communes",
-    "arcep_debit": "ARCEP Ma connexion internet",
-    "arcep_batiments": "ARCEP immeubles",
-    "arcep_4g": "ARCEP Mon réseau mobile 4G",
-}
+# How the dictionary names each input, and its short name before the year of a layer's vintages
+# line: declared with the inputs (config/inputs.yaml).
+SOURCE_LABELS = {key: spec.label for key, spec in INPUT_SPECS.items()}
+VINTAGE_LABELS = {key: spec.vintage_label for key, spec in INPUT_SPECS.items() if spec.vintage_label}
 
 
 def vintages_line(vintages: dict[str, str]) -> str:
@@ -144,8 +129,11 @@ class RunContext:
     offre_filtres: dict[str, str] = field(default_factory=dict)
 
 
-PLACES_SOURCE = "ANCT / La MedNum, lieux de médiation numérique (schéma LaMednum/standard-mediation-num)"
-OFFRE_NOTE = "Distances à vol d'oiseau depuis un point de l'IRIS ; méthode et limites : docs/offre.md."
+PLACES_SOURCE = SOURCE_LABELS["lieux_mediation"]
+OFFRE_NOTE = (
+    "Distances à vol d'oiseau depuis les immeubles de l'IRIS (ARCEP, pondérés par leurs locaux) ou, sans "
+    "immeubles, depuis un point intérieur ; méthode et limites : docs/offre.md."
+)
 # The places layer (`layers/lieux_mediation`): the national schema's fields.
 PLACE_FIELDS = {
     "id": ("Identifiant du lieu", "Identifiant du lieu dans le fichier national (ou la liste locale)", "code"),

@@ -10,7 +10,10 @@ config/publication.yaml, 5 by default) is published, nor can one be recovered fr
   every parent whose blanked children are fewer than two, or sum to less than the threshold, the
   smallest published sibling is blanked too, until the differencing only reveals a sum of at least
   the threshold over at least two units (or nothing is left to blank: then the parent itself is
-  under the threshold, hence blanked);
+  under the threshold, hence blanked). Then the published totals are solved as an attacker
+  would: a small count still determined through several relations at once (a commune given by
+  the totals of an EPCI that straddles two départements and of both départements) gets a
+  published cell of one of its relations blanked too, the smallest that frees it;
 - **composites**: the axis and global scores of a blanked unit are computed without the CAF
   indicator (done where scores are computed, `pipelines/defs/indice.py`), so that they do not give
   the blanked score back.
@@ -27,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
+from scipy.sparse import csgraph
 
 
 @dataclass(frozen=True)
@@ -61,64 +66,21 @@ def suppression_masks(
     """Per table, the units to blank for indicator `ind_id`: primary, then secondary until no
     parent total reveals a blanked child (see the module docstring), checked at the end by solving
     the published totals as an attacker would (`determined_cells`): none of the primary cells may
-    be determined by them."""
-    nestings = [n for n in nestings if n.child in tables and n.parent in tables]
-    masks = {name: primary_mask(table, ind_id, threshold) for name, table in tables.items()}
-    primary = {name: mask.copy() for name, mask in masks.items()}
+    be determined by them. Each unit of every table is one numbered cell; the relations are
+    solved per connected group of blanked cells, so that all of France costs seconds."""
+    cells = _Cells(tables, [n for n in nestings if n.child in tables and n.parent in tables], ind_id)
+    hidden = np.concatenate([primary_mask(t, ind_id, threshold).to_numpy(dtype=bool) for t in tables.values()])
+    primary = hidden.copy()
     while True:
         changed = True
         while changed:
             changed = False
-            for nest in nestings:
-                changed |= _protect_children(tables, masks, nest, ind_id, threshold)
-                changed |= _hide_a_child_of_hidden_parents(tables, masks, nest, ind_id)
-        exposed = [c for c in determined_cells(tables, nestings, masks, ind_id) if primary[c[0]].at[c[1]]]
-        if not exposed or not _hide_next_to(tables, masks, nestings, ind_id, exposed[0]):
-            return masks
-
-
-def _hide_a_child_of_hidden_parents(
-    tables: Mapping[str, pd.DataFrame], masks: dict[str, pd.Series], nest: Nesting, ind_id: str
-) -> bool:
-    """A blanked parent whose children are all published is their sum: blank its smallest child."""
-    child = tables[nest.child]
-    columns = count_columns(child, ind_id)
-    if not columns:
-        return False
-    hidden_parents = set(tables[nest.parent].loc[masks[nest.parent], nest.parent_col].astype(str))
-    keys = child[nest.child_col].astype(str)
-    counts = child[columns].apply(pd.to_numeric, errors="coerce")
-    changed = False
-    for key, index in keys.groupby(keys).groups.items():
-        mask = masks[nest.child]
-        if key not in hidden_parents or any(mask.at[i] for i in index):
-            continue
-        candidates = [i for i in index if counts.loc[i].notna().any() and np.nansum(counts.loc[i]) > 0]
-        if candidates:
-            mask.at[_smallest(counts, candidates)] = True
-            changed = True
-    return changed
-
-
-def _smallest(counts: pd.DataFrame, candidates: list) -> object:
-    return min(candidates, key=lambda i: (np.nanmin(counts.loc[i].to_numpy(dtype=float)), str(i)))
-
-
-def _equations(
-    tables: Mapping[str, pd.DataFrame], nestings: Sequence[Nesting], column: str
-) -> list[list[tuple[str, object, float]]]:
-    """Every published additive relation `parent − Σ children = 0`, as (table, index, coefficient)."""
-    equations = []
-    for nest in nestings:
-        child, parent = tables[nest.child], tables[nest.parent]
-        if column not in child or column not in parent:
-            continue
-        parent_index = {str(k): i for i, k in parent[nest.parent_col].items()}
-        keys = child[nest.child_col].astype(str)
-        for key, index in keys.groupby(keys).groups.items():
-            if key in parent_index:
-                equations.append([(nest.parent, parent_index[key], 1.0)] + [(nest.child, i, -1.0) for i in index])
-    return equations
+            for k in range(len(cells.nestings)):
+                changed |= _protect_children(cells, hidden, k, threshold)
+                changed |= _hide_a_child_of_hidden_parents(cells, hidden, k)
+        exposed = sorted({cell for cell in _determined(cells, hidden) if primary[cell]}, key=cells.sort_key)
+        if not _hide_next_to_each(cells, hidden, exposed):
+            return cells.masks(hidden)
 
 
 def determined_cells(
@@ -127,94 +89,317 @@ def determined_cells(
     """Blanked cells whose value the published cells determine exactly through the additive
     relations between mailles (a cell is determined when it has the same value in every solution
     of the relations restricted to blanked cells)."""
-    found: set[tuple[str, object]] = set()
-    for column in (f"{ind_id}_num", f"{ind_id}_den"):
-        rows, variables = [], {}
-        for equation in _equations(tables, nestings, column):
-            hidden = [(t, i, c) for t, i, c in equation if masks[t].at[i]]
-            if not hidden:
-                continue
-            row = {}
-            for t, i, c in hidden:
-                row[variables.setdefault((t, i), len(variables))] = c
-            rows.append(row)
-        if not rows:
-            continue
-        matrix = np.zeros((len(rows), len(variables)))
-        for r, row in enumerate(rows):
-            for j, c in row.items():
-                matrix[r, j] = c
-        # A cell is determined when every solution of the relations gives it the same value: its
-        # component is zero in every vector of the null space (one SVD for all cells).
-        _, singular, vh = np.linalg.svd(matrix)
-        rank = int((singular > 1e-9 * max(1.0, singular.max(initial=0.0))).sum())
-        null = vh[rank:]
-        for cell, j in variables.items():
-            if np.abs(null[:, j]).max(initial=0.0) < 1e-9:
-                found.add(cell)
+    cells = _Cells(tables, [n for n in nestings if n.child in tables and n.parent in tables], ind_id)
+    hidden = np.concatenate([masks[name].to_numpy(dtype=bool) for name in tables])
+    found = {cells.name_of(cell) for cell in _determined(cells, hidden)}
     return sorted(found, key=str)
 
 
-def _hide_next_to(
-    tables: Mapping[str, pd.DataFrame],
-    masks: dict[str, pd.Series],
-    nestings: Sequence[Nesting],
-    ind_id: str,
-    cell: tuple[str, object],
-) -> bool:
-    """Blank the smallest published cell of a relation that holds `cell`; False if there is none."""
-    best = None
-    for column in (f"{ind_id}_num", f"{ind_id}_den"):
-        for equation in _equations(tables, nestings, column):
-            if not any((t, i) == cell for t, i, _ in equation):
-                continue
-            for t, i, _ in equation:
-                value = pd.to_numeric(pd.Series([tables[t].at[i, column]]), errors="coerce").iloc[0]
-                if not masks[t].at[i] and pd.notna(value) and value > 0 and (best is None or value < best[0]):
-                    best = (value, t, i)
-    if best is None:
+class _Cells:
+    """Every unit of every table as one numbered cell, the CAF counts of each, and the published
+    additive relations `parent − Σ children = 0` of each nesting, grouped by parent."""
+
+    def __init__(self, tables: Mapping[str, pd.DataFrame], nestings: Sequence[Nesting], ind_id: str) -> None:
+        self.tables = tables
+        self.nestings = list(nestings)
+        self.offsets, start = {}, 0
+        for name, table in tables.items():
+            self.offsets[name] = start
+            start += len(table)
+        self.size = start
+        self.labels = [label for table in tables.values() for label in table.index]
+        self.columns = (f"{ind_id}_num", f"{ind_id}_den")
+        self.values = {c: np.full(self.size, np.nan) for c in self.columns}
+        self.holders = {c: {name for name, t in tables.items() if c in t} for c in self.columns}
+        for column in self.columns:
+            for name in self.holders[column]:
+                values = pd.to_numeric(tables[name][column], errors="coerce").to_numpy(dtype="float64")
+                self.values[column][self.offsets[name] : self.offsets[name] + len(values)] = values
+        self.groups = [self._groups(n) for n in self.nestings]
+        self.group_of_parent = [{int(p): g for g, (p, _) in enumerate(groups) if p >= 0} for groups in self.groups]
+        self._relations: dict[str, tuple] = {}
+        self.solved: dict[tuple, list[int]] = {}  # SVD results per unchanged group of blanked cells
+
+    def _groups(self, nest: Nesting) -> list[tuple[int, np.ndarray]]:
+        """(parent cell, or −1 when the parent table has no such unit; children cells) per parent
+        key."""
+        parent, child = self.tables[nest.parent], self.tables[nest.child]
+        parent_cell = {str(k): self.offsets[nest.parent] + i for i, k in enumerate(parent[nest.parent_col])}
+        keys = child[nest.child_col].astype(str).to_numpy()
+        offset = self.offsets[nest.child]
+        return [
+            (parent_cell.get(key, -1), offset + np.asarray(rows))
+            for key, rows in pd.Series(keys).groupby(keys, sort=True).indices.items()
+        ]
+
+    def count_matrix(self, cells: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+        return np.column_stack([self.values[c][cells] for c in columns])
+
+    def sort_key(self, cell: int) -> str:
+        return str(self.name_of(cell))
+
+    def name_of(self, cell: int) -> tuple[str, object]:
+        name = next(n for n in reversed(list(self.offsets)) if self.offsets[n] <= cell)
+        return name, self.labels[cell]
+
+    def smallest(self, candidates: np.ndarray, columns: Sequence[str]) -> int:
+        """The candidate with the smallest count (ties: by index label, as text)."""
+        lows = np.nanmin(self.count_matrix(candidates, columns), axis=1)
+        return int(min(zip(lows, candidates), key=lambda c: (c[0], str(self.labels[c[1]])))[1])
+
+    def relations(self, column: str) -> tuple[sparse.csr_matrix, list[np.ndarray]]:
+        """The relations of one count column: a sparse matrix (relations × cells, +1 parent,
+        −1 children) and, per relation, its cells in order (parent first)."""
+        if column not in self._relations:
+            rows = []
+            for nest, groups in zip(self.nestings, self.groups):
+                if nest.child in self.holders[column] and nest.parent in self.holders[column]:
+                    rows.extend(np.concatenate([[p], kids]) for p, kids in groups if p >= 0)
+            data, indices, indptr = [], [], [0]
+            for row in rows:
+                data.append(np.r_[1.0, -np.ones(len(row) - 1)])
+                indices.append(row)
+                indptr.append(indptr[-1] + len(row))
+            matrix = sparse.csr_matrix(
+                (np.concatenate(data) if rows else [], np.concatenate(indices) if rows else [], indptr),
+                shape=(len(rows), self.size),
+            )
+            self._relations[column] = (matrix, rows)
+        return self._relations[column]
+
+    def by_cell(self, column: str) -> sparse.csc_matrix:
+        """The relations of one column, indexed by cell (column-major) for lookups per cell."""
+        key = f"csc:{column}"
+        if key not in self._relations:
+            self._relations[key] = self.relations(column)[0].tocsc()
+        return self._relations[key]
+
+    def masks(self, hidden: np.ndarray) -> dict[str, pd.Series]:
+        return {
+            name: pd.Series(hidden[self.offsets[name] : self.offsets[name] + len(t)], index=t.index)
+            for name, t in self.tables.items()
+        }
+
+
+def _determined(cells: _Cells, hidden: np.ndarray) -> set[int]:
+    """Blanked cells the relations determine. Per group of blanked cells linked by relations, one
+    SVD (remembered while the group is unchanged); a cell is determined when its component is
+    zero in every vector of the null space. A group of one cell is determined, a group of one
+    relation over several is not."""
+    found: set[int] = set()
+    variables = np.flatnonzero(hidden)
+    for column in cells.columns:
+        matrix, _ = cells.relations(column)
+        sub = matrix[:, variables].tocsr()
+        kept = np.flatnonzero(np.diff(sub.indptr) > 0)
+        if kept.size:
+            coo = sub[kept].tocoo()
+            n_rows = len(kept)
+            incidence = sparse.csr_matrix((np.ones_like(coo.data), (coo.row, coo.col)), shape=sub[kept].shape)
+            graph = sparse.bmat([[None, incidence], [incidence.T, None]]).tocsr()
+            _, labels = csgraph.connected_components(graph, directed=False)
+            component = labels[n_rows + coo.col]
+            order = np.argsort(component, kind="stable")
+            for chunk in np.split(order, np.flatnonzero(np.diff(component[order])) + 1):
+                cols, local_col = np.unique(coo.col[chunk], return_inverse=True)
+                if len(cols) == 1:
+                    found.add(int(variables[cols[0]]))
+                    continue
+                local_rows, local_row = np.unique(coo.row[chunk], return_inverse=True)
+                if len(local_rows) == 1:
+                    continue
+                key = (column, tuple(variables[cols]))
+                if key not in cells.solved:
+                    block = np.zeros((len(local_rows), len(cols)))
+                    block[local_row, local_col] = coo.data[chunk]
+                    cells.solved[key] = _fixed_columns(block)
+                found.update(int(variables[cols[j]]) for j in cells.solved[key])
+    return found
+
+
+def _fixed_columns(block: np.ndarray) -> list[int]:
+    """Columns of `block` whose unknown has one value in every solution of `block · x = b`."""
+    _, singular, vh = np.linalg.svd(block)
+    rank = int((singular > 1e-9 * max(1.0, singular.max(initial=0.0))).sum())
+    null = vh[rank:]
+    return [j for j in range(block.shape[1]) if np.abs(null[:, j]).max(initial=0.0) < 1e-9]
+
+
+def _hide_next_to_each(cells: _Cells, hidden: np.ndarray, exposed: list[int]) -> bool:
+    """Blank a published cell next to each exposed cell still determined, in order (a cell
+    blanked for one may already protect the next). False if nothing could be blanked."""
+    progressed = False
+    for cell in exposed:
+        if _is_determined(cells, hidden, cell):
+            progressed |= _hide_next_to(cells, hidden, cell)
+    return progressed
+
+
+def _hide_next_to(cells: _Cells, hidden: np.ndarray, cell: int) -> bool:
+    """Blank a published cell of a relation that holds `cell`: the smallest whose blanking leaves
+    `cell` undetermined (a commune given by its EPCI and département totals is not protected by
+    blanking one of its own IRIS), else the smallest; False if there is none."""
+    candidates: dict[int, float] = {}
+    for column in cells.columns:
+        matrix, rows = cells.relations(column)
+        for r in matrix[:, cell].nonzero()[0]:
+            for other in rows[r]:
+                value = cells.values[column][other]
+                if not hidden[other] and value > 0:
+                    candidates[int(other)] = min(value, candidates.get(int(other), np.inf))
+    if not candidates:
         return False
-    masks[best[1]].at[best[2]] = True
+    ordered = sorted(candidates, key=lambda c: (candidates[c], cells.sort_key(c)))
+    promising = _protecting(cells, hidden, cell, ordered)
+    for candidate in promising[:CANDIDATES_TRIED]:
+        blanked = _blank_down(cells, hidden, candidate)
+        if not _is_determined(cells, hidden, cell):
+            return True
+        hidden[blanked] = False
+    _blank_down(cells, hidden, ordered[0])
     return True
 
 
-def _protect_children(
-    tables: Mapping[str, pd.DataFrame], masks: dict[str, pd.Series], nest: Nesting, ind_id: str, threshold: float
-) -> bool:
+def _blank_down(cells: _Cells, hidden: np.ndarray, cell: int) -> list[int]:
+    """Blank `cell` and, as the secondary suppression would, the smallest child of each of its
+    relations as a parent whose children are all published (else the children give it back),
+    down to the IRIS. Returns the cells blanked."""
+    blanked, todo = [], [cell]
+    while todo:
+        current = todo.pop()
+        hidden[current] = True
+        blanked.append(current)
+        for k, nest in enumerate(cells.nestings):
+            g = cells.group_of_parent[k].get(current)
+            if g is None:
+                continue
+            kids = cells.groups[k][g][1]
+            columns = [c for c in cells.columns if nest.child in cells.holders[c]]
+            if not columns or hidden[kids].any():
+                continue
+            counts = cells.count_matrix(kids, columns)
+            keep = ~np.isnan(counts).all(axis=1) & (np.nansum(counts, axis=1) > 0)
+            if keep.any():
+                todo.append(cells.smallest(kids[keep], columns))
+    return blanked
+
+
+# How many candidates that pass the algebraic test are solved exactly, smallest first, before
+# falling back to the smallest neighbour.
+CANDIDATES_TRIED = 8
+
+
+def _protecting(cells: _Cells, hidden: np.ndarray, cell: int, candidates: list[int]) -> list[int]:
+    """The candidates whose blanking can make determined `cell` undetermined, judged on the
+    cell's group of relations A (cells blanked), in the order given: with `e_cell = wᵀA`, a new
+    unknown of column `a` frees the cell only if `a` lies in the range of A and `wᵀa ≠ 0`, in
+    every count column that determines it.
+    Necessary, not sufficient (a candidate's other relations may pin it down): an exact check
+    follows."""
+    keep = np.ones(len(candidates), dtype=bool)
+    for column in cells.columns:
+        group = _group(cells, hidden, column, cell)
+        if group is None:
+            continue
+        block, rows, variables = group
+        u, singular, vh = np.linalg.svd(block, full_matrices=False)
+        rank = int((singular > 1e-9 * max(1.0, singular.max(initial=0.0))).sum())
+        u, singular, vh = u[:, :rank], singular[:rank], vh[:rank]
+        j = variables.index(cell)
+        if abs(float(vh[:, j] @ vh[:, j]) - 1.0) > 1e-9:
+            continue  # not determined through this column's relations
+        w = u @ (vh[:, j] / singular)
+        a = cells.relations(column)[0][rows][:, candidates].toarray()
+        residual = np.linalg.norm(a - u @ (u.T @ a), axis=0)
+        keep &= (residual < 1e-9 * np.maximum(1.0, np.linalg.norm(a, axis=0))) & (np.abs(w @ a) > 1e-9)
+    return [c for c, k in zip(candidates, keep) if k]
+
+
+def _group(cells: _Cells, hidden: np.ndarray, column: str, cell: int) -> tuple[np.ndarray, list, list] | None:
+    """The relations of `column` linked to `cell` through blanked cells: (dense block, its
+    relations, its blanked cells in block order), None if no relation holds the cell."""
+    matrix, _ = cells.relations(column)
+    by_cell = cells.by_cell(column)
+    rows, variables = set(), {cell}
+    frontier = [cell]
+    while frontier:
+        new_rows = {int(r) for c in frontier for r in by_cell[:, c].nonzero()[0]} - rows
+        rows |= new_rows
+        reached = {int(c) for r in new_rows for c in matrix[r].indices if hidden[c]}
+        frontier = list(reached - variables)
+        variables |= reached
+    if not rows:
+        return None
+    rows_sorted, ordered = sorted(rows), sorted(variables)
+    return matrix[rows_sorted][:, ordered].toarray(), rows_sorted, ordered
+
+
+def _is_determined(cells: _Cells, hidden: np.ndarray, cell: int) -> bool:
+    """Whether the relations determine blanked `cell`: solved on its group of relations only."""
+    for column in cells.columns:
+        group = _group(cells, hidden, column, cell)
+        if group is not None and group[2].index(cell) in _fixed_columns(group[0]):
+            return True
+    return False
+
+
+def _hidden_per_group(cells: _Cells, hidden: np.ndarray, k: int) -> np.ndarray:
+    groups = cells.groups[k]
+    if not groups:
+        return np.zeros(0, dtype=int)
+    flat = np.concatenate([kids for _, kids in groups])
+    starts = np.cumsum([0] + [len(kids) for _, kids in groups[:-1]])
+    return np.add.reduceat(hidden[flat].astype(np.int64), starts)
+
+
+def _protect_children(cells: _Cells, hidden: np.ndarray, k: int, threshold: float) -> bool:
     """One pass of secondary suppression over the parents of one nesting; True if it blanked more."""
-    child, parent = tables[nest.child], tables[nest.parent]
-    columns = [c for c in count_columns(child, ind_id) if c in parent]
+    nest = cells.nestings[k]
+    columns = [c for c in cells.columns if nest.child in cells.holders[c] and nest.parent in cells.holders[c]]
     if not columns:
         return False
-    published_parents = set(parent.loc[~masks[nest.parent], nest.parent_col].astype(str))
-    counts = child[columns].apply(pd.to_numeric, errors="coerce")
-    keys = child[nest.child_col].astype(str)
     changed = False
-    for key, index in keys.groupby(keys).groups.items():
-        if key not in published_parents:
+    for g in np.flatnonzero(_hidden_per_group(cells, hidden, k)):
+        parent, kids = cells.groups[k][g]
+        if parent < 0 or hidden[parent]:
             continue
-        mask = masks[nest.child]
-        hidden = [i for i in index if mask.at[i]]
-        if not hidden:
-            continue
-        while not _safe(counts.loc[hidden], threshold):
-            candidates = [i for i in index if not mask.at[i] and counts.loc[i].notna().any()]
-            if not candidates:
+        while not _safe(cells.count_matrix(kids[hidden[kids]], columns), threshold):
+            counts = cells.count_matrix(kids, columns)
+            candidates = kids[~hidden[kids] & ~np.isnan(counts).all(axis=1)]
+            if not candidates.size:
                 break
-            smallest = _smallest(counts, candidates)
-            mask.at[smallest] = True
-            hidden.append(smallest)
+            hidden[cells.smallest(candidates, columns)] = True
             changed = True
     return changed
 
 
-def _safe(hidden: pd.DataFrame, threshold: float) -> bool:
-    """Differencing reveals only the sum of the hidden units: safe when they are two or more and
-    every count's sum reaches the threshold (or is zero: nothing to reveal)."""
+def _hide_a_child_of_hidden_parents(cells: _Cells, hidden: np.ndarray, k: int) -> bool:
+    """A blanked parent whose children are all published is their sum: blank its smallest child."""
+    nest = cells.nestings[k]
+    columns = [c for c in cells.columns if nest.child in cells.holders[c]]
+    if not columns:
+        return False
+    changed = False
+    per_group = _hidden_per_group(cells, hidden, k)
+    for g, (parent, kids) in enumerate(cells.groups[k]):
+        if parent < 0 or not hidden[parent] or per_group[g]:
+            continue
+        counts = cells.count_matrix(kids, columns)
+        keep = ~np.isnan(counts).all(axis=1) & (np.nansum(counts, axis=1) > 0)
+        if keep.any():
+            hidden[cells.smallest(kids[keep], columns)] = True
+            changed = True
+    return changed
+
+
+def _safe(hidden: np.ndarray, threshold: float) -> bool:
+    """Differencing reveals only the sum of the hidden units (rows; one column per count): safe
+    when they are two or more and every count's sum reaches the threshold (or is zero or absent:
+    nothing to reveal)."""
     if len(hidden) < 2:
         return False
-    sums = hidden.sum(min_count=1)
-    return bool(((sums >= threshold) | (sums.fillna(0) == 0)).all())
+    sums = np.where(np.isnan(hidden).all(axis=0), 0.0, np.nansum(hidden, axis=0))
+    return bool(((sums >= threshold) | (sums == 0)).all())
 
 
 def blank(table: pd.DataFrame, ind_id: str, mask: pd.Series) -> pd.DataFrame:

@@ -1,10 +1,12 @@
 """The code location: every asset, check, job and resource, assembled in one place.
 
-`dg dev`, `dg check defs` and `fragilite run` all load these definitions. The UI has one job per
-kind of run, each a single click: `territoire` (the unpartitioned territory assets, as
-`fragilite run`), `national` (the département partitions, as `fragilite run --by-departement`)
-and `fusion_nationale` (their merge). A job never mixes partitioned and unpartitioned assets, so
-launching it never opens an empty backfill dialog.
+`fragilite run`, the production location (deploy/) and the tests load `build_definitions()`, where
+every asset runs. There is one job per kind of run: `territoire` (the unpartitioned territory
+assets, as `fragilite run`), `national` (the département partitions, as `fragilite run
+--by-departement`) and `fusion_nationale` (their merge); a job never mixes partitioned and
+unpartitioned assets. The UI (`dg dev`, `fragilite ui`) loads `defs`, the territory location of
+`pipelines/locations.py`: the national assets are drawn there but run in their own location
+(`fragilite ui --national`), so that "Materialize all" on the lineage page is one run.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from pipelines.resources import FragiliteConfig
 from pipelines.storage import ParquetIOManager
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The département partitions and their national merge (pipelines/defs/national.py).
+NATIONAL_GROUP = "national"
 # A territory run: everything but the département partitions and their national merge.
-TERRITORY_SELECTION = dg.AssetSelection.all() - dg.AssetSelection.groups("national")
+TERRITORY_SELECTION = dg.AssetSelection.all() - dg.AssetSelection.groups(NATIONAL_GROUP)
 # The département partitions read the source assets, parsed once for all of them.
 NATIONAL_SOURCES = dg.AssetSelection.groups("sources")
 NATIONAL_PARTITIONS = dg.AssetSelection.assets("iris_departement")
@@ -103,4 +107,7 @@ def build_definitions(fragilite: FragiliteConfig | None = None) -> dg.Definition
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_definitions()
+    """The UI's `fragilite` location: the territory chain runnable, the national assets shown."""
+    from pipelines.locations import territory_location
+
+    return territory_location()

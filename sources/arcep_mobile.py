@@ -24,6 +24,7 @@ import pyogrio
 import shapely
 from pyproj import CRS, Transformer
 
+from sources.archives import extract_7z
 from sources.common import InputError
 from transforms.duckdb_spatial import epsg_code
 
@@ -59,7 +60,7 @@ def _extract_7z(path: Path, work_dir: Path) -> list[Path]:
             targets = [dest / m for m in members]
             if not all(t.is_file() and t.stat().st_size > 0 for t in targets):
                 dest.mkdir(parents=True, exist_ok=True)
-                archive.extract(path=dest, targets=members)
+                extract_7z(path, members, dest)
     except (py7zr.exceptions.Bad7zFile, py7zr.exceptions.ArchiveError, OSError, EOFError) as exc:
         raise InputError(path, f"archive 7z illisible ({exc})", fix=FIX) from exc
     return targets

@@ -8,6 +8,9 @@ folder renamed into place, so a failure leaves nothing half-extracted.
 The extraction folder records the archive's sha256 (`.archive.sha256`) and each extracted file's
 path, size and sha256 (`.members.json`): a folder left by another archive, or whose files were
 altered or removed since, is wiped and extracted again rather than silently reused.
+
+Extracting IGN's outlines or an ARCEP coverage map writes hundreds of megabytes: a progress bar
+(bytes written) shows it on a terminal, or when FRAGILITE_PROGRESS=1 asks (sources.download).
 """
 
 from __future__ import annotations
@@ -20,10 +23,15 @@ import shutil
 import stat
 import uuid
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
+
+from tqdm import tqdm
+
+from sources.download import progress_bar
 
 SHAPEFILE_COMPANIONS = (".shx", ".dbf", ".prj", ".cpg")
 # Uncompressed/compressed ratio above which a zip member is taken for a decompression bomb.
@@ -246,7 +254,7 @@ def _extract_fresh(
     raw, out = tmp / "raw", tmp / "out"
     raw.mkdir(parents=True)
     try:
-        _extract_to(archive, [m.name for m in wanted], raw, max_bytes)
+        _extract_to(archive, wanted, raw, max_bytes)
         files, total = [], 0
         for member in wanted:
             source = raw / _safe_name(archive, member.name)
@@ -296,20 +304,58 @@ def _swap_into_place(out: Path, dest: Path, digest: str, expected: Iterable[str]
             old.unlink()
 
 
-def _extract_to(archive: Path, names: list[str], folder: Path, max_bytes: int) -> None:
+@contextmanager
+def extraction_progress(archive: Path, total: int, files: int) -> Iterator[tqdm]:
+    """The progress bar of one extraction (bytes written, of `total`), left on screen with the
+    number of files as the step's summary; prints nothing unless progress bars are on."""
+    bar = progress_bar(f"extraction {Path(archive).name}", total)
+    try:
+        yield bar
+        bar.set_postfix_str(f"{files} fichier(s) extrait(s)", refresh=False)
+    finally:
+        bar.close()
+
+
+def extract_7z(archive: Path, names: list[str], folder: Path) -> None:
+    """Extract these members of a 7z archive into `folder` (their paths kept), with a progress
+    bar. py7zr decompresses a solid block whole, but reports only the bytes it writes."""
+    import py7zr
+    from py7zr.callbacks import ExtractCallback
+
+    class Progress(ExtractCallback):
+        """Bytes written, as py7zr reports them (every second and at each file's end); its
+        other events (file started, ended, post-processing) need no display."""
+
+        def report_update(self, decompressed_bytes: str) -> None:
+            bar.update(int(decompressed_bytes))
+
+        def report_start_preparation(self) -> None: ...
+        def report_start(self, processing_file_path: str, processing_bytes: str) -> None: ...
+        def report_end(self, processing_file_path: str, wrote_bytes: str) -> None: ...
+        def report_warning(self, message: str) -> None: ...
+        def report_postprocess(self) -> None: ...
+
+    wanted = set(names)
+    with py7zr.SevenZipFile(archive, "r") as sz:
+        sizes = [f.uncompressed or 0 for f in sz.list() if f.filename in wanted]
+    with extraction_progress(archive, sum(sizes), len(sizes)) as bar:
+        # closing the archive waits for py7zr's reporting thread: every byte is counted
+        with py7zr.SevenZipFile(archive, "r") as sz:
+            sz.extract(path=folder, targets=names, callback=Progress())
+
+
+def _extract_to(archive: Path, members: list[Member], folder: Path, max_bytes: int) -> None:
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                for name in names:
-                    target = folder / _safe_name(archive, name)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(name) as src, open(target, "wb") as out:
-                        _bounded_copy(archive, name, src, out, max_bytes)
+                with extraction_progress(archive, sum(m.size for m in members), len(members)) as bar:
+                    for member in members:
+                        target = folder / _safe_name(archive, member.name)
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        with zf.open(member.name) as src, open(target, "wb") as out:
+                            _bounded_copy(archive, member.name, src, out, max_bytes, bar)
         else:
-            import py7zr
-
-            with py7zr.SevenZipFile(archive, "r") as sz:
-                sz.extract(path=folder, targets=names)
+            extract_7z(archive, [m.name for m in members], folder)
     except ArchiveError:
         raise
     except Exception as exc:
@@ -319,7 +365,7 @@ def _extract_to(archive: Path, names: list[str], folder: Path, max_bytes: int) -
         ) from exc
 
 
-def _bounded_copy(archive: Path, name: str, src: BinaryIO, out: BinaryIO, max_bytes: int) -> None:
+def _bounded_copy(archive: Path, name: str, src: BinaryIO, out: BinaryIO, max_bytes: int, bar: tqdm) -> None:
     """Copy, stopping as soon as the member outgrows the limit its header declared it under."""
     written = 0
     for chunk in iter(lambda: src.read(_CHUNK), b""):
@@ -331,3 +377,4 @@ def _bounded_copy(archive: Path, name: str, src: BinaryIO, out: BinaryIO, max_by
                 "  correction : supprimez l'archive du cache et téléchargez-la de nouveau"
             )
         out.write(chunk)
+        bar.update(len(chunk))

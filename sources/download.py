@@ -175,11 +175,7 @@ class Fetcher:
 
     @property
     def shows_progress(self) -> bool:
-        if self.progress in ("always", "toujours"):
-            return True
-        if self.progress in (True, "auto"):
-            return sys.stderr.isatty()
-        return False
+        return progress_shown(self.progress, from_environment=False)  # applied by fetcher_from_settings
 
     def remote_size(self, url: str, timeout_s: float = 10.0) -> int | None:
         """The size the server announces (HEAD, redirects checked like a download), for the plan
@@ -377,18 +373,7 @@ class Fetcher:
     def _bar(self, name: str, expected: int | None) -> tqdm:
         """A progress bar on stderr (size from Content-Length when the server gives it); a
         disabled one, which prints nothing, unless `shows_progress`."""
-        return tqdm(
-            total=expected,
-            desc=f"  {name[:40]}",
-            unit="o",
-            unit_scale=True,
-            unit_divisor=1000,
-            file=sys.stderr,
-            disable=not self.shows_progress,
-            leave=True,
-            dynamic_ncols=True,
-            mininterval=0.5,
-        )
+        return progress_bar(name, expected, enabled=self.shows_progress)
 
     def _check(self, path: Path, entry: SourceFile, origin: str) -> None:
         check_format(path, entry.format, origin)
@@ -630,6 +615,38 @@ def fetcher_from_settings(
         retries=options.retries,
         progress=_progress_from_environment(progress),
         hosts=tuple(hosts),
+    )
+
+
+def progress_shown(setting: bool | str = True, from_environment: bool = True) -> bool:
+    """Whether progress bars print: `setting` True (or "auto") on a terminal, "always" even when
+    stderr is not one, False never; FRAGILITE_PROGRESS overrides it (`_progress_from_environment`).
+    Never control characters in logs, the UI's runs or tests unless asked."""
+    if from_environment:
+        setting = _progress_from_environment(setting)
+    if setting in ("always", "toujours"):
+        return True
+    if setting in (True, "auto"):
+        return sys.stderr.isatty()
+    return False
+
+
+def progress_bar(label: str, total: float | None, unit: str = "o", enabled: bool | None = None) -> tqdm:
+    """The one kind of progress bar of long steps (downloads, extraction, national runs): on
+    stderr, a French unit (bytes "o" scaled to ko, Mo, Go), kept on screen when done as the
+    step's summary; a disabled bar, which prints nothing, unless `enabled` (default:
+    `progress_shown()`)."""
+    return tqdm(
+        total=total,
+        desc=f"  {label[:64]}",
+        unit=unit,
+        unit_scale=unit == "o",
+        unit_divisor=1000,
+        file=sys.stderr,
+        disable=not (progress_shown() if enabled is None else enabled),
+        leave=True,
+        dynamic_ncols=True,
+        mininterval=0.5,
     )
 
 

@@ -25,13 +25,14 @@ def test_definitions_load_and_describe_every_asset():
 
 
 def test_one_job_per_kind_of_run_in_process_and_tagged():
-    """`territoire`, `national` and `fusion_nationale` are one click each in the UI: a job never
-    mixes partitioned and unpartitioned assets (no empty backfill dialog), and every job runs its
-    steps in one process, as the command line does."""
-    from pipelines.definitions import run_settings, run_tags
+    """`territoire`, `national` and `fusion_nationale` exist on every run path (the UI shows the
+    first in the territory location, the other two in the national one, pipelines/locations.py):
+    a job never mixes partitioned and unpartitioned assets (no empty backfill dialog), and every
+    job runs its steps in one process, as the command line does."""
+    from pipelines.definitions import build_definitions, run_settings, run_tags
     from pipelines.resources import FragiliteConfig
 
-    definitions = defs()
+    definitions = build_definitions()
     graph = definitions.resolve_asset_graph()
     territory = definitions.resolve_job_def("territoire")
     national = definitions.resolve_job_def("national")

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from config import ConfigError
+from indice.priorite import CLASS_COLUMNS
 from pipelines.cli import main
 from pipelines.defs.national import DEPARTEMENTS
 from transforms.territory import Territory, partition_keys
@@ -40,6 +41,16 @@ def test_by_departement_run_matches_the_territory_run(materialized, tmp_path, da
     assert national["CODE_IRIS"].tolist() == territory["CODE_IRIS"].tolist()
     for column in ("score_global", "men_seul_score", "ifn2023_score", "est_illectronisme_1529"):
         np.testing.assert_allclose(national[column], territory[column], equal_nan=True)
+    # the offer of mediation too: the sample's places, each IRIS at its point on surface
+    offer = [c for c in territory.columns if c.startswith("offre_")]
+    assert len(offer) > 5 and list(national.columns[-len(offer) - 3 :]) == [*offer, *CLASS_COLUMNS]
+    for column in offer:
+        np.testing.assert_allclose(national[column], territory[column], rtol=1e-12, equal_nan=True, err_msg=column)
+    for column in CLASS_COLUMNS:
+        assert (
+            national[column].astype("object").fillna("").tolist()
+            == territory[column].astype("object").fillna("").tolist()
+        ), column
     with dg.DagsterInstance.get() as instance:
         assert instance.get_latest_materialization_event(dg.AssetKey("france_iris")) is not None
 

@@ -24,8 +24,11 @@ from transforms.accessibilite import (
     building_points,
     commune_points,
     decay_weights,
+    demand_points,
+    demand_sentence,
     iris_points,
     locate_places,
+    pairs_within,
 )
 
 # The header of the national file, as the schema's exemple-valide.csv (v1.0.2) and the
@@ -285,15 +288,165 @@ def test_finer_demand_points_are_averaged_by_share():
     # A(I1a) = 1/300 ; A(I1b) = 1/300 + 1/225 ; A(I1) = 0.75·A(I1a) + 0.25·A(I1b) = 4/900 → 44.44
     # A(I2) = 1/300 + 1/225 = 7/900 → 77.78
     points, demand, places = grid()
-    buildings = pd.DataFrame({"CODE_IRIS": ["I1", "I1"], "x": [0.0, 2000.0], "y": [0.0, 0.0], "locaux": [3, 1]})
-    outlines = gpd.GeoDataFrame({"CODE_IRIS": ["I2"]}, geometry=[shapely.box(3000, -500, 4000, 500)], crs=2154)
-    finer = building_points(buildings, outlines)
-    assert finer.groupby("CODE_IRIS")["poids"].sum().tolist() == [1.0, 1.0]
+    buildings = pd.DataFrame(
+        {"CODE_IRIS": ["I1", "I1", "I9"], "x": [0.0, 2000.0, 9.0], "y": [0.0, 0.0, 9.0], "locaux": [3, 1, 5]}
+    )
+    outlines = gpd.GeoDataFrame(
+        {"CODE_IRIS": ["I1", "I2"]},
+        geometry=[shapely.box(-500, -500, 2500, 500), shapely.box(3000, -500, 4000, 500)],
+        crs=2154,
+    )
+    finer = building_points(buildings, outlines)  # I9 is not an IRIS of the outlines: left out
+    assert finer.groupby("CODE_IRIS")["poids"].sum().to_dict() == {"I1": 1.0, "I2": 1.0}
+    assert finer.set_index("CODE_IRIS")["point"].to_dict() == {"I1": "immeubles", "I2": "surface"}
     table = accessibility(finer, demand.loc[["I1", "I2"]], places, params("aucune")).set_index("CODE_IRIS")
     assert table.loc["I1", "offre_dist_km"] == pytest.approx(1.0)
     assert table["offre_2sfca"].tolist() == pytest.approx([40_000 / 900, 70_000 / 900])
     # conservation still holds at the points: 75/300 + 25·7/900 + 200·7/900 = 2 places
     assert table.attrs["conservation"]["somme_A_P"] == pytest.approx(2.0)
+
+
+# --- ARCEP's buildings as demand points ----------------------------------------------------------
+#
+# Lambert-93, near Lyon (X0, Y0). IRIS A = [0, 2000] × [100, 1000] m, with three buildings on the
+# line y = 550: b1 at x = 520 (1 premises), b2 at x = 1500 (2) and b3 at x = 1560 (1), b2 and b3 in
+# the same 100 m square (x in [1500, 1600), y in [500, 600)). IRIS B = [2000, 4000] × [100, 1000],
+# no building: its point on surface is its centre (3000, 550). One place L at (4520, 550).
+#
+# Demand points: A1 = b1 (x 520, 1 premises, share 1/4), A2 = b2 + b3 at their premises-weighted
+# mean x (2·1500 + 1560) / 3 = 1520 (3 premises, share 3/4); B at 3000. Distances to L: A1 4 km,
+# A2 3 km, B 1.52 km; distance of A = 1/4·4 + 3/4·3 = 3.25 km (its point on surface, x 1000,
+# would give 3.52).
+# People at risk P_A = 400, P_B = 100: P_A1 = 100, P_A2 = 300. Catchment 3.5 km, no decay: A2 and
+# B reach L, R_L = 1 / (300 + 100) = 1/400; A_A1 = 0, A_A2 = A_B = 1/400; A of A = 3/4 · 1/400 →
+# 18.75 per 10,000, of B 25. Places within 3.5 km: A 3/4 (A2 only), B 1; within 5 km: 1 and 1.
+X0, Y0 = 840_000.0, 6_518_000.0
+BUILDINGS = [("IMB/69381/X/0001", 520.0, 1), ("IMB/69381/X/0002", 1500.0, 2), ("IMB/69381/X/0003", 1560.0, 1)]
+
+
+def write_arcep(folder, departement: str, buildings: list[tuple[str, str, float, float, int]], crs: int = 2154) -> None:
+    """`base_imb_<dep>.csv.gz` and `actuel_<dep>.csv.gz` as ARCEP publishes them (`;`, gzip, the
+    published headers, points in EPSG:3857) for (imb_id, commune, x, y in `crs`, premises)."""
+    import gzip
+
+    from pyproj import Transformer
+
+    from sources.arcep_batiments import BASE_IMB_COLUMNS, ELIGIBILITE_COLUMNS
+
+    to_3857 = Transformer.from_crs(crs, 3857, always_xy=True)
+    base, offers = [], []
+    for imb_id, commune, x, y, premises in buildings:
+        mx, my = to_3857.transform(x, y)
+        base.append({"imb_id": imb_id, "imb_x": repr(mx), "imb_y": repr(my), "imb_code": imb_id})
+        base[-1] |= {"imb_code_insee": commune, "imb_nbr_logloc": str(premises), "imb_source": "DGFIP"}
+        offers.append({"imb_id": imb_id, "code_operateur": "ORAN", "code_techno": "FO"})
+        offers[-1] |= {"classe_debit_montant": "THD100", "classe_debit_descendant": "THD100"}
+    for name, header, rows in (("base_imb", BASE_IMB_COLUMNS, base), ("actuel", ELIGIBILITE_COLUMNS, offers)):
+        lines = [";".join(header)] + [";".join(str(r.get(c, "")) for c in header) for r in rows]
+        with gzip.open(folder / f"{name}_{departement}.csv.gz", "wt", encoding="utf-8", newline="") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+
+def two_buildings_per_iris(outlines: gpd.GeoDataFrame) -> tuple[list, dict[str, list[shapely.Point]]]:
+    """Two buildings in each IRIS (Lambert-93 outlines), one in each half of its bounding box, with
+    1 and 3 premises; IRIS whose two points would share a 100 m square are left without any."""
+    buildings, points_by_iris = [], {}
+    for code, commune, outline in zip(outlines["CODE_IRIS"], outlines["INSEE_COM"], outlines.geometry):
+        minx, miny, maxx, maxy = outline.bounds
+        middle = (minx + maxx) / 2
+        halves = [outline.intersection(shapely.box(a, miny, b, maxy)) for a, b in ((minx, middle), (middle, maxx))]
+        points = [h.representative_point() for h in halves if not h.is_empty]
+        if len(points) < 2 or len({(int(p.x // 100), int(p.y // 100)) for p in points}) < 2:
+            continue
+        for n, (point, premises) in enumerate(zip(points, (1, 3))):
+            buildings.append((f"IMB/{commune}/T/{code}{n}", commune, point.x, point.y, premises))
+        points_by_iris[code] = points
+    return buildings, points_by_iris
+
+
+def test_arcep_buildings_are_the_demand_points_by_hand(tmp_path):
+    from sources.arcep_batiments import register_buildings
+    from transforms.connectivite import iris_connectivity
+    from transforms.duckdb_spatial import connect
+
+    write_arcep(tmp_path, "69", [(i, "69381", X0 + x, Y0 + 550, n) for i, x, n in BUILDINGS])
+    outlines = gpd.GeoDataFrame(
+        {"CODE_IRIS": ["693810101", "693810102"], "INSEE_COM": ["69381", "69381"]},
+        geometry=[
+            shapely.box(X0, Y0 + 100, X0 + 2000, Y0 + 1000),
+            shapely.box(X0 + 2000, Y0 + 100, X0 + 4000, Y0 + 1000),
+        ],
+        crs=2154,
+    )
+    con = connect(tmp_path / "work", memory_limit="1GB", threads=1)
+    register_buildings(con, [tmp_path / "base_imb_69.csv.gz"], [tmp_path / "actuel_69.csv.gz"], target_crs=2154)
+    table, _ = iris_connectivity(con, outlines, "batiments", None)
+    con.close()
+    premises = table.attrs["points_batiments"]
+    assert premises["CODE_IRIS"].tolist() == ["693810101", "693810101"]
+    assert (premises["x"] - X0).tolist() == pytest.approx([520, 1520], abs=1e-6)
+    assert (premises["y"] - Y0).tolist() == pytest.approx([550, 550], abs=1e-6)
+    assert premises["locaux"].tolist() == [1, 3]
+    points, counts = demand_points(outlines, premises)
+    assert counts == {"iris_immeubles": 1, "iris_point_interieur": 1, "points": 3}
+    assert demand_sentence(counts) == "points de demande : 1 IRIS aux immeubles ARCEP, 1 au point intérieur"
+    assert points.loc[points["point"] == "surface", ["x", "y"]].to_numpy().tolist() == [[X0 + 3000, Y0 + 550]]
+    assert points["poids"].tolist() == [0.25, 0.75, 1.0]
+    place = pd.DataFrame({"x": [X0 + 4520], "y": [Y0 + 550], "services": [""], "publics_specifiquement_adresses": [""]})
+    demand = pd.Series([400.0, 100.0], index=["693810101", "693810102"])
+    table = accessibility(points, demand, place, AccessParams(radii_km=(3.5, 5), catchment_km=3.5))
+    table = table.set_index("CODE_IRIS")
+    assert table["offre_dist_km"].tolist() == pytest.approx([3.25, 1.52])
+    assert table["offre_n_3_5km"].tolist() == pytest.approx([0.75, 1])
+    assert table["offre_n_5km"].tolist() == pytest.approx([1, 1])
+    assert table["offre_2sfca"].tolist() == pytest.approx([18.75, 25])
+    assert table.attrs["conservation"] == pytest.approx({"somme_A_P": 1.0, "lieux_servis": 1.0})
+    # without the buildings, A is measured from its point on surface (1000, 550): 3.52 km
+    alone, counts = demand_points(outlines, None)
+    assert counts["iris_immeubles"] == 0 and counts["iris_point_interieur"] == 2
+    surface = accessibility(alone, demand, place, AccessParams(radii_km=(3.5,), catchment_km=3.5))
+    assert surface["offre_dist_km"].tolist() == pytest.approx([3.52, 1.52])
+
+
+def test_building_points_of_each_part_of_france_in_its_crs(tmp_path):
+    """IRIS of Lyon (Lambert-93) and of Réunion (EPSG:2975) in one frame (`EPSG` column): each
+    IRIS's points are in its own CRS, buildings registered in Lambert-93 and re-projected."""
+    from sources.arcep_batiments import register_buildings
+    from transforms.connectivite import iris_connectivity
+    from transforms.duckdb_spatial import connect
+
+    rx, ry = 340_000.0, 7_660_000.0  # Réunion, EPSG:2975
+    write_arcep(tmp_path, "69", [("IMB/69381/X/1", "69381", X0 + 500, Y0 + 500, 2)])
+    write_arcep(tmp_path, "974", [("IMB/97411/X/1", "97411", rx + 250, ry + 750, 5)], crs=2975)
+    outlines = gpd.GeoDataFrame(
+        {"CODE_IRIS": ["693810101", "974110101"], "INSEE_COM": ["69381", "97411"], "EPSG": [2154, 2975]},
+        geometry=[shapely.box(X0, Y0, X0 + 1000, Y0 + 1000), shapely.box(rx, ry, rx + 1000, ry + 1000)],
+    )
+    con = connect(tmp_path / "work", memory_limit="1GB", threads=1)
+    files = sorted(tmp_path.glob("base_imb_*")), sorted(tmp_path.glob("actuel_*"))
+    register_buildings(con, *files, target_crs=2154)
+    table, _ = iris_connectivity(con, outlines, "batiments", None)
+    con.close()
+    premises = table.attrs["points_batiments"].set_index("CODE_IRIS")
+    assert premises.loc["693810101", ["x", "y", "locaux"]].tolist() == pytest.approx([X0 + 500, Y0 + 500, 2])
+    assert premises.loc["974110101", ["x", "y", "locaux"]].tolist() == pytest.approx([rx + 250, ry + 750, 5])
+
+
+def test_blocks_of_points_give_the_same_measures(monkeypatch):
+    """France's millions of building points are taken by blocks: the same values as in one block."""
+    import transforms.accessibilite as access
+
+    points, demand, places = grid()
+    p = params(
+        "paliers", steps=((2, 1.0), (4, 0.5)), service_filters={"demarches": ["Aide aux démarches administratives"]}
+    )
+    whole = accessibility(points, demand, places, p)
+    found = []
+    monkeypatch.setattr(access, "BLOCK", 1)
+    monkeypatch.setattr(access, "pairs_within", lambda *a: found.append(len(a[0])) or pairs_within(*a))
+    pd.testing.assert_frame_equal(accessibility(points, demand, places, p), whole)
+    assert found == [1] * 8  # four blocks of one point, each found in step 1 and again in step 2
+    assert access.blocks(4, 3) == [slice(0, 3), slice(3, 4)]
 
 
 def test_places_without_coordinates_go_to_their_commune(national):
@@ -409,6 +562,11 @@ def test_assets_on_the_sample(tmp_path):
     table = result.output_for_node("iris_accessibilite")
     assert len(table) == 751 and table["offre_dist_km"].notna().all()
     assert table.attrs["demande_colonne"] == "est_illectronisme_non_dipl"  # the sample has no 15+ count
+    # the sample has no ARCEP building files (data/sample-69/PROVENANCE.md): every IRIS at its point
+    assert result.output_for_node("iris_connectivite", "points_batiments") is None
+    sentence = "points de demande : 0 IRIS aux immeubles ARCEP, 751 au point intérieur"
+    meta = result.asset_materializations_for_node("iris_accessibilite")[0].metadata
+    assert table.attrs["points_demande"] == meta["points_demande"].value == sentence
     # every place of the synthetic file is inside an IRIS of the sample: distance 0 is possible,
     # never beyond the width of the département
     assert table["offre_dist_km"].max() < 60
@@ -418,6 +576,47 @@ def test_assets_on_the_sample(tmp_path):
     assert (out["iris"]["priorite"] == "forte").sum() > 0
     total = out["communes"].filter(like="personnes_").drop(columns="part_personnes_priorite_forte", errors="ignore")
     assert total.to_numpy().sum() == pytest.approx(table["offre_demande"].sum())
+
+
+def test_a_run_measures_the_offer_from_arcep_buildings(tmp_path, caplog):
+    """`inputs.arcep_batiments`: the IRIS of Lyon with buildings are measured from them (two
+    buildings each, 1 and 3 premises, in different 100 m squares), the others from their point
+    on surface; the distance of a measured IRIS is the premises-weighted mean of its buildings'
+    distances to their nearest place, the places put as the published layer puts them."""
+    iris = gpd.read_file(SAMPLE / "ign" / "CONTOURS-IRIS_2016_dep69.gpkg")
+    buildings, expected = two_buildings_per_iris(iris[iris["INSEE_COM"].str.startswith("6938")])
+    folder = tmp_path / "arcep"
+    folder.mkdir()
+    write_arcep(folder, "69", buildings)
+    config = write(tmp_path / "user.yaml", f"inputs:\n  arcep_batiments: {folder}\n")
+    caplog.set_level(logging.INFO, logger="fragilite.progress")
+    result = materialize_sample(
+        tmp_path / "out", dg.AssetSelection.assets(*OFFRE_ASSETS).upstream(), config_file=str(config)
+    )
+    assert result.success
+    table = result.output_for_node("iris_accessibilite").set_index("CODE_IRIS")
+    sentence = f"points de demande : {len(expected)} IRIS aux immeubles ARCEP, {751 - len(expected)} au point intérieur"
+    assert len(expected) > 100 and table.attrs["points_demande"] == sentence and sentence in caplog.text
+    meta = result.asset_materializations_for_node("iris_accessibilite")[0].metadata
+    assert meta["iris_points_immeubles"].value == len(expected)
+    assert meta["iris_point_interieur"].value == 751 - len(expected)
+    frame = result.output_for_node("iris_indicateurs").frame
+    places, _ = locate_places(result.output_for_node("lieux_mediation"), frame, iris_points(frame), frame["P_POP"])
+    lx, ly = places["x"].to_numpy(), places["y"].to_numpy()
+
+    def nearest(point) -> float:
+        return float(np.min(np.hypot(lx - point.x, ly - point.y))) / 1000
+
+    by_hand = pd.Series({code: (nearest(a) + 3 * nearest(b)) / 4 for code, (a, b) in expected.items()})
+    # within a millimetre: building points are kept to the millimetre (exact sums, transforms.connectivite)
+    np.testing.assert_allclose(table.loc[by_hand.index, "offre_dist_km"], by_hand, rtol=0, atol=1e-6)
+    # the others keep their point on surface
+    surface = iris_points(frame).set_index("CODE_IRIS")
+    others = surface.index.difference(by_hand.index)[:50]
+    by_point = [nearest(shapely.Point(x, y)) for x, y in surface.loc[others, ["x", "y"]].to_numpy()]
+    np.testing.assert_allclose(table.loc[others, "offre_dist_km"], by_point, rtol=1e-9)
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks["accessibilite_coherente"]
 
 
 def test_without_places_the_offer_is_absent(tmp_path, caplog):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.server
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -290,12 +291,24 @@ OFFER_CLASSES = ("classe_fragilite", "classe_accessibilite", "priorite")
 
 def test_two_departements_by_partition_equal_the_territory_run(mirrors, tmp_path, dagster_home, capsys):
     """One chain: a territory run of Rhône and Moselle, and their two département partitions
-    (sources parsed once) merged and scored on the merged table, publish the same IRIS values."""
+    (sources parsed once) merged and scored on the merged table, publish the same IRIS values,
+    the offer of mediation included (demand at ARCEP's buildings in Lyon, given in the mirror, and
+    at the point on surface elsewhere)."""
+    from tests.test_offre import two_buildings_per_iris, write_arcep
+
+    mirror = tmp_path / "mirror"
+    shutil.copytree(mirrors[2021], mirror)
+    outlines = P.load_model().outlines["FXX"]
+    buildings, measured = two_buildings_per_iris(outlines[outlines["INSEE_COM"].str.startswith("6938")])
+    write_arcep(mirror, "69", buildings)
     common = ("--vintage", "2021", "--territory", "69,57")
-    code, _, err = _mirror_run(capsys, mirrors[2021], tmp_path, *common, out=tmp_path / "territoire")
+    code, _, err = _mirror_run(capsys, mirror, tmp_path, *common, out=tmp_path / "territoire")
     assert code == 0, err[-3000:]
-    code, _, err = _mirror_run(capsys, mirrors[2021], tmp_path, *common, "--by-departement", out=tmp_path / "national")
+    demand = f"points de demande : {len(measured)} IRIS aux immeubles ARCEP, "
+    assert len(measured) > 20 and demand in err
+    code, _, err = _mirror_run(capsys, mirror, tmp_path, *common, "--by-departement", out=tmp_path / "national")
     assert code == 0, err[-3000:]
+    assert demand in err  # the national merge reads the partitions' buildings
     territory = _layer(tmp_path / "territoire")
     merged = (
         pq.read_table(tmp_path / "national" / "layers" / "france_iris.parquet")
@@ -303,11 +316,9 @@ def test_two_departements_by_partition_equal_the_territory_run(mirrors, tmp_path
         .to_pandas()
     )
     assert len(territory) > 200 and set(merged["DEP"]) == {"57", "69"}
-    # The offer of digital mediation (group `offre`) is a product of territory runs, not of the
-    # national merge: every other column is identical.
+    # Every column, the offer of digital mediation (`offre_*`, priority classes) included.
     offer = [c for c in territory.columns if c.startswith("offre_") or c in OFFER_CLASSES]
-    assert offer and not set(offer) & set(merged.columns)
-    columns = [c for c in territory.columns if c not in offer]
-    pd.testing.assert_frame_equal(merged[columns], territory[columns], check_exact=False, rtol=1e-12)
+    assert len(offer) > 5 and list(merged.columns) == list(territory.columns)
+    pd.testing.assert_frame_equal(merged, territory, check_exact=False, rtol=1e-12)
     for dep in ("57", "69"):
         assert (tmp_path / "national" / "partitions" / f"departement={dep}" / "iris.parquet").exists()

@@ -104,6 +104,37 @@ def test_no_blanked_small_count_is_determined_by_the_published_totals(seed):
     assert determined_cells(tables, NESTINGS, masks, ID) == []
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_epci_across_two_departements_do_not_give_a_small_commune_back(seed):
+    """With EPCI and départements both published, an EPCI that straddles two départements gives
+    its communes of each side by difference (département − its other EPCI): protecting each
+    parent on its own is not enough, the final audit must find nothing."""
+    rng = np.random.default_rng(100 + seed)
+    rows = []
+    for c in range(24):
+        for k in range(int(rng.integers(1, 3))):
+            num = int(rng.choice([0, 1, 2, 3, 9, 30, 80]))
+            rows.append((f"{c:02d}{k}", f"C{c:02d}", num, num + int(rng.integers(1, 300))))
+    t = pd.DataFrame(rows, columns=["CODE_IRIS", "INSEE_COM", f"{ID}_num", f"{ID}_den"])
+    number = t["INSEE_COM"].str[1:].astype(int)
+    t["EPCI"] = "E" + (number // 5).astype(str)  # 5 communes an EPCI …
+    t["DEP"] = "D" + (number // 8).astype(str)  # … 8 a département: EPCI E1, E3 straddle
+    counts = [f"{ID}_num", f"{ID}_den"]
+    tables = {
+        "iris": t,
+        "communes": t.groupby(["INSEE_COM", "EPCI", "DEP"], as_index=False)[counts].sum(),
+        "epci": t.groupby("EPCI", as_index=False)[counts].sum(),
+        "departements": t.groupby("DEP", as_index=False)[counts].sum(),
+    }
+    nestings = [*NESTINGS, Nesting("communes", "departements", "DEP", "DEP")]
+    masks = suppression_masks(tables, nestings, ID, 5)
+    for name, table in tables.items():
+        small = ((table[counts] > 0) & (table[counts] < 5)).any(axis=1)
+        assert not (small & ~masks[name]).any(), name
+        exposed = [c for c in determined_cells(tables, nestings, masks, ID) if small[c[1]] and c[0] == name]
+        assert exposed == [], name
+
+
 def test_no_caf_row_is_not_a_secret():
     """Audit S13: communes absent from the CAF file were all flagged secret (0 < 5)."""
     table = pd.DataFrame({f"{ID}_num": [np.nan, 0.0, 2.0], f"{ID}_den": [np.nan, 0.0, 40.0]})

@@ -1,10 +1,12 @@
 """Access of each IRIS to the places of digital mediation: distance, counts, 2SFCA.
 
-Demand stands at population-weighted points: by default one point per IRIS, a point on its
-surface (`shapely.point_on_surface`, always inside the outline) carrying the whole IRIS; a
-finer set of points (for instance ARCEP's buildings with their premises) can be given instead,
-each with its share `poids` of its IRIS (shares summing to 1 per IRIS). Distances are straight
-lines in the projected CRS of the part of France (Lambert-93 in metropolitan France), in km.
+Demand stands at premises-weighted points: where ARCEP's building files locate premises in an
+IRIS, its points are those premises gathered per 100 m square (`transforms.connectivite.
+premises_points`), each carrying its share `poids` of the IRIS's premises (shares summing to 1);
+otherwise one point on its surface (`shapely.point_on_surface`, always inside the outline)
+carries the whole IRIS. An IRIS's measure is the share-weighted mean of its points' measures
+(docs/offre.md). Distances are straight lines in the projected CRS of the part of France
+(Lambert-93 in metropolitan France), in km.
 
 Two-step floating catchment area (2SFCA), Luo W., Wang F. (2003), « Measures of spatial
 accessibility to health care in a GIS environment: synthesis and a case study in the Chicago
@@ -20,8 +22,8 @@ with S_j = 1 (the schema gives no capacity), P_k the people at risk at point k, 
 catchment (`bassin_km`) and W the decay: `aucune` (W = 1, the original 2SFCA), `gaussienne`
 (W(d) = (e^{-½(d/d0)²} − e^{-½}) / (1 − e^{-½}), Dai D. 2010, Health & Place 16(5)) or
 `paliers` (a weight per distance band, as the APL's 0–10 / 10–15 / 15–20 minute bands weighted
-1, 2/3, 1/3). A_i of an IRIS is the share-weighted mean of its points' A_k, published per
-10,000 people at risk. Only the territory's IRIS make the demand: a place near the territory's
+1, 2/3, 1/3). P_k is the IRIS's people at risk times the point's share; A_i of an IRIS is the
+share-weighted mean of its points' A_k, published per 10,000 people at risk. Only the territory's IRIS make the demand: a place near the territory's
 edge also serves people outside it, so its R_j is overstated there (run on a wider territory
 to avoid this edge effect). Pure functions: frames in, frames out.
 """
@@ -35,6 +37,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
+from scipy.spatial import cKDTree
 
 from config.offre import OffreConfig
 from sources.lieux_mediation import PARTS, has_any
@@ -42,6 +45,7 @@ from transforms.geo_codes import ARRONDISSEMENT_TO_CITY, departement_code
 
 PER_PEOPLE = 10_000
 GAUSS_FLOOR = float(np.exp(-0.5))
+BLOCK = 100_000  # demand points per block: with ≈ 100 places within 10 km of each, 10 M pairs (≈ 1 GB)
 
 
 @dataclass(frozen=True)
@@ -97,16 +101,48 @@ def iris_points(iris: gpd.GeoDataFrame) -> pd.DataFrame:
     )
 
 
-def building_points(buildings: pd.DataFrame, iris: gpd.GeoDataFrame) -> pd.DataFrame:
-    """Demand points from located buildings (`CODE_IRIS, x, y, locaux`, in the IRIS's CRS): each
-    building carries its share of its IRIS's premises; an IRIS without premises keeps its point
-    on surface."""
-    located = buildings[buildings["locaux"] > 0].copy()
+def building_points(
+    buildings: pd.DataFrame, iris: gpd.GeoDataFrame, surface: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Demand points from located buildings (`CODE_IRIS, x, y, locaux`, in the IRIS's CRS; for
+    instance `transforms.connectivite.premises_points`): each point carries its share of its IRIS's
+    premises (`poids`); an IRIS of `iris` without premises keeps its point on surface, buildings
+    of IRIS not in `iris` are left out. Column `point` says which: `immeubles` or `surface`.
+    `surface`: `iris_points(iris)` when the caller already has it (it costs seconds for France)."""
+    codes = set(iris["CODE_IRIS"].astype(str))
+    located = buildings[(buildings["locaux"] > 0) & buildings["CODE_IRIS"].astype(str).isin(codes)]
+    located = located.assign(CODE_IRIS=located["CODE_IRIS"].astype(str))
     totals = located.groupby("CODE_IRIS")["locaux"].transform("sum")
-    located["poids"] = located["locaux"] / totals
-    fallback = iris_points(iris)
-    fallback = fallback[~fallback["CODE_IRIS"].isin(set(located["CODE_IRIS"]))]
-    return pd.concat([located[["CODE_IRIS", "x", "y", "poids"]], fallback], ignore_index=True)
+    located = located.assign(poids=located["locaux"] / totals, point="immeubles")
+    fallback = iris_points(iris) if surface is None else surface
+    fallback = fallback[~fallback["CODE_IRIS"].isin(set(located["CODE_IRIS"]))].assign(point="surface")
+    columns = ["CODE_IRIS", "x", "y", "poids", "point"]
+    return pd.concat([located[columns], fallback[columns]], ignore_index=True)
+
+
+def demand_points(
+    iris: gpd.GeoDataFrame, buildings: pd.DataFrame | None, surface: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, dict]:
+    """The demand points of the IRIS (ARCEP's buildings where located, else the point on surface)
+    and how many IRIS use each: `{"iris_immeubles": N, "iris_point_interieur": M}`. `surface`:
+    `iris_points(iris)`, if already computed."""
+    surface = iris_points(iris) if surface is None else surface
+    points = surface.assign(point="surface") if buildings is None else building_points(buildings, iris, surface)
+    per_iris = points.drop_duplicates("CODE_IRIS")["point"].value_counts()
+    counts = {
+        "iris_immeubles": int(per_iris.get("immeubles", 0)),
+        "iris_point_interieur": int(per_iris.get("surface", 0)),
+        "points": len(points),
+    }
+    return points, counts
+
+
+def demand_sentence(counts: dict) -> str:
+    """« points de demande : N IRIS aux immeubles ARCEP, M au point intérieur »."""
+    return (
+        f"points de demande : {counts['iris_immeubles']} IRIS aux immeubles ARCEP, "
+        f"{counts['iris_point_interieur']} au point intérieur"
+    )
 
 
 def commune_points(points: pd.DataFrame, iris: pd.DataFrame, population: pd.Series | None = None) -> pd.DataFrame:
@@ -119,15 +155,23 @@ def commune_points(points: pd.DataFrame, iris: pd.DataFrame, population: pd.Seri
     if population is not None:
         pop = pd.Series(population.to_numpy(dtype="float64"), index=iris["CODE_IRIS"].astype(str)).reindex(frame.index)
         weight = pop.where(pop > 0, 0.0).fillna(0.0)
-    frame = frame.assign(w=weight)
+    frame = frame.assign(w=weight, wx=weight * frame["x"], wy=weight * frame["y"])
     city = frame["INSEE_COM"].map(ARRONDISSEMENT_TO_CITY)
     both = pd.concat([frame.assign(code=frame["INSEE_COM"]), frame[city.notna()].assign(code=city[city.notna()])])
-
-    def centre(group: pd.DataFrame) -> pd.Series:
-        w = group["w"] if group["w"].sum() > 0 else pd.Series(1.0, index=group.index)
-        return pd.Series({"x": np.average(group["x"], weights=w), "y": np.average(group["y"], weights=w)})
-
-    return both.groupby("code")[["x", "y", "w"]].apply(centre).reset_index()
+    # Σw·x / Σw per commune, or the plain mean where its IRIS have no population (one pass: a
+    # per-commune Python function costs seconds over France's 35,000 communes).
+    grouped = both.groupby("code")
+    sums = grouped[["w", "wx", "wy", "x", "y"]].sum()
+    size = grouped.size().to_numpy(dtype="float64")
+    weighted = (sums["w"] > 0).to_numpy()
+    total = sums["w"].where(weighted, 1.0).to_numpy()
+    return pd.DataFrame(
+        {
+            "code": sums.index.to_numpy(),
+            "x": np.where(weighted, sums["wx"].to_numpy() / total, sums["x"].to_numpy() / size),
+            "y": np.where(weighted, sums["wy"].to_numpy() / total, sums["y"].to_numpy() / size),
+        }
+    )
 
 
 # --- places ----------------------------------------------------------------------------------
@@ -212,41 +256,48 @@ def decay_weights(d_km: np.ndarray, params: AccessParams) -> np.ndarray:
 
 
 def nearest_km(px: np.ndarray, py: np.ndarray, lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
-    """Straight-line distance (km) from each point to its nearest place; NaN without places."""
-    if len(lx) == 0:
-        return np.full(len(px), np.nan)
-    tree = shapely.STRtree(shapely.points(lx, ly))
-    (src, _), dist = tree.query_nearest(shapely.points(px, py), return_distance=True, all_matches=False)
+    """Straight-line distance (km) from each point to its nearest place; NaN without places.
+    A k-d tree on the coordinates: no geometry is built (shapely's points cost more than the
+    search for France's points)."""
     out = np.full(len(px), np.nan)
-    out[src] = dist / 1000.0
+    known = np.isfinite(lx) & np.isfinite(ly)
+    valid = np.isfinite(px) & np.isfinite(py)
+    if not known.any() or not valid.any():
+        return out
+    tree = cKDTree(np.column_stack([lx[known], ly[known]]))
+    dist, _ = tree.query(np.column_stack([px[valid], py[valid]]), k=1)
+    out[valid] = dist / 1000.0
     return out
 
 
+def place_tree(lx: np.ndarray, ly: np.ndarray) -> cKDTree:
+    """k-d tree of the places that have coordinates (`pairs_within` maps its indices back)."""
+    known = np.isfinite(lx) & np.isfinite(ly)
+    return cKDTree(np.column_stack([lx[known], ly[known]]))
+
+
 def pairs_within(
-    px: np.ndarray, py: np.ndarray, lx: np.ndarray, ly: np.ndarray, max_km: float
+    px: np.ndarray, py: np.ndarray, places: cKDTree, lx: np.ndarray, ly: np.ndarray, max_km: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(point index, place index, distance km) of every pair at most `max_km` apart (R-tree)."""
-    if len(lx) == 0 or len(px) == 0:
+    """(point index, place index, distance km) of every pair at most `max_km` apart, in no
+    particular order (`places`: `place_tree(lx, ly)`). Two k-d trees walked together: about four
+    times faster than an R-tree of shapely points, with no geometry built."""
+    known = np.flatnonzero(np.isfinite(lx) & np.isfinite(ly))
+    valid = np.flatnonzero(np.isfinite(px) & np.isfinite(py))
+    if len(known) == 0 or len(valid) == 0:
         empty = np.array([], dtype="int64")
         return empty, empty, np.array([], dtype="float64")
-    tree = shapely.STRtree(shapely.points(lx, ly))
-    src, dst = tree.query(shapely.points(px, py), predicate="dwithin", distance=max_km * 1000.0)
-    dist = np.hypot(px[src] - lx[dst], py[src] - ly[dst]) / 1000.0
-    return src, dst, dist
+    block = cKDTree(np.column_stack([px[valid], py[valid]]))
+    found = block.sparse_distance_matrix(places, max_km * 1000.0, output_type="ndarray")
+    src = found["i"] if len(valid) == len(px) else valid[found["i"]]
+    dst = found["j"] if len(known) == len(lx) else known[found["j"]]
+    return src, dst, found["v"] / 1000.0
 
 
-def two_step_fca(
-    point: np.ndarray, place: np.ndarray, weight: np.ndarray, demand: np.ndarray, supply: np.ndarray, n_points: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(A_k per point, R_j per place) from the pairs within the catchment and their weights.
-
-    A place with no weighted demand in its catchment has R_j = 0: it serves no one of the
-    territory (it cannot be reached from any point with people)."""
-    weighted = weight * demand[point]
-    catchment = np.bincount(place, weights=weighted, minlength=len(supply))
-    ratio = np.divide(supply, catchment, out=np.zeros(len(supply)), where=catchment > 0)
-    access = np.bincount(point, weights=weight * ratio[place], minlength=n_points)
-    return access, ratio
+def blocks(n: int, size: int | None = None) -> list[slice]:
+    """Consecutive blocks of `size` points (default `BLOCK`): one block's pairs at a time are in memory."""
+    size = size or BLOCK
+    return [slice(k, min(k + size, n)) for k in range(0, n, size)] or [slice(0, 0)]
 
 
 def demand_column(frame: pd.DataFrame, candidates: list[str]) -> str:
@@ -266,32 +317,70 @@ def accessibility(points: pd.DataFrame, demand: pd.Series, places: pd.DataFrame,
 
     `points`: CODE_IRIS, x, y, poids (shares of the IRIS, summing to 1); `demand`: people at risk
     by CODE_IRIS; `places`: x, y, services, publics_specifiquement_adresses, same CRS as points.
+    The points are taken by blocks (`BLOCK`), twice: first the weighted demand in each place's
+    catchment (step 1), then each point's measures (step 2); memory stays that of one block's pairs
+    whatever the number of points (millions of building points for France).
     """
     codes = pd.Index(pd.unique(points["CODE_IRIS"].astype(str)), name="CODE_IRIS")
     px, py = points["x"].to_numpy("float64"), points["y"].to_numpy("float64")
     share = points["poids"].to_numpy("float64")
     people = demand.groupby(level=0).sum().reindex(points["CODE_IRIS"].astype(str)).fillna(0.0).to_numpy() * share
     lx, ly = places["x"].to_numpy("float64"), places["y"].to_numpy("float64")
-    reach = max([params.catchment_km, *params.radii_km])
-    src, dst, dist = pairs_within(px, py, lx, ly, reach)
-    columns: dict[str, np.ndarray] = {"offre_dist_km": nearest_km(px, py, lx, ly)}
-    for radius in params.radii_km:
-        close = dist <= radius
-        columns[f"offre_n_{radius_label(radius)}km"] = np.bincount(src[close], minlength=len(px)).astype("float64")
+    tree = place_tree(lx, ly)
     filters = {"": np.ones(len(places), dtype=bool), **place_masks(places, params)}
+    reach = max([params.catchment_km, *params.radii_km])
+    parts = blocks(len(px))
+    kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def pairs(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Block k's pairs within reach. A single block (a territory) keeps its pairs for step 2;
+        with more (France), each step finds them again."""
+        if kept:
+            return kept.pop()
+        found = pairs_within(px[parts[k]], py[parts[k]], tree, lx, ly, reach)
+        if len(parts) == 1:
+            kept.append(found)
+        return found
+
+    # step 1, R_j = S_j / Σ_k W(d_kj)·P_k, S_j = 1 for the places of the filter: a place's
+    # catchment does not depend on the filter, which only says whether the place counts (S_j).
+    catchment = np.zeros(len(places))
+    for k, block in enumerate(parts):
+        src, dst, dist = pairs(k)
+        inside = dist <= params.catchment_km
+        src, dst = src[inside], dst[inside]
+        weighted = decay_weights(dist[inside], params) * people[block][src]
+        catchment += np.bincount(dst, weights=weighted, minlength=len(places))
+    ratio = {
+        name: np.divide(1.0, catchment, out=np.zeros(len(places)), where=mask & (catchment > 0))
+        for name, mask in filters.items()
+    }
+    # step 2, per point: nearest place, places within each radius, A_k = Σ_j W(d_kj)·R_j
+    columns: dict[str, np.ndarray] = {"offre_dist_km": nearest_km(px, py, lx, ly)}
     for name, mask in filters.items():
-        suffix = f"_{name}" if name else ""
         if name:
-            columns[f"offre_dist_km{suffix}"] = nearest_km(px, py, lx[mask], ly[mask])
-        keep = mask[dst] & (dist <= params.catchment_km)
-        weight = decay_weights(dist[keep], params)
-        access, ratio = two_step_fca(src[keep], dst[keep], weight, people, mask.astype("float64"), len(px))
-        columns[f"offre_2sfca{suffix}"] = access * PER_PEOPLE
-        if not name:
-            # Σ_k A_k·P_k = Σ_j S_j over the places with demand in their catchment (a check).
-            conservation = {"somme_A_P": float(access @ people), "lieux_servis": float((ratio > 0).sum())}
+            columns[f"offre_dist_km_{name}"] = nearest_km(px, py, lx[mask], ly[mask])
+    for radius in params.radii_km:
+        columns[f"offre_n_{radius_label(radius)}km"] = np.zeros(len(px))
+    for name in filters:
+        columns["offre_2sfca" + (f"_{name}" if name else "")] = np.zeros(len(px))
+    for k, block in enumerate(parts):
+        src, dst, dist = pairs(k)
+        n = block.stop - block.start
+        for radius in params.radii_km:
+            close = dist <= radius
+            columns[f"offre_n_{radius_label(radius)}km"][block] = np.bincount(src[close], minlength=n)
+        inside = dist <= params.catchment_km
+        src, dst, weight = src[inside], dst[inside], decay_weights(dist[inside], params)
+        for name in filters:
+            access = np.bincount(src, weights=weight * ratio[name][dst], minlength=n)
+            columns["offre_2sfca" + (f"_{name}" if name else "")][block] = access
+    # Σ_k A_k·P_k = Σ_j S_j over the places with demand in their catchment (a check).
+    conservation = {"somme_A_P": float(columns["offre_2sfca"] @ people), "lieux_servis": float((ratio[""] > 0).sum())}
+    for name in filters:
+        columns["offre_2sfca" + (f"_{name}" if name else "")] *= PER_PEOPLE
     per_point = pd.DataFrame(columns).assign(CODE_IRIS=points["CODE_IRIS"].astype(str).to_numpy(), _w=share)
-    table = _weighted_mean(per_point, [c for c in columns], codes)
+    table = _weighted_mean(per_point, list(columns), codes)
     table.insert(0, "offre_demande", demand.groupby(level=0).sum().reindex(codes).to_numpy(dtype="float64"))
     ordered = [c for c in measure_columns(params) if c in table.columns]
     out = table[ordered].reset_index()

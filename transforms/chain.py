@@ -15,8 +15,7 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
-from config.settings import ConfigError, Indicator
-from sources.registry import CENSUS_THEMES
+from config.settings import ConfigError, Indicator, inputs_of
 from transforms.indicators import IndicatorInputs, IndicatorResult, compute_indicators
 from transforms.iris_base import JoinReport, VintageError, build_iris_base, census_vintage, join_census
 from transforms.territory import (
@@ -28,10 +27,12 @@ from transforms.territory import (
     select_territory,
 )
 
-# The census themes (base-ic files) of a run, as input keys.
-CENSUS_INPUTS = tuple(CENSUS_THEMES)
-# The inputs indicators draw on besides the census.
-INDICATOR_INPUTS = ("filosofi_iris", "filosofi_communes", "arcep_debit", "caf_non_connectes", "cog_passage")
+# The chain's inputs, by role in the registry (config/inputs.yaml): the census themes (base-ic
+# files), the inputs indicators draw on besides the census, and every input the chain parses
+# (those two and the spine: IRIS outlines, commune → EPCI table).
+CENSUS_INPUTS = inputs_of("census")
+INDICATOR_INPUTS = inputs_of("indicator")
+CHAIN_INPUTS = inputs_of("spine", "census", "indicator")
 
 
 @dataclass

@@ -23,6 +23,9 @@ from transforms.geo_codes import ARRONDISSEMENT_TO_CITY, departement_code
 
 MAX_LISTED = 200
 SOURCE_CRS = "EPSG:3857"
+# Demand points of the offer of mediation: located premises gathered per IRIS and square of this
+# side (m), so that France's tens of millions of buildings become a few million points.
+DEMAND_CELL_M = 100
 OUTPUT_COLUMNS = (
     "CODE_IRIS",
     "INSEE_COM",
@@ -158,6 +161,9 @@ def iris_connectivity(
     coverage), `locaux_commune` (premises given by the commune fallback), `donnees_batiments`
     (the IRIS's département has buildings in the files; counts are null otherwise).
 
+    `table.attrs["points_batiments"]` holds the located premises as demand points
+    (`premises_points`): a frame, not a JSON value, for the caller to take off the table.
+
     `buildings_view` is the table of `sources.arcep_batiments.register_buildings`,
     `coverage_view` that of `sources.arcep_mobile.register_coverage`. The IRIS frame's CRS
     (or its `EPSG` column) is the target: points are compared with IRIS in the IRIS's CRS.
@@ -197,9 +203,50 @@ def iris_connectivity(
     attached = _fallback(con, located, coverage_view is not None)
     table = _assemble(con, frame, located, attached, coverage_view is not None)
     report.update(_report(con, frame, coverage_crs))
+    table.attrs["points_batiments"] = premises_points(con, buildings_view, iris)
     _drop(con, ["_loc", "_inside", "_outside", "_outline", "_cov", "_state", "_commune_iris", "_iris_deps"])
     _drop(con, [f"_pass_{k}" for k in range(len(report["crs_iris"]))])
     return table, report
+
+
+def premises_points(
+    con: duckdb.DuckDBPyConnection, buildings: str, iris: gpd.GeoDataFrame, cell_m: int = DEMAND_CELL_M
+) -> pd.DataFrame:
+    """The buildings located in an IRIS (table `_state`) as demand points of the offer of
+    mediation (`transforms.accessibilite.building_points`): per IRIS and `cell_m` square of the
+    IRIS's CRS, `locaux` summed at their premises-weighted mean position `x, y` (IRIS CRS).
+
+    Coordinates are whole millimetres (positive in the projected CRSs of France): their products
+    with the premises are integers under 2^53 (10^10 mm × 10^5 premises), summed exactly as
+    doubles whatever the order, so a département partition and a territory give the same points."""
+    building_crs = column_crs(con, buildings)
+    parts = _parts(iris)
+    cell_mm = int(cell_m) * 1000
+    frames = []
+    for crs, part in parts.items():
+        point = (
+            "b.geom"
+            if crs == (building_crs or crs)
+            else f"ST_Transform(ST_Point(b.x, b.y), '{SOURCE_CRS}', '{crs}', always_xy := true)"
+        )
+        where = "s.localise AND s.locaux > 0"
+        if len(parts) > 1:
+            con.register("_part_codes", pd.DataFrame({"CODE_IRIS": part["CODE_IRIS"].astype(str).to_numpy()}))
+            where += " AND s.CODE_IRIS IN (SELECT CODE_IRIS FROM _part_codes)"
+        frames.append(
+            con.execute(
+                f"""WITH p AS (
+                        SELECT s.CODE_IRIS, s.locaux::BIGINT AS n, round(ST_X({point}) * 1000)::BIGINT AS xm,
+                               round(ST_Y({point}) * 1000)::BIGINT AS ym
+                        FROM _state s JOIN {buildings} b ON b.rowid = s.rid WHERE {where})
+                    SELECT CODE_IRIS, sum((xm * n)::DOUBLE) / sum(n) / 1000 AS x,
+                           sum((ym * n)::DOUBLE) / sum(n) / 1000 AS y, sum(n)::DOUBLE AS locaux
+                    FROM p GROUP BY CODE_IRIS, xm // {cell_mm}, ym // {cell_mm} ORDER BY 1, 2, 3"""
+            ).df()
+        )
+        if len(parts) > 1:
+            con.unregister("_part_codes")
+    return pd.concat(frames, ignore_index=True).astype({"x": "float64", "y": "float64"})
 
 
 def _drop(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:

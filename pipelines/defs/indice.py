@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from config import Settings
-from config.settings import ConfigError, load_publication
+from config.settings import ALL_METHODS, METHOD_DESCRIPTIONS, ConfigError, load_publication
 from indice.mednum import GROUP_COLUMN, Completeness, Reference, commune_mean_ids, unit_references
 from indice.methods import (
     MethodParams,
@@ -114,18 +114,6 @@ def scored_indicators(fragilite: FragiliteConfig, table: pd.DataFrame) -> list:
     return [i for i in fragilite.catalogue.indicators if f"{i.id}_num" in table.columns]
 
 
-METHOD_DESCRIPTIONS = {
-    "mednum_2019": "Méthode MedNum 2019 : score de chaque indicateur (100 = comme la référence), des quatre "
-    "axes, ACCÈS, COMPÉTENCES et score global (moyennes groupées des scores disponibles).",
-    "ifn_2023": "Indice national IFN 2023 : notes 1–10 par rang décile des indicateurs, moyenne non pondérée, "
-    "et les déclinaisons Senior et Jeune.",
-    "opale_2022": "Pondération locale type Opale : moyenne pondérée des moyennes d'axes, référence = territoire "
-    "d'étude, IRIS exposés au-delà du seuil.",
-    "tic_2019": "Personnes à risque estimées : taux nationaux de l'enquête TIC 2019 de l'INSEE appliqués aux "
-    "effectifs de chaque groupe (groupes qui se recouvrent).",
-}
-
-
 def _method_asset(method: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"iris_{method}",
@@ -160,10 +148,8 @@ def _method_asset(method: str) -> dg.AssetsDefinition:
     return _asset
 
 
-iris_mednum_2019 = _method_asset("mednum_2019")
-iris_ifn_2023 = _method_asset("ifn_2023")
-iris_opale_2022 = _method_asset("opale_2022")
-iris_tic_2019 = _method_asset("tic_2019")
+# One asset per method declared in config/methods.yaml (`methods:`).
+METHOD_ASSETS: list[dg.AssetsDefinition] = [_method_asset(method) for method in ALL_METHODS]
 
 
 @dg.asset(
@@ -171,15 +157,13 @@ iris_tic_2019 = _method_asset("tic_2019")
     kinds={"pandas"},
     owners=OWNERS,
     tags={"maille": "iris"},
+    ins={f"iris_{method}": dg.AssetIn(f"iris_{method}") for method in ALL_METHODS},
 )
 def iris_scores(
     context: dg.AssetExecutionContext,
     fragilite: FragiliteConfig,
     iris_indicateurs: IndicatorResult,
-    iris_mednum_2019: Scored,
-    iris_ifn_2023: Scored,
-    iris_opale_2022: Scored,
-    iris_tic_2019: Scored,
+    **by_asset: Scored,
 ) -> dg.Output:
     """Toutes les méthodes retenues réunies par IRIS, avec la fiabilité de chaque IRIS, ce sur quoi
     repose chaque score (nombre d'indicateurs notés, indicateurs manquants), les unités de
@@ -187,13 +171,8 @@ def iris_scores(
     des IRIS exposés (Opale) : ce que publient les couches."""
     frame = pd.DataFrame(iris_indicateurs.frame.drop(columns="geometry"))
     params = iris_params(fragilite, iris_indicateurs)
-    by_method = {
-        "mednum_2019": iris_mednum_2019,
-        "ifn_2023": iris_ifn_2023,
-        "opale_2022": iris_opale_2022,
-        "tic_2019": iris_tic_2019,
-    }
-    scored = with_reliability(combine([by_method[m] for m in params.methods], frame.index), frame, params.reliability)
+    parts = [by_asset[f"iris_{m}"] for m in params.methods]
+    scored = with_reliability(combine(parts, frame.index), frame, params.reliability)
     universe = iris_indicateurs.reference_frame
     meta = _method_metadata(scored, frame, params)
     meta["unites_de_reference"] = reference_units(params, universe, frame)

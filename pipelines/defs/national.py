@@ -3,9 +3,10 @@
 Départements are the unit of work a deployment spreads over workers (deploy/). Each partition
 runs the IRIS chain of `transforms.chain` (the same functions as the territory assets) on its
 IRIS, from the source assets parsed once for all partitions, and stores numerators,
-denominators and rates. Scoring happens once, in `france_iris`, on the merged table: IFN deciles,
-Opale's territory reference and EPCI references that straddle départements are never computed
-per partition.
+denominators and rates, with the located premises of ARCEP's buildings beside them. Scoring
+happens once, in `france_iris`, on the merged table: IFN deciles, Opale's territory reference
+and EPCI references that straddle départements are never computed per partition; so does the
+offer of mediation (`pipelines.defs.offre`: a place serves IRIS across a département's border).
 """
 
 from pathlib import Path
@@ -14,25 +15,34 @@ import dagster as dg
 import geopandas as gpd
 import pandas as pd
 
+from config.offre import load_offre
 from config.settings import load_departement_names
 from indice.methods import score_all
+from indice.priorite import CLASS_COLUMNS
 from outputs.files import output_transaction, write_all
+from outputs.layers import with_columns
 from pipelines.defs.indice import method_params, scored_indicators
+from pipelines.defs.offre import access_table, priority_tables
 from pipelines.defs.outputs import published_layer
 from pipelines.defs.transforms import building_connectivity
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
-from transforms.chain import CENSUS_INPUTS, INDICATOR_INPUTS, iris_indicators, territory_base
+from transforms.chain import CENSUS_INPUTS, CHAIN_INPUTS, INDICATOR_INPUTS, iris_indicators, territory_base
 from transforms.territory import METROPOLE_EPSG, Territory, reference_universe
 
 GROUP = "national"
 OWNERS = ["team:fragilite-numerique"]
 DEPARTEMENTS = dg.StaticPartitionsDefinition(sorted(load_departement_names()))
-SOURCES = ("contours_iris", "communes_epci", *CENSUS_INPUTS, *INDICATOR_INPUTS)
 
 
 def partition_file(out_dir: Path, departement: str) -> Path:
     return out_dir / "partitions" / f"departement={departement}" / "iris.parquet"
+
+
+def points_file(out_dir: Path, departement: str) -> Path:
+    """The partition's located premises (`transforms.connectivite.premises_points`), empty without
+    ARCEP's building files: always written, so that no earlier run's points outlive a partition."""
+    return partition_file(out_dir, departement).with_name("points_batiments.parquet")
 
 
 def merged_file(out_dir: Path, epsg: int) -> Path:
@@ -51,7 +61,7 @@ def _write_parquet(frame: gpd.GeoDataFrame):
     kinds={"geoparquet"},
     owners=OWNERS,
     tags={"maille": "iris"},
-    ins={key: dg.AssetIn(key) for key in SOURCES},
+    ins={key: dg.AssetIn(key) for key in CHAIN_INPUTS},  # the source assets, parsed once for all partitions
 )
 def iris_departement(context: dg.AssetExecutionContext, fragilite: FragiliteConfig, **sources) -> dg.MaterializeResult:
     """Indicateurs des IRIS d'un département (partition) : la chaîne IRIS des calculs par territoire,
@@ -67,7 +77,8 @@ def iris_departement(context: dg.AssetExecutionContext, fragilite: FragiliteConf
         settings.run.vintage,
     )
     measured = building_connectivity(context, fragilite, base.frame)  # as the territory's `iris_connectivite`
-    connectivite = measured[0] if measured else None
+    connectivite = measured.table if measured else None
+    points = measured.points if measured else pd.DataFrame({"CODE_IRIS": [], "x": [], "y": [], "locaux": []})
     result = iris_indicators(
         base.frame,
         {**{key: sources[key] for key in INDICATOR_INPUTS}, "connectivite": connectivite},
@@ -80,7 +91,14 @@ def iris_departement(context: dg.AssetExecutionContext, fragilite: FragiliteConf
     out_dir = fragilite.output_folder
     with output_transaction(out_dir, context.run.run_id) as stage:
         staged = partition_file(stage, departement)
-        sizes = write_all({staged: _write_parquet(frame)})
+        sizes = write_all(
+            {
+                staged: _write_parquet(frame),
+                points_file(stage, departement): lambda tmp: points.astype({"CODE_IRIS": str}).to_parquet(
+                    tmp, index=False
+                ),
+            }
+        )
     path = partition_file(out_dir, departement)
     report(context, f"iris_departement[{departement}]: {len(frame)} IRIS, {len(result.computed)} indicateurs")
     return dg.MaterializeResult(
@@ -88,16 +106,25 @@ def iris_departement(context: dg.AssetExecutionContext, fragilite: FragiliteConf
             **table_metadata(frame),
             "fichier": dg.MetadataValue.path(str(path)),
             "octets": sizes[staged],
+            "points_batiments": len(points),
             "jointures": dg.MetadataValue.json([r.as_dict() for r in base.reports + result.reports]),
         }
     )
 
 
 def score_merged(
-    fragilite: FragiliteConfig, merged: gpd.GeoDataFrame, run_id: str, communes_epci: pd.DataFrame | None = None
-) -> gpd.GeoDataFrame:
+    fragilite: FragiliteConfig,
+    merged: gpd.GeoDataFrame,
+    run_id: str,
+    communes_epci: pd.DataFrame | None = None,
+    places: pd.DataFrame | None = None,
+    buildings: pd.DataFrame | None = None,
+) -> tuple[gpd.GeoDataFrame, dict]:
     """The published IRIS layer of merged partitions: every selected method scored once on the
-    whole merged table, laid out and blanked as the territory's `couche_iris`.
+    whole merged table, laid out and blanked as the territory's `couche_iris`; with the places of
+    mediation, the offer's measures and priority classes of the territory's `iris_accessibilite`
+    and `iris_priorite` (same functions, demand at the partitions' located premises `buildings`),
+    and what the offer used (`{}` without places).
 
     The merge is its own reference universe (whole départements); with the commune → EPCI table,
     its reference units are checked whole as in the territory chain (`reference_universe`: an EPCI
@@ -110,23 +137,38 @@ def score_merged(
         frame.attrs["reference"] = universe.as_dict()
     scored = score_all(frame, scored_indicators(fragilite, frame), method_params(fragilite, frame))
     scored.metadata["reference"] = (frame.attrs.get("reference") or {}).get("niveau", fragilite.settings.run.reference)
-    return published_layer(fragilite, "iris", merged, scored, None, run_id)[0]
+    layer = published_layer(fragilite, "iris", merged, scored, None, run_id)[0]
+    if places is None:
+        return layer, {}
+    # As `outputs.with_offer` lays out the territory's IRIS layer: measures, then classes.
+    offre = load_offre()
+    access = access_table(offre, merged, scored.table, places, buildings)
+    layer = with_columns(layer, access, "CODE_IRIS")
+    classes = priority_tables(offre, frame, scored.table, access)
+    if classes is not None:
+        layer = with_columns(layer, classes["iris"][["CODE_IRIS", *CLASS_COLUMNS]], "CODE_IRIS")
+    return layer, {k: access.attrs[k] for k in ("points_demande", "points_demande_iris", "demande_colonne")}
 
 
 @dg.asset(
     group_name=GROUP,
     deps=[iris_departement],
-    ins={"communes_epci": dg.AssetIn("communes_epci")},
+    ins={"communes_epci": dg.AssetIn("communes_epci"), "lieux_mediation": dg.AssetIn("lieux_mediation")},
     kinds={"geoparquet"},
     owners=OWNERS,
     tags={"maille": "iris"},
 )
 def france_iris(
-    context: dg.AssetExecutionContext, fragilite: FragiliteConfig, communes_epci: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    fragilite: FragiliteConfig,
+    communes_epci: pd.DataFrame,
+    lieux_mediation: pd.DataFrame | None,
 ) -> dg.MaterializeResult:
     """Fusion nationale des partitions départementales déjà calculées, puis notes de toutes les
     méthodes sur la table fusionnée (`layers/france_iris.parquet` ; un fichier par projection
-    d'outre-mer) ; les départements manquants sont listés dans les métadonnées."""
+    d'outre-mer) et, avec un fichier de lieux de médiation, l'offre comme pour un territoire
+    (accessibilité depuis les immeubles de l'ARCEP des partitions, priorité) ; les départements
+    manquants sont listés dans les métadonnées."""
     out_dir = fragilite.output_folder
     parts = {d: partition_file(out_dir, d) for d in DEPARTEMENTS.get_partition_keys()}
     present = {d: p for d, p in parts.items() if p.exists()}
@@ -135,28 +177,40 @@ def france_iris(
             f"aucune partition départementale sous {out_dir / 'partitions'} : matérialisez d'abord iris_departement"
         )
     by_crs: dict[int, list[gpd.GeoDataFrame]] = {}
-    for path in present.values():
+    points: dict[int, list[pd.DataFrame]] = {}
+    for departement, path in present.items():
         part = gpd.read_parquet(path).drop(columns="bbox", errors="ignore")
         by_crs.setdefault(part.crs.to_epsg(), []).append(part)
-    layers = {
+        if lieux_mediation is not None and points_file(out_dir, departement).exists():
+            points.setdefault(part.crs.to_epsg(), []).append(pd.read_parquet(points_file(out_dir, departement)))
+    scored = {
         epsg: score_merged(
             fragilite,
             gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs),
             context.run.run_id,
             communes_epci,
+            lieux_mediation,
+            pd.concat(points[epsg], ignore_index=True) if points.get(epsg) else None,
         )
         for epsg, frames in by_crs.items()
     }
+    layers = {epsg: layer for epsg, (layer, _) in scored.items()}
+    offer = {str(merged_file(out_dir, e)): used for e, (_, used) in scored.items() if used}
     with output_transaction(out_dir, context.run.run_id) as stage:
         write_all(
             {stage / merged_file(out_dir, e).relative_to(out_dir): _write_parquet(layer) for e, layer in layers.items()}
         )
     missing = sorted(set(parts) - set(present))
     main = layers.get(METROPOLE_EPSG, next(iter(layers.values())))
-    report(context, f"france_iris: {sum(len(x) for x in layers.values())} IRIS de {len(present)} département(s)")
+    report(
+        context,
+        f"france_iris: {sum(len(x) for x in layers.values())} IRIS de {len(present)} département(s) ; "
+        + ("; ".join(o["points_demande"] for o in offer.values()) if offer else "offre de médiation absente"),
+    )
     return dg.MaterializeResult(
         metadata={
             **table_metadata(main),
+            "offre": dg.MetadataValue.json(offer) if offer else "offre de médiation absente",
             "departements": sorted(present),
             "departements_manquants": dg.MetadataValue.json(missing),
             "fichiers": dg.MetadataValue.json({str(merged_file(out_dir, e)): len(x) for e, x in layers.items()}),

@@ -1,5 +1,9 @@
-"""Group `offre`: the places of digital mediation, each IRIS's access to them, and the priority
-zones where fragile IRIS are far from help (docs/offre.md).
+"""Group `offre`: each IRIS's access to the places of digital mediation, and the priority zones
+where fragile IRIS are far from help (docs/offre.md). The places themselves are a source asset
+(group `sources`, defined here with their checks): the national merge reads them too.
+
+`access_table` and `priority_tables` are the chain of the offer, called by the territory's
+assets and by the national merge (`pipelines.defs.national.score_merged`).
 
 Without a places file (`inputs.lieux_mediation` and `fichier_local` of config/offre.yaml both
 empty) every asset returns None and says « offre de médiation absente »: the rest of the run is
@@ -24,6 +28,8 @@ from transforms.accessibilite import (
     AccessParams,
     accessibility,
     demand_column,
+    demand_points,
+    demand_sentence,
     iris_points,
     locate_places,
     part_bounds_check,
@@ -43,7 +49,7 @@ def _offre(fragilite: FragiliteConfig) -> OffreConfig:
 
 
 @dg.asset(
-    group_name=GROUP,
+    group_name="sources",
     kinds={"csv", "pandas"},
     owners=OWNERS,
     tags={"publisher": "ANCT-LaMedNum"},
@@ -158,6 +164,63 @@ def _territory_iris(iris_indicateurs: IndicatorResult) -> gpd.GeoDataFrame:
     return frame if frame.crs is not None else with_crs(frame)
 
 
+def access_table(
+    offre: OffreConfig,
+    iris: gpd.GeoDataFrame,
+    scores: pd.DataFrame,
+    places: pd.DataFrame,
+    buildings: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """The accessibility of every IRIS of `iris` (outlines with census counts, one CRS) whose
+    scores (`scores`, same index) give the people at risk; demand at the located premises of
+    ARCEP's buildings (`buildings`: CODE_IRIS, x, y, locaux) where present, else at a point on
+    surface. `attrs`: the demand column, the demand points, the parameters, where the places
+    were put, the 2SFCA conservation."""
+    params = AccessParams.from_config(offre)
+    frame = pd.concat([pd.DataFrame(iris.drop(columns="geometry")), scores], axis=1)
+    column = demand_column(frame, offre.demande)
+    demand = pd.Series(frame[column].to_numpy(dtype="float64"), index=frame["CODE_IRIS"].astype(str))
+    surface = iris_points(iris)  # computed once: seconds for France
+    points, counts = demand_points(iris, buildings, surface)
+    population = frame["P_POP"] if "P_POP" in frame else None
+    # Places without coordinates go to their commune's centre of the IRIS's points on surface,
+    # as on the published places layer (`outputs.places_published`).
+    located, placed = locate_places(places, iris, surface, population)
+    table = accessibility(points, demand, located, params)
+    table.attrs.update(
+        {
+            "demande_colonne": column,
+            "points_demande": demand_sentence(counts),
+            "points_demande_iris": counts,
+            "parametres": _parameters(offre),
+            "placement": placed,
+            "lieux_utilises": len(located),
+            **table.attrs,
+        }
+    )
+    return table
+
+
+def priority_tables(
+    offre: OffreConfig, iris: pd.DataFrame, scores: pd.DataFrame, access: pd.DataFrame
+) -> dict[str, pd.DataFrame] | None:
+    """Priority classes per IRIS and the people at risk by class per commune and EPCI
+    (`{"iris", "communes", "epci"}`); None when the fragility column was not computed."""
+    config = offre.priorite
+    frame = pd.concat([pd.DataFrame(iris)[["CODE_IRIS", "INSEE_COM", "EPCI"]], scores], axis=1)
+    frame = frame.merge(access, on="CODE_IRIS", how="left", validate="one_to_one")
+    if config.fragilite.colonne not in frame:
+        return None
+    classes = priority(frame, config)
+    iris_table = pd.concat([frame[["CODE_IRIS", "INSEE_COM", "EPCI", "offre_demande"]], classes], axis=1)
+    iris_table.attrs["seuils"] = classes.attrs["seuils"]
+    return {
+        "iris": iris_table,
+        "communes": people_by_priority(iris_table, "INSEE_COM"),
+        "epci": people_by_priority(iris_table.dropna(subset=["EPCI"]), "EPCI"),
+    }
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas"},
@@ -170,33 +233,21 @@ def iris_accessibilite(
     iris_indicateurs: IndicatorResult,
     iris_scores: Scored,
     lieux_mediation: pd.DataFrame | None,
+    points_batiments: pd.DataFrame | None,
 ) -> dg.Output:
-    """Accès de chaque IRIS aux lieux de médiation numérique, à vol d'oiseau depuis un point de
-    l'IRIS : distance au lieu le plus proche (tous lieux et par filtre de services ou de publics),
-    nombre de lieux dans chaque rayon, et accessibilité potentielle à deux étapes (2SFCA, Luo et Wang
-    2003, décroissance comme l'APL de la DREES) en lieux pour 10 000 personnes à risque."""
+    """Accès de chaque IRIS aux lieux de médiation numérique, à vol d'oiseau depuis les immeubles
+    de l'IRIS (fichiers de l'ARCEP, pondérés par leurs locaux) ou, sans immeubles, depuis un point
+    intérieur : distance au lieu le plus proche (tous lieux et par filtre de services ou de
+    publics), nombre de lieux dans chaque rayon, et accessibilité potentielle à deux étapes (2SFCA,
+    Luo et Wang 2003, décroissance comme l'APL de la DREES) en lieux pour 10 000 personnes à risque."""
     if lieux_mediation is None:
         report(context, f"iris_accessibilite: {ABSENT} ; accessibilité non calculée")
         return dg.Output(None, metadata={"fourni": False})
     offre = _offre(fragilite)
     params = AccessParams.from_config(offre)
-    iris = _territory_iris(iris_indicateurs)
-    frame = pd.concat([pd.DataFrame(iris.drop(columns="geometry")), iris_scores.table], axis=1)
-    column = demand_column(frame, offre.demande)
-    demand = pd.Series(frame[column].to_numpy(dtype="float64"), index=frame["CODE_IRIS"].astype(str))
-    points = iris_points(iris)
-    population = frame["P_POP"] if "P_POP" in frame else None
-    located, placed = locate_places(lieux_mediation, iris, points, population)
-    table = accessibility(points, demand, located, params)
-    table.attrs.update(
-        {
-            "demande_colonne": column,
-            "points_demande": "un point par IRIS (point sur la surface)",
-            "parametres": _parameters(offre),
-            "placement": placed,
-            **table.attrs,
-        }
-    )
+    table = access_table(offre, _territory_iris(iris_indicateurs), iris_scores.table, lieux_mediation, points_batiments)
+    attrs = table.attrs
+    column, placed, counts = attrs["demande_colonne"], attrs["placement"], attrs["points_demande_iris"]
     if column != offre.demande[0]:
         context.log.warning(f"iris_accessibilite: demande = {column} ({offre.demande[0]} absente)")
     if placed["n_lieux_non_places"]:
@@ -207,18 +258,23 @@ def iris_accessibilite(
     report(
         context,
         f"iris_accessibilite: {len(table)} IRIS, {placed['lieux_emprise_territoire']} lieux sur l'emprise du territoire, "
-        f"distance médiane {np.nanmedian(table['offre_dist_km']):.1f} km, demande = {column}",
+        f"distance médiane {table['offre_dist_km'].median():.1f} km, demande = {column} ; "
+        + table.attrs["points_demande"],
     )
     return dg.Output(
         table,
         metadata={
             **table_metadata(table),
             "demande": column,
-            "lieux_utilises": len(located),
+            "points_demande": table.attrs["points_demande"],
+            "iris_points_immeubles": counts["iris_immeubles"],
+            "iris_point_interieur": counts["iris_point_interieur"],
+            "points_de_demande": counts["points"],
+            "lieux_utilises": table.attrs["lieux_utilises"],
             "lieux_places_a_la_commune": placed["lieux_places_commune"],
             "lieux_non_places": placed["n_lieux_non_places"],
             f"iris_avec_un_lieu_a_{radius_label(max(params.radii_km))}_km": reached,
-            "distance_mediane_km": float(np.nanmedian(table["offre_dist_km"])),
+            "distance_mediane_km": float(table["offre_dist_km"].median()),
             "parametres": dg.MetadataValue.json(_parameters(offre)),
             "conservation_2sfca": dg.MetadataValue.json(table.attrs.get("conservation", {})),
         },
@@ -280,23 +336,17 @@ def iris_priorite(
     if iris_accessibilite is None:
         report(context, f"iris_priorite: {ABSENT} ; zones prioritaires non calculées")
         return dg.Output(None, metadata={"fourni": False})
-    config = _offre(fragilite).priorite
+    offre = _offre(fragilite)
+    config = offre.priorite
     iris = pd.DataFrame(iris_indicateurs.frame.drop(columns="geometry"))
-    frame = pd.concat([iris[["CODE_IRIS", "INSEE_COM", "EPCI"]], iris_scores.table], axis=1)
-    frame = frame.merge(iris_accessibilite, on="CODE_IRIS", how="left", validate="one_to_one")
-    if config.fragilite.colonne not in frame:
+    out = priority_tables(offre, iris, iris_scores.table, iris_accessibilite)
+    if out is None:
         report(
             context, f"iris_priorite: colonne {config.fragilite.colonne} absente (méthode non retenue) ; non calculé"
         )
         return dg.Output(None, metadata={"fourni": False, "raison": f"{config.fragilite.colonne} absente"})
-    classes = priority(frame, config)
-    iris_table = pd.concat([frame[["CODE_IRIS", "INSEE_COM", "EPCI", "offre_demande"]], classes], axis=1)
-    out = {
-        "iris": iris_table,
-        "communes": people_by_priority(iris_table, "INSEE_COM"),
-        "epci": people_by_priority(iris_table.dropna(subset=["EPCI"]), "EPCI"),
-    }
-    counts = classes["priorite"].value_counts().to_dict()
+    iris_table = out["iris"]
+    counts = iris_table["priorite"].value_counts().to_dict()
     forte = iris_table.loc[iris_table["priorite"] == "forte", "offre_demande"].sum()
     report(
         context,
@@ -310,7 +360,7 @@ def iris_priorite(
             **table_metadata(iris_table),
             "iris_par_priorite": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),
             "personnes_priorite_forte": float(forte),
-            "seuils": dg.MetadataValue.json(classes.attrs["seuils"]),
+            "seuils": dg.MetadataValue.json(iris_table.attrs["seuils"]),
             "matrice": dg.MetadataValue.json(config.matrice),
             "lignes_communes": len(out["communes"]),
             "lignes_epci": len(out["epci"]),

@@ -1,9 +1,15 @@
-"""Group `sources`: one asset per public file, parsed into a typed table."""
+"""Group `sources`: one asset per public file, parsed into a typed table.
+
+The assets are made from the input registry (config/inputs.yaml): every input whose role has a
+source asset gets one, named after the input, with the description, kinds and publisher declared
+there. Adding an input there (and its parser in sources/registry.py) adds its asset here.
+"""
 
 from pathlib import Path
 
 import dagster as dg
 
+from config.settings import INPUT_SPECS, SourceAssetSpec
 from pipelines.reporting import file_metadata, report, table_metadata
 from pipelines.resources import FragiliteConfig
 from sources.archives import ArchiveError
@@ -19,20 +25,15 @@ GROUP = "sources"
 OWNERS = ["team:fragilite-numerique"]
 
 
-def _source_asset(
-    key: str,
-    *,
-    description: str,
-    publisher: str,
-    kinds: set[str],
-    vintage_attr: str | None,
-    preview: bool = True,
-) -> dg.AssetsDefinition:
+def _source_asset(key: str, publisher: str, spec: SourceAssetSpec) -> dg.AssetsDefinition:
+    """The asset that reads one input with its parser and says what it read."""
+    vintage_attr, preview = spec.vintage_attr, spec.preview
+
     @dg.asset(
         name=key,
         group_name=GROUP,
-        description=description,
-        kinds=kinds,
+        description=spec.description,
+        kinds=set(spec.kinds),
         owners=OWNERS,
         tags={"publisher": publisher},
     )
@@ -80,75 +81,7 @@ def _source_asset(
     return _asset
 
 
-def _census(theme: str, label: str) -> dg.AssetsDefinition:
-    key = f"rp_{theme.replace('-', '_')}"
-    return _source_asset(
-        key,
-        description=f"Recensement (RP) de l'INSEE, base infracommunale « {label} » : effectifs par IRIS. "
-        "Le millésime est lu dans le préfixe des variables (P16_, C16_…).",
-        publisher="INSEE",
-        kinds={"csv", "pandas"},
-        vintage_attr="millesime",
-    )
-
-
-rp_evol_struct_pop = _census("evol-struct-pop", "évolution et structure de la population")
-rp_diplomes_formation = _census("diplomes-formation", "diplômes – formation")
-rp_couples_familles_menages = _census("couples-familles-menages", "couples – familles – ménages")
-rp_activite_residents = _census("activite-residents", "activité des résidents")
-
-filosofi_iris = _source_asset(
-    "filosofi_iris",
-    description="Filosofi (INSEE) à l'IRIS : taux de pauvreté, revenu disponible médian par unité de "
-    "consommation, part des minima sociaux. Les IRIS sous le seuil de diffusion sont absents.",
-    publisher="INSEE",
-    kinds={"excel", "pandas"},
-    vintage_attr="annee",
-)
-filosofi_communes = _source_asset(
-    "filosofi_communes",
-    description="Filosofi (INSEE) à la commune : revenu médian, utilisé pour les IRIS que Filosofi "
-    "IRIS ne publie pas (valeur signalée « commune »).",
-    publisher="INSEE",
-    kinds={"csv", "pandas"},
-    vintage_attr="annee",
-)
-contours_iris = _source_asset(
-    "contours_iris",
-    description="Contours des IRIS (IGN CONTOURS-IRIS), en Lambert-93 : la géométrie des couches.",
-    publisher="IGN",
-    kinds={"geopackage", "geopandas"},
-    vintage_attr=None,
-)
-communes_epci = _source_asset(
-    "communes_epci",
-    description="Appartenance des communes aux EPCI (INSEE), pour la référence « epci ».",
-    publisher="INSEE",
-    kinds={"csv", "pandas"},
-    vintage_attr=None,
-)
-arcep_debit = _source_asset(
-    "arcep_debit",
-    description="ARCEP « Ma connexion internet » : locaux par meilleur débit disponible, par commune "
-    "(Lyon, Paris et Marseille en une ligne).",
-    publisher="ARCEP",
-    kinds={"csv", "pandas"},
-    vintage_attr=None,
-)
-caf_non_connectes = _source_asset(
-    "caf_non_connectes",
-    description="Allocataires CAF non connectés à leur compte (fichier fourni par la CAF du département, "
-    "au format documenté : code_geo, niveau, millesime, allocataires, non_connectes). Vide = secret, jamais 0.",
-    publisher="CAF",
-    kinds={"csv", "pandas"},
-    vintage_attr=None,
-    preview=False,
-)
-cog_passage = _source_asset(
-    "cog_passage",
-    description="Table de passage annuelle des codes communes (INSEE) : rattache les sources communales "
-    "d'un autre millésime (fusions de communes) à la géographie du recensement.",
-    publisher="INSEE",
-    kinds={"excel", "pandas"},
-    vintage_attr=None,
-)
+# One asset per input read into a table (roles census, spine, indicator), in the registry's order.
+SOURCE_ASSETS: list[dg.AssetsDefinition] = [
+    _source_asset(key, spec.publisher, spec.asset) for key, spec in INPUT_SPECS.items() if spec.asset is not None
+]

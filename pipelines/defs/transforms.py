@@ -2,6 +2,7 @@
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 import geopandas as gpd
@@ -9,7 +10,8 @@ import pandas as pd
 
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
-from transforms.chain import connectivity_table, iris_indicators, territory_base
+from transforms.chain import CENSUS_INPUTS, INDICATOR_INPUTS, connectivity_table, iris_indicators, territory_base
+from transforms.connectivite import DEMAND_CELL_M
 from transforms.indicators import IndicatorResult
 from transforms.mailles import MAILLES, aggregate_maille
 from transforms.territory import resolve_territory
@@ -23,16 +25,14 @@ OWNERS = ["team:fragilite-numerique"]
     kinds={"geopandas"},
     owners=OWNERS,
     tags={"maille": "iris"},
+    ins={key: dg.AssetIn(key) for key in CENSUS_INPUTS},  # the census themes of config/inputs.yaml
 )
 def iris_base(
     context: dg.AssetExecutionContext,
     fragilite: FragiliteConfig,
     contours_iris: gpd.GeoDataFrame,
     communes_epci: pd.DataFrame,
-    rp_evol_struct_pop: pd.DataFrame | None,
-    rp_diplomes_formation: pd.DataFrame | None,
-    rp_couples_familles_menages: pd.DataFrame | None,
-    rp_activite_residents: pd.DataFrame | None,
+    **census: pd.DataFrame | None,
 ) -> dg.Output:
     """Une ligne par IRIS des unités de référence entières qui contiennent le territoire d'étude
     (tout le département pour une référence départementale, toutes les communes membres pour une
@@ -46,12 +46,6 @@ def iris_base(
     """
     run = fragilite.settings.run
     territory = resolve_territory(run.territory, fragilite.territory_presets)
-    census = {
-        "rp_evol_struct_pop": rp_evol_struct_pop,
-        "rp_diplomes_formation": rp_diplomes_formation,
-        "rp_couples_familles_menages": rp_couples_familles_menages,
-        "rp_activite_residents": rp_activite_residents,
-    }
     built = territory_base(
         contours_iris,
         communes_epci,
@@ -92,11 +86,20 @@ def iris_base(
     )
 
 
+class BuildingMeasures(NamedTuple):
+    """What one reading of ARCEP's building files gives: per-IRIS counts, the reports of each
+    step, and the located premises as demand points (`transforms.connectivite.premises_points`)."""
+
+    table: pd.DataFrame
+    reports: dict
+    points: pd.DataFrame
+
+
 def building_connectivity(
     context: dg.AssetExecutionContext, fragilite: FragiliteConfig, base: gpd.GeoDataFrame
-) -> tuple[pd.DataFrame, dict] | None:
-    """Per-IRIS counts from ARCEP's building files of the run's inputs (None when not given), for
-    the territory's `iris_connectivite` and for each département partition."""
+) -> BuildingMeasures | None:
+    """Per-IRIS counts and demand points from ARCEP's building files of the run's inputs (None
+    when not given), for the territory's `iris_connectivite` and for each département partition."""
     buildings, provenance = fragilite.input_file("arcep_batiments")
     if buildings is None:
         return None
@@ -107,10 +110,11 @@ def building_connectivity(
         Path(coverage) if coverage else None,
         Path(context.instance.storage_directory()) / "duckdb",  # spills under build/, not the user's home
     )
+    points = table.attrs.pop("points_batiments")  # a frame: the table's attrs stay JSON
     # The ARCEP quarters read, for the indicators' vintages and the dictionary.
     table.attrs["millesime_batiments"] = arcep_quarter(provenance)
     table.attrs["millesime_4g"] = arcep_quarter(coverage_provenance) if coverage else None
-    return table, reports
+    return BuildingMeasures(table, reports, points)
 
 
 def arcep_quarter(provenance: dict) -> str | None:
@@ -127,19 +131,31 @@ def arcep_quarter(provenance: dict) -> str | None:
     return f"last (téléchargé le {date.fromtimestamp(min(f.stat().st_mtime for f in files)).isoformat()})"
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"duckdb", "pandas"},
-    owners=OWNERS,
-    tags={"maille": "iris"},
+def _building_out(description: str) -> dg.AssetOut:
+    """An output of the ARCEP building step (both are read from the same files at once)."""
+    return dg.AssetOut(
+        group_name=GROUP, kinds={"duckdb", "pandas"}, owners=OWNERS, tags={"maille": "iris"}, description=description
+    )
+
+
+@dg.multi_asset(
+    outs={
+        "iris_connectivite": _building_out(
+            "Locaux sans accès à 30 Mbit/s et sans bonne couverture 4G, comptés à l'IRIS à partir des "
+            "fichiers par immeuble de l'ARCEP (points placés dans les contours IRIS avec DuckDB spatial) : quand ces "
+            "fichiers sont fournis, `non_thd` et `non_4g` sont mesurés à l'IRIS ; sinon `non_thd` reprend le taux "
+            "communal, signalé.",
+        ),
+        "points_batiments": _building_out(
+            "Les immeubles de l'ARCEP placés dans une IRIS, points de demande de l'offre de médiation : "
+            f"par IRIS et carré de {DEMAND_CELL_M} m, les locaux additionnés à leur position moyenne pondérée par les locaux "
+            "(CODE_IRIS, x, y dans la projection des IRIS, locaux). Lus en même temps que `iris_connectivite`.",
+        ),
+    },
 )
-def iris_connectivite(
-    context: dg.AssetExecutionContext, fragilite: FragiliteConfig, iris_base: gpd.GeoDataFrame
-) -> dg.Output:
-    """Locaux sans accès à 30 Mbit/s et sans bonne couverture 4G, comptés à l'IRIS à partir des
-    fichiers par immeuble de l'ARCEP (points placés dans les contours IRIS avec DuckDB spatial) :
-    quand ces fichiers sont fournis, `non_thd` et `non_4g` sont mesurés à l'IRIS ; sinon `non_thd`
-    reprend le taux communal, signalé."""
+def iris_connectivite(context: dg.AssetExecutionContext, fragilite: FragiliteConfig, iris_base: gpd.GeoDataFrame):
+    """Les immeubles de l'ARCEP lus une fois : locaux comptés à l'IRIS (`iris_connectivite`) et
+    points de demande de l'offre de médiation (`points_batiments`)."""
     measured_files = building_connectivity(context, fragilite, iris_base)
     _, provenance = fragilite.input_file("arcep_batiments")  # resolved once per run (cached)
     # The study territory's IRIS (iris_base may also hold the rest of the reference units).
@@ -151,16 +167,19 @@ def iris_connectivite(
     }
     if measured_files is None:
         report(context, "iris_connectivite: fichiers ARCEP par immeuble non fournis ; non_thd communal, non_4g absent")
-        return dg.Output(None, metadata={"fourni": False, **sources})
-    table, reports = measured_files
+        yield dg.Output(None, output_name="iris_connectivite", metadata={"fourni": False, **sources})
+        yield dg.Output(None, output_name="points_batiments", metadata={"fourni": False})
+        return
+    table, reports, points = measured_files
     measured = int(table["donnees_batiments"].sum())
     report(context, f"iris_connectivite: {measured}/{len(table)} IRIS mesurées à partir des immeubles")
     # As the indicators count them: building data for the département and located premises.
     located = table.set_index("CODE_IRIS").reindex(iris_base.loc[inside.to_numpy(), "CODE_IRIS"])
     sources["iris_non_thd_immeuble"] = int((located["donnees_batiments"].eq(True) & located["locaux"].gt(0)).sum())
     quarters = {k: table.attrs[k] for k in ("millesime_batiments", "millesime_4g") if table.attrs.get(k)}
-    return dg.Output(
+    yield dg.Output(
         table,
+        output_name="iris_connectivite",
         metadata={
             **table_metadata(table),
             "iris_mesurees": measured,
@@ -170,6 +189,11 @@ def iris_connectivite(
             **{name: dg.MetadataValue.json(value) for name, value in reports.items()},
         },
     )
+    yield dg.Output(
+        points,
+        output_name="points_batiments",
+        metadata={"fourni": True, "points": len(points), "iris": int(points["CODE_IRIS"].nunique())},
+    )
 
 
 @dg.asset(
@@ -177,17 +201,14 @@ def iris_connectivite(
     kinds={"pandas"},
     owners=OWNERS,
     tags={"maille": "iris"},
+    ins={key: dg.AssetIn(key) for key in INDICATOR_INPUTS},  # the indicator inputs of config/inputs.yaml
 )
 def iris_indicateurs(
     context: dg.AssetExecutionContext,
     fragilite: FragiliteConfig,
     iris_base: gpd.GeoDataFrame,
-    filosofi_iris: pd.DataFrame | None,
-    filosofi_communes: pd.DataFrame | None,
-    arcep_debit: pd.DataFrame | None,
-    caf_non_connectes: pd.DataFrame | None,
-    cog_passage: pd.DataFrame | None,
     iris_connectivite: pd.DataFrame | None,
+    **sources: pd.DataFrame | None,
 ) -> dg.Output:
     """Numérateur, dénominateur et taux de chaque indicateur dont les sources sont fournies.
 
@@ -195,14 +216,7 @@ def iris_indicateurs(
     colonne `<id>_source`.
     """
     settings = fragilite.settings
-    inputs = {
-        "filosofi_iris": filosofi_iris,
-        "filosofi_communes": filosofi_communes,
-        "arcep_debit": arcep_debit,
-        "caf_non_connectes": caf_non_connectes,
-        "cog_passage": cog_passage,
-        "connectivite": iris_connectivite,
-    }
+    inputs = {**sources, "connectivite": iris_connectivite}
     result = iris_indicators(
         iris_base,
         inputs,
