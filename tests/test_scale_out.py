@@ -61,7 +61,11 @@ def backfill_assets() -> list[str]:
     from pipelines.definitions import build_definitions
 
     graph = build_definitions().resolve_asset_graph()
-    sources = sorted(k.to_user_string() for k in graph.get(dg.AssetKey("iris_departement")).parent_keys)
+    parents = {
+        *graph.get(dg.AssetKey("iris_departement")).parent_keys,
+        *graph.get(dg.AssetKey("france_iris")).parent_keys,
+    }
+    sources = sorted(k.to_user_string() for k in parents if k != dg.AssetKey("iris_departement"))
     return [*sources, "iris_departement", "france_iris"]
 
 

@@ -134,7 +134,12 @@ def arcep_quarter(provenance: dict) -> str | None:
 def _building_out(description: str) -> dg.AssetOut:
     """An output of the ARCEP building step (both are read from the same files at once)."""
     return dg.AssetOut(
-        group_name=GROUP, kinds={"duckdb", "pandas"}, owners=OWNERS, tags={"maille": "iris"}, description=description
+        group_name=GROUP,
+        kinds={"duckdb", "pandas"},
+        owners=OWNERS,
+        tags={"maille": "iris"},
+        description=description,
+        is_required=False,  # a subset may select one of the two
     )
 
 
@@ -152,6 +157,7 @@ def _building_out(description: str) -> dg.AssetOut:
             "(CODE_IRIS, x, y dans la projection des IRIS, locaux). Lus en même temps que `iris_connectivite`.",
         ),
     },
+    can_subset=True,  # a selection may take either output (the files are read the same way)
 )
 def iris_connectivite(context: dg.AssetExecutionContext, fragilite: FragiliteConfig, iris_base: gpd.GeoDataFrame):
     """Les immeubles de l'ARCEP lus une fois : locaux comptés à l'IRIS (`iris_connectivite`) et
@@ -167,8 +173,10 @@ def iris_connectivite(context: dg.AssetExecutionContext, fragilite: FragiliteCon
     }
     if measured_files is None:
         report(context, "iris_connectivite: fichiers ARCEP par immeuble non fournis ; non_thd communal, non_4g absent")
-        yield dg.Output(None, output_name="iris_connectivite", metadata={"fourni": False, **sources})
-        yield dg.Output(None, output_name="points_batiments", metadata={"fourni": False})
+        yield from _selected(
+            context, dg.Output(None, output_name="iris_connectivite", metadata={"fourni": False, **sources})
+        )
+        yield from _selected(context, dg.Output(None, output_name="points_batiments", metadata={"fourni": False}))
         return
     table, reports, points = measured_files
     measured = int(table["donnees_batiments"].sum())
@@ -177,23 +185,35 @@ def iris_connectivite(context: dg.AssetExecutionContext, fragilite: FragiliteCon
     located = table.set_index("CODE_IRIS").reindex(iris_base.loc[inside.to_numpy(), "CODE_IRIS"])
     sources["iris_non_thd_immeuble"] = int((located["donnees_batiments"].eq(True) & located["locaux"].gt(0)).sum())
     quarters = {k: table.attrs[k] for k in ("millesime_batiments", "millesime_4g") if table.attrs.get(k)}
-    yield dg.Output(
-        table,
-        output_name="iris_connectivite",
-        metadata={
-            **table_metadata(table),
-            "iris_mesurees": measured,
-            **sources,
-            **({"millesime": quarters["millesime_batiments"]} if "millesime_batiments" in quarters else {}),
-            **({"millesime_4g": quarters["millesime_4g"]} if "millesime_4g" in quarters else {}),
-            **{name: dg.MetadataValue.json(value) for name, value in reports.items()},
-        },
+    yield from _selected(
+        context,
+        dg.Output(
+            table,
+            output_name="iris_connectivite",
+            metadata={
+                **table_metadata(table),
+                "iris_mesurees": measured,
+                **sources,
+                **({"millesime": quarters["millesime_batiments"]} if "millesime_batiments" in quarters else {}),
+                **({"millesime_4g": quarters["millesime_4g"]} if "millesime_4g" in quarters else {}),
+                **{name: dg.MetadataValue.json(value) for name, value in reports.items()},
+            },
+        ),
     )
-    yield dg.Output(
-        points,
-        output_name="points_batiments",
-        metadata={"fourni": True, "points": len(points), "iris": int(points["CODE_IRIS"].nunique())},
+    yield from _selected(
+        context,
+        dg.Output(
+            points,
+            output_name="points_batiments",
+            metadata={"fourni": True, "points": len(points), "iris": int(points["CODE_IRIS"].nunique())},
+        ),
     )
+
+
+def _selected(context: dg.AssetExecutionContext, output: dg.Output):
+    """The output if the run selected it (a subset may take one of the two)."""
+    if output.output_name in context.selected_output_names:
+        yield output
 
 
 @dg.asset(
