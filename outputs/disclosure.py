@@ -117,7 +117,17 @@ class _Cells:
                 self.values[column][self.offsets[name] : self.offsets[name] + len(values)] = values
         self.groups = [self._groups(n) for n in self.nestings]
         self.group_of_parent = [{int(p): g for g, (p, _) in enumerate(groups) if p >= 0} for groups in self.groups]
+        # Per nesting, every group's children end to end and where each group starts (counting
+        # blanked children per parent in one numpy call, once per pass).
+        self.flat_children = [
+            (
+                np.concatenate([kids for _, kids in groups]) if groups else np.zeros(0, dtype=int),
+                np.cumsum([0] + [len(kids) for _, kids in groups[:-1]]) if groups else np.zeros(0, dtype=int),
+            )
+            for groups in self.groups
+        ]
         self._relations: dict[str, tuple] = {}
+        self._by_cell: dict[str, sparse.csc_matrix] = {}
         self.solved: dict[tuple, list[int]] = {}  # SVD results per unchanged group of blanked cells
 
     def _groups(self, nest: Nesting) -> list[tuple[int, np.ndarray]]:
@@ -169,10 +179,9 @@ class _Cells:
 
     def by_cell(self, column: str) -> sparse.csc_matrix:
         """The relations of one column, indexed by cell (column-major) for lookups per cell."""
-        key = f"csc:{column}"
-        if key not in self._relations:
-            self._relations[key] = self.relations(column)[0].tocsc()
-        return self._relations[key]
+        if column not in self._by_cell:
+            self._by_cell[column] = self.relations(column)[0].tocsc()
+        return self._by_cell[column]
 
     def masks(self, hidden: np.ndarray) -> dict[str, pd.Series]:
         return {
@@ -193,9 +202,10 @@ def _determined(cells: _Cells, hidden: np.ndarray) -> set[int]:
         sub = matrix[:, variables].tocsr()
         kept = np.flatnonzero(np.diff(sub.indptr) > 0)
         if kept.size:
-            coo = sub[kept].tocoo()
+            linked = sub[kept]
+            coo = linked.tocoo()
             n_rows = len(kept)
-            incidence = sparse.csr_matrix((np.ones_like(coo.data), (coo.row, coo.col)), shape=sub[kept].shape)
+            incidence = sparse.csr_matrix((np.ones_like(coo.data), (coo.row, coo.col)), shape=linked.shape)
             graph = sparse.bmat([[None, incidence], [incidence.T, None]]).tocsr()
             _, labels = csgraph.connected_components(graph, directed=False)
             component = labels[n_rows + coo.col]
@@ -344,11 +354,10 @@ def _is_determined(cells: _Cells, hidden: np.ndarray, cell: int) -> bool:
 
 
 def _hidden_per_group(cells: _Cells, hidden: np.ndarray, k: int) -> np.ndarray:
-    groups = cells.groups[k]
-    if not groups:
+    """How many children of each parent of nesting `k` are blanked."""
+    flat, starts = cells.flat_children[k]
+    if not len(starts):
         return np.zeros(0, dtype=int)
-    flat = np.concatenate([kids for _, kids in groups])
-    starts = np.cumsum([0] + [len(kids) for _, kids in groups[:-1]])
     return np.add.reduceat(hidden[flat].astype(np.int64), starts)
 
 

@@ -18,12 +18,10 @@ import pandas as pd
 from config.offre import load_offre
 from config.settings import load_departement_names
 from indice.methods import score_all
-from indice.priorite import CLASS_COLUMNS
 from outputs.files import output_transaction, write_all
-from outputs.layers import with_columns
 from pipelines.defs.indice import method_params, scored_indicators
 from pipelines.defs.offre import access_table, priority_tables
-from pipelines.defs.outputs import published_layer
+from pipelines.defs.outputs import published_layer, with_offer
 from pipelines.defs.transforms import building_connectivity
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
@@ -140,13 +138,10 @@ def score_merged(
     layer = published_layer(fragilite, "iris", merged, scored, None, run_id)[0]
     if places is None:
         return layer, {}
-    # As `outputs.with_offer` lays out the territory's IRIS layer: measures, then classes.
     offre = load_offre()
     access = access_table(offre, merged, scored.table, places, buildings)
-    layer = with_columns(layer, access, "CODE_IRIS")
     classes = priority_tables(offre, frame, scored.table, access)
-    if classes is not None:
-        layer = with_columns(layer, classes["iris"][["CODE_IRIS", *CLASS_COLUMNS]], "CODE_IRIS")
+    layer = with_offer({"iris": (layer, {})}, access, classes)["iris"][0]  # as the territory's layer
     return layer, {k: access.attrs[k] for k in ("points_demande", "points_demande_iris", "demande_colonne")}
 
 

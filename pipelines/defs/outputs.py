@@ -230,6 +230,8 @@ def with_offer(
     if priority is not None:
         iris = with_columns(iris, priority["iris"][["CODE_IRIS", *CLASS_COLUMNS]], "CODE_IRIS")
         for maille, key in (("communes", "INSEE_COM"), ("epci", "EPCI")):
+            if maille not in out:  # the national merge publishes the IRIS layer only
+                continue
             layer, layer_info = out[maille]
             out[maille] = (with_columns(layer, priority[maille], key), layer_info)
     out["iris"] = (iris, info)
