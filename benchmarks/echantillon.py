@@ -5,8 +5,9 @@
 
 Each run is the command itself in a fresh process (imports, Dagster instance, event log, every
 method, maille and output of the default run), into a temporary output folder and a temporary
-Dagster home, so that runs do not share caches. Per run: wall time, CPU time (user + system of
-the process and its children) and peak resident memory. The last line reads
+Dagster home (the project's `dagster.yaml`, its folders moved there), so that runs do not share
+caches. Per run: wall time, CPU time (user + system of the process and its children) and peak
+resident memory. The last line reads
 `echantillon wall_s=<median> cpu_s=<median> peak_rss_mb=<max> runs=<n>`.
 """
 
@@ -23,14 +24,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTANCE = "telemetry:\n  enabled: false\ncompute_logs:\n  module: dagster._core.storage.noop_compute_log_manager\n  class: NoOpComputeLogManager\n"
 
 
 def one_run(index: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="fragilite-echantillon-") as tmp:
         home = Path(tmp) / "dagster"
         home.mkdir()
-        (home / "dagster.yaml").write_text(INSTANCE, encoding="utf-8")
+        # The project's own instance configuration (storages, event log, no log capture), in
+        # this run's folder.
+        instance = (ROOT / "dagster.yaml").read_text(encoding="utf-8").replace("build/dagster", str(home))
+        (home / "dagster.yaml").write_text(instance, encoding="utf-8")
         env = {**os.environ, "DAGSTER_HOME": str(home)}
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()

@@ -2,6 +2,7 @@
 
     python -m benchmarks.national --scale 1            # all of France (~48,600 IRIS)
     python -m benchmarks.national --scale 0.1,0.5,1    # how cost grows
+    python -m benchmarks.national --inputs build/bench # generate once, reuse on the next runs
 
 Every method, every maille, every format and the publication pack run, in one process (Dagster's
 in-process executor), from local files (no download). Per stage: wall time, CPU time and peak
@@ -12,6 +13,7 @@ resident memory, sampled every 20 ms; then output sizes. The last line reads
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.generate import generate
+from benchmarks.generate import Generated, generate
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MULTI_ASSET_STEPS = ("sorties",)
@@ -127,15 +129,32 @@ def folder_sizes(out_dir: Path) -> dict[str, float]:
     return dict(sorted(sizes.items()))
 
 
-def bench(scale: float, seed: int, keep: Path | None) -> dict:
+def inputs_for(scale: float, seed: int, root: Path, reuse: Path | None) -> Generated:
+    """Generate the input set, or reuse the one already generated under `reuse` for this scale and
+    seed (generation takes minutes at scale 1; the files are deterministic from the seed)."""
+    started = time.perf_counter()
+    if reuse is None:
+        generated = generate(root / "inputs", scale, seed)
+    else:
+        folder = reuse / f"scale-{scale:g}-seed-{seed}"
+        stamp = folder / "generated.json"
+        if stamp.exists():
+            generated = Generated(folder=folder, config=folder / "config.yaml", **json.loads(stamp.read_text()))
+        else:
+            generated = generate(folder, scale, seed)
+            facts = {"iris": generated.iris, "communes": generated.communes, "vertices": generated.vertices}
+            stamp.write_text(json.dumps(facts), encoding="utf-8")
+    print(
+        f"\n=== scale {scale:g}: {generated.iris} IRIS, {generated.communes} communes, "
+        f"{generated.vertices:,} vertices (ready in {time.perf_counter() - started:.1f} s) ==="
+    )
+    return generated
+
+
+def bench(scale: float, seed: int, keep: Path | None, reuse: Path | None = None) -> dict:
     root = Path(tempfile.mkdtemp(prefix=f"fragilite-bench-{scale:g}-"))
     try:
-        started = time.perf_counter()
-        generated = generate(root / "inputs", scale, seed)
-        print(
-            f"\n=== scale {scale:g}: {generated.iris} IRIS, {generated.communes} communes, "
-            f"{generated.vertices:,} vertices (generated in {time.perf_counter() - started:.1f} s) ==="
-        )
+        generated = inputs_for(scale, seed, root, reuse)
         out = root / "out"
         wall0, cpu0 = time.perf_counter(), time.process_time()
         with Sampler() as sampler:
@@ -164,8 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="1", help="fraction of the national size, or a comma list (0.1,0.5,1)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--keep", type=Path, help="copy the outputs of each scale into this folder")
+    parser.add_argument(
+        "--inputs", type=Path, help="generate the input sets into this folder once and reuse them on later runs"
+    )
     args = parser.parse_args(argv)
-    runs = [bench(float(s), args.seed, args.keep) for s in args.scale.split(",")]
+    runs = [bench(float(s), args.seed, args.keep, args.inputs) for s in args.scale.split(",")]
     if len(runs) > 1:
         print("\nscale   iris   wall_s  cpu_s  peak_rss_mb  wall_s per 1,000 IRIS")
         for r in runs:

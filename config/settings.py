@@ -7,6 +7,8 @@ user's file is reported with its path in the file, before anything is computed.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import hashlib
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -478,10 +480,21 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def _load(model: type[M], path: Path) -> M:
+    """The file's model; a file already read with the same content is not parsed again (a run
+    asks for the indicator catalogue dozens of times). Each caller gets its own copy."""
     try:
-        return model.model_validate(read_yaml(path))
+        digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        digest = ""  # read_yaml says what is wrong
+    return _validated(model, str(path), digest).model_copy(deep=True)
+
+
+@functools.lru_cache(maxsize=32)
+def _validated(model: type[M], path: str, digest: str) -> M:
+    try:
+        return model.model_validate(read_yaml(Path(path)))
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, str(path))) from exc
+        raise ConfigError(_format_validation(exc, path)) from exc
 
 
 def load_catalogue(path: Path = INDICATORS_FILE) -> IndicatorCatalogue:

@@ -69,26 +69,36 @@ def reference_values(
     communes of R (MedNum 2020 income) instead of the ratio of sums.
     """
     keys = _group_keys(frame, reference.level)
-    out = pd.DataFrame(index=frame.index)
+    codes, units = pd.factorize(keys)  # one hashing of the keys for every indicator; -1: no key
+
+    def per_row(per_unit: np.ndarray) -> np.ndarray:
+        return np.where(codes >= 0, per_unit[codes.clip(0)] if len(per_unit) else np.nan, np.nan)
+
+    columns: dict[str, np.ndarray] = {}
+    if reference.fixed or reference.level in ("region", "france"):
+        for ind in indicators:
+            fixed = [reference.fixed.get(str(u), {}).get(ind.id, np.nan) for u in units]
+            columns[ind.id] = per_row(np.asarray(fixed, dtype="float64"))
+        return pd.DataFrame(columns, index=frame.index, columns=[i.id for i in indicators])
     for ind in indicators:
-        if reference.fixed or reference.level in ("region", "france"):
-            values = {code: vals.get(ind.id, np.nan) for code, vals in reference.fixed.items()}
-            out[ind.id] = keys.map(values).astype("float64")
-            continue
         num, den = frame[f"{ind.id}_num"], frame[f"{ind.id}_den"]
         usable = num.notna() & (den > 0)
         if ind.id in commune_mean:
             # Coarser mailles have no commune column: each row is its own unit there.
-            units = frame["INSEE_COM"] if "INSEE_COM" in frame else pd.Series(frame.index, index=frame.index)
-            per_commune = pd.DataFrame({"key": keys, "com": units, "v": num / den})[usable]
+            communes = frame["INSEE_COM"] if "INSEE_COM" in frame else pd.Series(frame.index, index=frame.index)
+            per_commune = pd.DataFrame({"key": keys, "com": communes, "v": num / den})[usable]
             per_commune = per_commune.drop_duplicates(["key", "com"])
-            ref = per_commune.groupby("key")["v"].mean()
-        else:
-            sums = pd.DataFrame({"key": keys, "num": num.where(usable), "den": den.where(usable)})
-            grouped = sums.groupby("key")[["num", "den"]].sum(min_count=1)
-            ref = (grouped["num"] / grouped["den"]).where(grouped["den"] > 0)
-        out[ind.id] = keys.map(ref).astype("float64")
-    return out
+            columns[ind.id] = keys.map(per_commune.groupby("key")["v"].mean()).to_numpy(dtype="float64")
+            continue
+        # Each pair summed by itself, as always: pandas' compensated sums over a wider block
+        # differ in the last bits.
+        pair = pd.DataFrame({"num": num.where(usable), "den": den.where(usable)}).groupby(codes).sum(min_count=1)
+        pair = pair[pair.index >= 0]
+        sums = np.full((len(units), 2), np.nan)
+        sums[pair.index] = pair.to_numpy(dtype="float64", na_value=np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            columns[ind.id] = per_row(np.where(sums[:, 1] > 0, sums[:, 0] / sums[:, 1], np.nan))
+    return pd.DataFrame(columns, index=frame.index, columns=[i.id for i in indicators])
 
 
 def unit_references(

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import io
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
 
 import geopandas as gpd
 import matplotlib
@@ -12,10 +17,13 @@ matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import shapely  # noqa: E402
+from matplotlib.backends.backend_agg import RendererAgg  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.path import Path as MplPath  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from outputs.styles import (  # noqa: E402
     MISSING_COLOR,
@@ -41,22 +49,22 @@ def choropleth_png(
     sources: str,
     dpi: int = 150,
     thumbnail_dpi: int | None = None,
+    outlines: Outlines | None = None,
 ) -> tuple[bytes, bytes | None]:
     """A north-up map in the layer's projected CRS (Lambert-93 in metropolitan France, the
     overseas département's UTM projection elsewhere) with legend, title, sources line, north
-    arrow and scale bar; and, if `thumbnail_dpi` is given, the same map at that resolution (drawn
-    from the same figure, so the outlines are prepared once)."""
-    if layer.crs is None or not layer.crs.is_projected:
-        raise ValueError("choropleth_png: la couche doit être en projection métrique (Lambert-93, UTM outre-mer)")
+    arrow and scale bar; and, if `thumbnail_dpi` is given, the same map at that resolution
+    (downsampled from the drawn image: one draw). `outlines`: the layer's `map_outlines` at this
+    dpi, when the caller draws the same layer twice (the IRIS and priority maps)."""
+    _check_projected(layer, "choropleth_png")
+    minx, miny, maxx, maxy = bounds = layer.total_bounds
+    outlines = _outlines_for(layer, bounds, dpi, outlines)
     values = layer[classes.field].to_numpy(dtype="float64")
     index = class_index(classes, values)  # the classes the labels state, as QGIS draws them
     colors = np.where(index < 0, MISSING_COLOR, np.asarray(classes.colors, dtype=object)[index.clip(0)])
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=dpi)
-    minx, miny, maxx, maxy = layer.total_bounds
-    pixel = max(maxx - minx, maxy - miny) / (min(FIGSIZE) * dpi)  # metres per pixel, about
-    geometries = layer.geometry.to_numpy()
     palette = list(dict.fromkeys(colors))  # one compound path per colour: a handful of paths to draw
-    paths = [class_path(geometries[colors == color], tolerance=pixel / 2) for color in palette]
+    paths = [outlines.path(colors == color) for color in palette]
     outlined = len(layer) <= MAX_OUTLINED
     ax.add_collection(
         PathCollection(
@@ -70,7 +78,7 @@ def choropleth_png(
     handles = [Patch(facecolor=c, edgecolor="#999999", label=label) for c, label in zip(classes.colors, classes.labels)]
     if np.isnan(values).any():
         handles.append(Patch(facecolor=MISSING_COLOR, edgecolor="#999999", label=MISSING_LABEL))
-    handles += _caution_marks(ax, layer, geometries, values, pixel)
+    handles += _caution_marks(ax, layer, outlines, values)
     ax.legend(
         handles=handles,
         title=classes.field.replace("_", " "),
@@ -82,9 +90,10 @@ def choropleth_png(
     ax.set_title(plain_text(title), fontsize=12, loc="left")
     _north_arrow(ax)
     _scale_bar(ax)
-    fig.text(0.01, 0.01, plain_text(sources), fontsize=7, color="#444444", ha="left", va="bottom", wrap=True)
+    _sources_text(fig, sources)
     try:
-        return _png(fig, dpi), (None if thumbnail_dpi is None else _png(fig, thumbnail_dpi))
+        png, rgba = _render(fig, dpi)
+        return png, (None if thumbnail_dpi is None else _thumbnail(rgba, thumbnail_dpi / dpi, thumbnail_dpi))
     finally:
         plt.close(fig)
 
@@ -104,7 +113,7 @@ def plain_text(text: str) -> str:
     return str(text).replace("$", r"\$")
 
 
-def _caution_marks(ax, layer: gpd.GeoDataFrame, geometries: np.ndarray, values: np.ndarray, pixel: float) -> list:
+def _caution_marks(ax, layer: gpd.GeoDataFrame, outlines: Outlines, values: np.ndarray) -> list:
     """Hatch the unreliable units and dot-outline the incomplete ones (scored units only);
     their legend entries."""
     scored = ~np.isnan(values)
@@ -122,8 +131,9 @@ def _caution_marks(ax, layer: gpd.GeoDataFrame, geometries: np.ndarray, values: 
     handles = []
     for units, style, handle in marks:
         if units.any():
-            path = class_path(geometries[units], tolerance=pixel / 2)
-            ax.add_collection(PathCollection([path], facecolors="none", edgecolors=CAUTION_COLOR, **style))
+            ax.add_collection(
+                PathCollection([outlines.path(units)], facecolors="none", edgecolors=CAUTION_COLOR, **style)
+            )
             handles.append(handle)
     return handles
 
@@ -135,24 +145,24 @@ def priority_png(
     title: str,
     sources: str,
     dpi: int = 150,
+    outlines: Outlines | None = None,
 ) -> bytes:
     """The IRIS coloured by priority class (`priorite`: forte, moyenne, faible, grey « non
     classé »), with the places of mediation on top (filled: coordinates of the file; hollow: at
     their commune's centre), in the layer's projected CRS, north up, with legend, title, sources
-    line, north arrow and scale bar, like `choropleth_png`."""
-    if iris.crs is None or not iris.crs.is_projected:
-        raise ValueError("priority_png: la couche doit être en projection métrique (Lambert-93, UTM outre-mer)")
+    line, north arrow and scale bar, like `choropleth_png` (`outlines` likewise)."""
+    _check_projected(iris, "priority_png")
+    minx, miny, maxx, maxy = bounds = iris.total_bounds
+    outlines = _outlines_for(iris, bounds, dpi, outlines)
     classes = iris["priorite"].astype("string")
-    colors = np.array([PRIORITY_STYLE[c][0] if c in PRIORITY_STYLE else MISSING_COLOR for c in classes.fillna("")])
+    fills = {name: color for name, (color, _) in PRIORITY_STYLE.items()}
+    colors = classes.map(fills).fillna(MISSING_COLOR).to_numpy(dtype=object)
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=dpi)
-    minx, miny, maxx, maxy = iris.total_bounds
-    pixel = max(maxx - minx, maxy - miny) / (min(FIGSIZE) * dpi)
-    geometries = iris.geometry.to_numpy()
     palette = list(dict.fromkeys(colors))
     outlined = len(iris) <= MAX_OUTLINED
     ax.add_collection(
         PathCollection(
-            [class_path(geometries[colors == color], tolerance=pixel / 2) for color in palette],
+            [outlines.path(colors == color) for color in palette],
             facecolors=palette,
             edgecolors="white" if outlined else "none",
             linewidths=0.15 if outlined else 0.0,
@@ -200,9 +210,9 @@ def priority_png(
     ax.set_title(plain_text(title), fontsize=12, loc="left")
     _north_arrow(ax)
     _scale_bar(ax)
-    fig.text(0.01, 0.01, plain_text(sources), fontsize=7, color="#444444", ha="left", va="bottom", wrap=True)
+    _sources_text(fig, sources)
     try:
-        return _png(fig, dpi)
+        return _render(fig, dpi)[0]
     finally:
         plt.close(fig)
 
@@ -214,23 +224,229 @@ def _png(fig, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
-def class_path(geometries: np.ndarray, tolerance: float) -> MplPath:
-    """One matplotlib path holding every ring of these outlines (all parts and holes), built
-    from whole coordinate arrays rather than polygon by polygon. Outlines are first simplified
-    to `tolerance` (half a pixel: finer detail cannot show); rings are oriented so that holes
-    wind the other way and stay empty under the non-zero fill rule."""
-    simplified = shapely.simplify(geometries, tolerance, preserve_topology=False)
-    polygons = shapely.orient_polygons(shapely.get_parts(simplified))
-    rings = shapely.get_rings(polygons)
-    coords, ring = shapely.get_coordinates(rings, return_index=True)
-    if len(coords) == 0:
-        return MplPath(np.empty((0, 2)))
-    sizes = np.bincount(ring, minlength=len(rings))
-    starts = (np.cumsum(sizes) - sizes)[sizes > 0]
+def _render(fig, dpi: int) -> tuple[bytes, np.ndarray]:
+    """The figure drawn once, cropped to its content like `_png`, as PNG and as pixels (for a
+    thumbnail); should the canvas no longer hold the image it drew (another matplotlib), the
+    figure is saved as PNG and decoded."""
+    raw = io.BytesIO()
+    fig.savefig(raw, format="rgba", bbox_inches="tight", dpi=dpi)
+    rgba = _drawn_pixels(fig, raw.getvalue())
+    if rgba is None:
+        png = _png(fig, dpi)
+        return png, np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+    return encode_png(rgba, dpi), rgba
+
+
+def _drawn_pixels(fig, raw: bytes) -> np.ndarray | None:
+    """The raw RGBA bytes just saved, as rows and columns: the canvas keeps the image it has just
+    drawn, hence its shape; None if it does not."""
+    height, width = np.asarray(fig.canvas.buffer_rgba()).shape[:2]
+    if height * width * 4 != len(raw):
+        return None
+    return np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 4)
+
+
+def _thumbnail(rgba: np.ndarray, scale: float, dpi: float) -> bytes:
+    """The map at `scale` of its size, resampled from the drawn image (Lanczos: no aliasing of
+    the outlines, text still legible), rather than a second draw of every outline."""
+    height, width = rgba.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = Image.fromarray(np.ascontiguousarray(rgba)).resize(size, Image.Resampling.LANCZOS)
+    return encode_png(np.asarray(small), dpi)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_UP = 2  # PNG row filter: each byte minus the one above it
+
+
+def encode_png(rgba: np.ndarray, dpi: float) -> bytes:
+    """PNG of these pixels (height × width × RGBA), RGB when opaque. Written here rather than by
+    Pillow: every row filtered « Up » (a map's flat areas become zeros) and compressed in one
+    zlib call, level 1 with the run-length strategy meant for PNG rows: files as small as
+    Pillow's at level 1 with its row-by-row filter choice, in less than half the time, and one
+    release of the GIL instead of one per 64 KiB (the maps are drawn beside two busy threads)."""
+    pixels = rgba[..., :3] if (rgba[..., 3] == 255).all() else rgba
+    height, width, channels = pixels.shape
+    rows = np.ascontiguousarray(pixels).reshape(height, width * channels)
+    filtered = np.empty((height, 1 + width * channels), dtype=np.uint8)
+    filtered[:, 0] = PNG_UP
+    filtered[:1, 1:] = rows[:1]  # the row above the first is zeros
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # bytes wrap modulo 256, as PNG wants
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    data = compressor.compress(filtered) + compressor.flush()
+    color_type = 2 if channels == 3 else 6  # truecolour, truecolour with alpha
+    per_metre = round(dpi / 0.0254)
+    return b"".join(
+        [
+            PNG_SIGNATURE,
+            _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)),
+            _png_chunk(b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1)),  # the map's dpi
+            _png_chunk(b"IDAT", data),
+            _png_chunk(b"IEND", b""),
+        ]
+    )
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return b"".join([struct.pack(">I", len(data)), kind, data, struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))])
+
+
+SOURCES_FONTSIZE = 7
+SOURCES_X = 0.01  # figure fraction: the sources line's left edge and baseline
+
+
+def _sources_text(fig, sources: str) -> None:
+    """The sources line bottom left, broken into lines that fit between its left edge and the
+    figure's right edge (what `wrap=True` does, measured once instead of at every draw)."""
+    width = fig.bbox.width * (1 - SOURCES_X)
+    text = wrap_text(plain_text(sources), fontsize=SOURCES_FONTSIZE, dpi=fig.dpi, width=width)
+    fig.text(SOURCES_X, 0.01, text, fontsize=SOURCES_FONTSIZE, color="#444444", ha="left", va="bottom")
+
+
+@lru_cache(maxsize=64)
+def wrap_text(text: str, *, fontsize: float, dpi: float, width: float) -> str:
+    """`text` broken at spaces into lines at most `width` pixels wide at `dpi` (a single word
+    too wide keeps its own line): the breaks of matplotlib's `wrap=True`, which measures the line
+    word by word at every layout (seconds on a national map); here the longest fitting run of
+    words is found by bisection, a few measurements per line, and kept for the next map."""
+    renderer = RendererAgg(1, 1, dpi)
+    font = FontProperties(size=fontsize)
+
+    def fits(words: list[str]) -> bool:
+        measured, _, _ = renderer.get_text_width_height_descent(" ".join(words), font, ismath=False)
+        return math.ceil(measured) <= width
+
+    lines = []
+    for paragraph in text.split("\n"):
+        words = paragraph.split(" ")
+        while words:
+            short, long = 1, len(words)  # words[:short] fits, or is a single word
+            if fits(words):
+                short = long
+            while short < long:
+                middle = (short + long + 1) // 2
+                short, long = (middle, long) if fits(words[:middle]) else (short, middle - 1)
+            lines.append(" ".join(words[:short]))
+            words = words[short:]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, eq=False)
+class Outlines:
+    """Every ring of a layer's units, simplified and oriented once, in one vertex array: the path
+    of any set of units (a colour class, the hatched units) is a selection of it, with no
+    geometry object made per class."""
+
+    vertices: np.ndarray  # (n, 2)
+    codes: np.ndarray  # matplotlib path codes: MOVETO at each ring's start, CLOSEPOLY at its end
+    offsets: np.ndarray  # unit i's rings are vertices[offsets[i]:offsets[i + 1]]
+
+    def path(self, units: np.ndarray) -> MplPath:
+        """The compound path of the chosen units (a boolean mask over the layer's rows)."""
+        keep = np.repeat(np.asarray(units, dtype=bool), np.diff(self.offsets))
+        return MplPath(self.vertices[keep], self.codes[keep])
+
+
+def map_outlines(layer: gpd.GeoDataFrame, dpi: int = 150) -> Outlines:
+    """The layer's outlines as `choropleth_png` and `priority_png` draw them at `dpi`."""
+    return _outlines_for(layer, layer.total_bounds, dpi, None)
+
+
+def _outlines_for(layer: gpd.GeoDataFrame, bounds: np.ndarray, dpi: int, given: Outlines | None) -> Outlines:
+    """`given`, if prepared for this layer, else the layer's outlines simplified to half a pixel."""
+    if given is None:
+        minx, miny, maxx, maxy = bounds
+        pixel = max(maxx - minx, maxy - miny) / (min(FIGSIZE) * dpi)  # metres per pixel, about
+        return outlines(layer.geometry.to_numpy(), tolerance=pixel / 2)
+    if len(given.offsets) != len(layer) + 1:
+        raise ValueError(f"contours préparés pour {len(given.offsets) - 1} unités, la couche en a {len(layer)}")
+    return given
+
+
+def _check_projected(layer: gpd.GeoDataFrame, name: str) -> None:
+    if layer.crs is None or not layer.crs.is_projected:
+        raise ValueError(f"{name}: la couche doit être en projection métrique (Lambert-93, UTM outre-mer)")
+
+
+def outlines(geometries: np.ndarray, tolerance: float) -> Outlines:
+    """All parts and holes of these (multi)polygons, simplified to `tolerance` (half a pixel:
+    finer detail cannot show), with shells counter-clockwise and holes clockwise so that holes
+    stay empty under the non-zero fill rule. One simplification for the whole layer, then whole
+    coordinate arrays: no geometry object per ring or class (a national layer's hundreds of
+    thousands of them cost seconds of garbage collection in a pipeline's large heap)."""
+    geometries = np.asarray(geometries, dtype=object)
+    polygonal = np.isin(shapely.get_type_id(geometries), (POLYGON, MULTIPOLYGON))
+    simplified = shapely.simplify(np.where(polygonal, geometries, None), tolerance, preserve_topology=False)
+    polygons, unit = _polygons(simplified)
+    coords = shapely.get_coordinates(polygons)
+    ring_offsets, shell = _ring_offsets(polygons)
+    sizes = np.diff(ring_offsets)
+    ring = np.repeat(np.arange(len(sizes)), sizes)  # each vertex's ring
+    starts = ring_offsets[:-1]
+    area = _signed_areas(coords, ring, starts)
+    reverse = np.where(shell, area < 0, area > 0)
+    position = np.arange(len(coords))
+    mirrored = starts[ring] + ring_offsets[1:][ring] - 1 - position
+    vertices = coords[np.where(reverse[ring], mirrored, position)]
     codes = np.full(len(coords), MplPath.LINETO, dtype=MplPath.code_type)
-    codes[starts] = MplPath.MOVETO
-    codes[starts + sizes[sizes > 0] - 1] = MplPath.CLOSEPOLY
-    return MplPath(coords, codes)
+    codes[starts[sizes > 0]] = MplPath.MOVETO
+    codes[ring_offsets[1:][sizes > 0] - 1] = MplPath.CLOSEPOLY
+    per_unit = np.bincount(unit, weights=shapely.get_num_coordinates(polygons), minlength=len(geometries))
+    offsets = np.concatenate([[0], np.cumsum(per_unit.astype(np.int64))])
+    return Outlines(vertices, codes, offsets)
+
+
+POLYGON, MULTIPOLYGON = shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON
+
+
+def _polygons(simplified: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The non-empty polygons of these simplified units in order (a multipolygon's parts in turn:
+    simplification drops empty parts), and the unit each comes from; only the multipolygons are
+    split into new geometries."""
+    multi = shapely.get_type_id(simplified) == MULTIPOLYGON
+    single = np.flatnonzero(~multi & (shapely.get_num_coordinates(simplified) > 0))
+    polygons, unit = simplified[single], single
+    if multi.any():
+        parts, owner = shapely.get_parts(simplified[multi], return_index=True)
+        order = np.argsort(np.concatenate([single, np.flatnonzero(multi)[owner]]), kind="stable")
+        polygons = np.concatenate([polygons, parts])[order]
+        unit = np.concatenate([single, np.flatnonzero(multi)[owner]])[order]
+    return polygons, unit
+
+
+def _ring_offsets(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each ring starts in `get_coordinates(polygons)` (shell, then holes, polygon by
+    polygon), and which rings are shells. Only polygons with holes are split into rings."""
+    totals = shapely.get_num_coordinates(polygons)
+    counts = 1 + shapely.get_num_interior_rings(polygons)
+    first = np.cumsum(counts) - counts  # each polygon's shell, as a ring number
+    sizes = np.zeros(counts.sum(), dtype=np.int64)
+    sizes[first] = totals
+    holed = counts > 1
+    if holed.any():
+        rings = shapely.get_rings(polygons[holed])
+        n = counts[holed]
+        ring_numbers = np.repeat(first[holed] - (np.cumsum(n) - n), n) + np.arange(n.sum())
+        sizes[ring_numbers] = shapely.get_num_coordinates(rings)
+    shell = np.zeros(len(sizes), dtype=bool)
+    shell[first] = True
+    return np.concatenate([[0], np.cumsum(sizes)]), shell
+
+
+def _signed_areas(coords: np.ndarray, ring: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Twice the signed area of each ring (shoelace, positive counter-clockwise), from each
+    ring's first vertex so that Lambert-93 magnitudes do not eat the precision."""
+    local = coords - coords[starts][ring]
+    cross = local[:-1, 0] * local[1:, 1] - local[1:, 0] * local[:-1, 1]
+    same = ring[:-1] == ring[1:]
+    return np.bincount(ring[:-1][same], weights=cross[same], minlength=len(starts))
+
+
+def class_path(geometries: np.ndarray, tolerance: float) -> MplPath:
+    """One matplotlib path holding every ring of these outlines (all parts and holes), see
+    `outlines`."""
+    prepared = outlines(geometries, tolerance)
+    return prepared.path(np.ones(len(prepared.offsets) - 1, dtype=bool))
 
 
 def _north_arrow(ax) -> None:
@@ -272,6 +488,6 @@ def histogram_png(values, *, title: str, reference: float | None = 100.0, dpi: i
     ax.set_ylabel("nombre d'IRIS")
     ax.spines[["top", "right"]].set_visible(False)
     try:
-        return _png(fig, dpi)
+        return _render(fig, dpi)[0]
     finally:
         plt.close(fig)

@@ -1,7 +1,9 @@
 """Map classes shared by the PNG maps and the QGIS styles, and the QGIS files themselves.
 
-One classification (mapclassify) gives the breaks, colours and French legend labels, so the map
-a GIS user opens in QGIS matches the PNG of the report, "non noté" class included.
+One classification gives the breaks, colours and French legend labels, so the map a GIS user
+opens in QGIS matches the PNG of the report, "non noté" class included. Quantiles, the default,
+are computed here exactly as mapclassify computes them; other schemes come from mapclassify,
+imported only then (with scipy and scikit-learn, it costs half a second at every start).
 
 Classes are closed on the right, as QGIS's graduated renderer and `np.searchsorted(side="left")`
 draw them: the first holds every value up to its upper bound, each next one the values above the
@@ -18,7 +20,6 @@ import warnings
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
-import mapclassify
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
@@ -93,6 +94,38 @@ def class_labels(lower: float, breaks: tuple[float, ...], decimals: int) -> tupl
     return (f"jusqu'à {inner[0]}", *middle, f"plus de {inner[-1]}")
 
 
+def quantile_bins(values: np.ndarray, k: int) -> np.ndarray:
+    """mapclassify's `Quantiles(values, k).bins`: the scores at each 100/k percentile, by
+    scipy's `scoreatpercentile` interpolation (the same floating-point operations), repeated
+    bounds merged."""
+    ordered = np.sort(np.asarray(values, dtype="float64").ravel())
+    step = 100.0 / k
+    percents = np.arange(step, 100 + step, step)
+    if percents[-1] > 100.0:
+        percents[-1] = 100.0
+    scores = []
+    for percent in percents:
+        position = percent / 100.0 * (len(ordered) - 1)
+        i = int(position)
+        if i == position:
+            scores.append(ordered[i])
+        else:
+            weights = np.array([(i + 1 - position), (position - i)], float)
+            scores.append(np.add.reduce(ordered[i : i + 2] * weights) / weights.sum())
+    return np.unique(np.array(scores))
+
+
+def scheme_bins(scheme: str, values: np.ndarray, k: int) -> np.ndarray:
+    """Upper bounds of the classes of `scheme` (a mapclassify classifier name)."""
+    if scheme == "Quantiles":
+        return quantile_bins(values, k)
+    import mapclassify
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "not enough unique values": k shrinks, as said
+        return getattr(mapclassify, scheme)(values, k=k).bins
+
+
 def classify(values: pd.Series, spec: Classification) -> Classes:
     """Breaks of `spec.scheme` with `spec.k` classes over the non-missing values."""
     numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
@@ -101,7 +134,7 @@ def classify(values: pd.Series, spec: Classification) -> Classes:
         raise ValueError(f"aucune valeur à classer dans {spec.field}")
     lower, upper = float(present.min()), float(present.max())
     k = min(spec.k, len(np.unique(present)))
-    bins = [float(b) for b in getattr(mapclassify, spec.scheme)(present, k=k).bins] if k > 1 else [upper]
+    bins = [float(b) for b in scheme_bins(spec.scheme, present, k)] if k > 1 else [upper]
     inner, decimals = _rounded(sorted({b for b in bins[:-1] if b < upper}), np.sort(present))
     breaks = (*inner, upper)
     cmap = colormaps[spec.colormap]

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 
-from outputs.layers import geojson_geometries
+from outputs.layers import TEXT_POOL, geojson_geometries
 from transforms.mailles import MAILLES, dissolve_coverage
 
 
@@ -39,15 +42,42 @@ class WebOutlines:
 
     outlines: dict[tuple[str, float], gpd.GeoSeries]
     stats: dict[str, SimplifyStats]  # "<maille>_<tolerance>m" → figures
-    _geojson: dict[tuple[str, float], np.ndarray] = field(default_factory=dict, repr=False)
+    # Per coarser maille, for each row: the row of the IRIS layer of the maille's only IRIS (its
+    # outline is that IRIS' outline: most communes have one IRIS), -1 otherwise.
+    iris_rows: dict[str, np.ndarray] = field(default_factory=dict)
+    _geojson: dict[tuple[str, float], pa.Array] = field(default_factory=dict, repr=False)
+    _locks: dict[tuple[str, float], threading.Lock] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def geojson(self, maille: str, tolerance: float) -> np.ndarray:
-        """The GeoJSON text of these outlines, made once for the web layer and the pack."""
+    def geojson(self, maille: str, tolerance: float) -> pa.Array:
+        """The GeoJSON text of these outlines, made once for the web layer and the pack (two
+        levels may be made at once on two threads)."""
+        key = (maille, tolerance)
         with self._lock:
-            if (maille, tolerance) not in self._geojson:
-                self._geojson[(maille, tolerance)] = geojson_geometries(self.outlines[(maille, tolerance)])
-            return self._geojson[(maille, tolerance)]
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._geojson:
+                self._geojson[key] = self._make_geojson(maille, tolerance)
+            return self._geojson[key]
+
+    def _make_geojson(self, maille: str, tolerance: float) -> pa.Array:
+        """A unit whose outline is exactly its only IRIS' outline takes that IRIS' text (the same
+        geometry makes the same text); GEOS writes the others."""
+        outlines = self.outlines[(maille, tolerance)]
+        rows = self.iris_rows.get(maille)
+        iris = self.outlines.get(("iris", tolerance))
+        if maille == "iris" or rows is None or iris is None or iris.crs != outlines.crs or not (rows >= 0).any():
+            return geojson_geometries(outlines)
+        candidates = np.flatnonzero(rows >= 0)
+        same = shapely.equals_identical(outlines.to_numpy()[candidates], iris.to_numpy()[rows[candidates]])
+        reused = candidates[same]
+        own = np.setdiff1d(np.arange(len(outlines)), reused, assume_unique=True)
+        index = np.empty(len(outlines), dtype=np.int64)
+        index[reused] = rows[reused]
+        iris_text = self.geojson("iris", tolerance)
+        index[own] = len(iris_text) + np.arange(len(own))
+        texts = pa.concat_arrays([iris_text, geojson_geometries(outlines.iloc[own])], memory_pool=TEXT_POOL)
+        return pc.take(texts, pa.array(index), memory_pool=TEXT_POOL)
 
     @property
     def finest(self) -> float:
@@ -85,29 +115,55 @@ def simplify_iris(
 
     Only the outlines and keys are needed, so a run can start this as soon as the IRIS are
     known. `coverage_valid` passes on a validity already established; when None it is checked
-    here. An invalid coverage is not simplified (`valid_before` False).
+    here. An invalid coverage is not published (`valid_before` False, no level).
+
+    GEOS releases the GIL, so the work runs on two threads around the chain of simplifications
+    (the longest path): the source is checked while the first level is simplified (a
+    simplification of an invalid coverage is then thrown away), and each level is dissolved
+    while the next one is simplified.
     """
     if iris.crs is None or not iris.crs.is_projected:
         raise CoverageError(
             "la simplification demande une projection en mètres (Lambert-93 en métropole, UTM outre-mer)"
         )
     source = iris.geometry.to_numpy()
-    valid = bool(shapely.coverage_is_valid(source)) if coverage_valid is None else bool(coverage_valid)
-    levels = IrisLevels(valid_before=valid, codes=pd.Index(iris["CODE_IRIS"]))
-    if not valid:
+    keys = {maille: iris[key] for maille, (key, _) in MAILLES.items() if key in iris.columns}
+    levels = IrisLevels(valid_before=coverage_valid is not False, codes=pd.Index(iris["CODE_IRIS"]))
+    if not levels.valid_before:
         return levels
-    level = source
-    for tolerance in sorted(tolerances):
-        level = shapely.coverage_simplify(level, tolerance)
-        levels.iris[tolerance] = level
-        for maille, (key, _) in MAILLES.items():
-            if key in iris.columns:
-                keys, outlines = dissolve_coverage(level, iris[key])
-                levels.unions[(maille, tolerance)] = pd.Series(outlines, index=keys)
-    # GEOS keeps a valid coverage valid when simplifying it; checked on the last (coarsest)
-    # level, which went through every simplification.
-    levels.valid_after = bool(shapely.coverage_is_valid(level))
+    chain = sorted(tolerances)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fragilite-couverture") as helper:
+        checked = helper.submit(shapely.coverage_is_valid, source) if coverage_valid is None else None
+        try:
+            level = shapely.coverage_simplify(source, chain[0]) if chain else source
+        except shapely.errors.GEOSException:
+            if checked is None or checked.result():
+                raise
+            level = source  # an invalid coverage: nothing of it is published
+        levels.valid_before = True if checked is None else bool(checked.result())
+        if not levels.valid_before:
+            return levels
+        dissolved = []
+        for tolerance, following in zip(chain, [*chain[1:], None]):
+            levels.iris[tolerance] = level
+            dissolved.append(helper.submit(_dissolve_level, level, tolerance, keys))
+            if following is not None:
+                level = shapely.coverage_simplify(level, following)
+        # GEOS keeps a valid coverage valid when simplifying it; checked on the last (coarsest)
+        # level, which went through every simplification.
+        levels.valid_after = bool(shapely.coverage_is_valid(level))
+        for unions in dissolved:
+            levels.unions.update(unions.result())
     return levels
+
+
+def _dissolve_level(level: np.ndarray, tolerance: float, keys: dict[str, pd.Series]) -> dict:
+    """The outlines of each coarser maille at one level: unions of its simplified IRIS, by key."""
+    unions = {}
+    for maille, key in keys.items():
+        codes, outlines = dissolve_coverage(level, key)
+        unions[(maille, tolerance)] = pd.Series(outlines, index=codes)
+    return unions
 
 
 def overlapping_pairs(layer: gpd.GeoDataFrame, key: str = "CODE_IRIS") -> list[tuple[str, str]]:
@@ -148,7 +204,22 @@ def web_outlines(levels: IrisLevels, layers: dict[str, gpd.GeoDataFrame]) -> Web
                 valid_before=True,
                 valid_after=bool(levels.valid_after),
             )
-    return WebOutlines(outlines=outlines, stats=stats)
+    iris_rows = (
+        {m: _only_iris_rows(layers["iris"], layer, MAILLES[m][0]) for m, layer in layers.items() if m != "iris"}
+        if "iris" in layers
+        else {}
+    )
+    return WebOutlines(outlines=outlines, stats=stats, iris_rows=iris_rows)
+
+
+def _only_iris_rows(iris: pd.DataFrame, layer: pd.DataFrame, key: str) -> np.ndarray:
+    """For each row of `layer`, the row of `iris` of its only IRIS (by `key`), -1 when it has
+    several or none."""
+    if key not in iris.columns or key not in layer.columns:
+        return np.full(len(layer), -1, dtype=np.int64)
+    row_of = pd.Series(np.arange(len(iris), dtype=np.int64), index=iris[key].to_numpy())
+    row_of = row_of[~row_of.index.duplicated(keep=False)]
+    return row_of.reindex(layer[key].to_numpy()).fillna(-1).to_numpy(dtype=np.int64)
 
 
 def simplify_layers(

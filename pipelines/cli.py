@@ -138,6 +138,8 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
+    if args.command != "run":
+        _settle_heap()  # only a run loads the whole chain before its work starts
     try:
         if args.command == "config":
             print(settings_as_yaml(load_settings(args.config)), end="")
@@ -150,11 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fetch(_resource(args))
         if args.command == "validate":
             return _validate(_resource(args))
-        code = _run(args)
-        # The run's objects die with the process: freezing them spares the interpreter a last
-        # garbage collection over the whole heap at exit (≈ 1 s on the sample, more for France).
-        gc.freeze()
-        return code
+        return _run(args)
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
@@ -420,6 +418,7 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     defs = build_definitions(resource)
+    _settle_heap()
     everything = [*defs.assets, *defs.asset_checks]
     # Dagster's own console lines (step failures with their stack traces) only with --debug: the
     # event log keeps them for the UI, and the user reads one clean message.
@@ -689,5 +688,28 @@ def _ui(port: int, national: bool = False) -> int:
     return 0  # unreachable: execv replaces the process
 
 
+def console() -> int:
+    """The `fragilite` command: `main` in a process of its own. Python's garbage collector would
+    walk every object of the libraries again and again while they are imported (a second of a
+    sample run): it is paused until the chain is loaded (`_settle_heap`), and the run's objects,
+    which die with the process, are frozen at the end, sparing a last collection at exit."""
+    gc.disable()
+    try:
+        return main()
+    finally:
+        gc.enable()
+        gc.freeze()
+
+
+def _settle_heap() -> None:
+    """Once the libraries and the definitions are loaded, in a `fragilite` process (`console`):
+    they live as long as the process, so they are frozen out of the collector's walks, and
+    collection resumes for the run's own objects. A caller that keeps the collector running
+    (tests calling `main`) is left as it is."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

@@ -88,15 +88,19 @@ def run_resources(fragilite: FragiliteConfig | None = None) -> dict:
 def build_definitions(fragilite: FragiliteConfig | None = None) -> dg.Definitions:
     """Assets, checks, schedule and sensor from `pipelines/defs/`, with the run configuration as a
     resource; every asset links to its source code in the UI."""
-    loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).resolve().parent)
+    from pipelines import defs as package
+    from pipelines.defs.automation import depot_caf, verification_hebdomadaire
+
+    # The modules of `pipelines/defs/`, loaded directly: `load_from_defs_folder` would also
+    # read Dagster's component library and every installed plugin (half a second per start).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references are a beta Dagster feature
-        assets = dg.with_source_code_references(list(loaded.assets or []))
+        assets = dg.with_source_code_references(list(dg.load_assets_from_package_module(package)))
     return dg.Definitions(
         assets=assets,
-        asset_checks=loaded.asset_checks,
-        schedules=loaded.schedules,
-        sensors=loaded.sensors,
+        asset_checks=dg.load_asset_checks_from_package_module(package),
+        schedules=[verification_hebdomadaire],
+        sensors=[depot_caf],
         jobs=jobs(run_settings(fragilite or FragiliteConfig())),
         resources=run_resources(fragilite),
         # Every run path (CLI, UI, schedule, sensor) runs its steps in one process: the default

@@ -21,6 +21,12 @@ INSTANCE_YAML = (
 )
 
 
+def embedded_instance_yaml(home: Path) -> str:
+    """The project's own `dagster.yaml` (storages, pooled event log, no log capture), its
+    folders moved under `home`."""
+    return (ROOT / "dagster.yaml").read_text(encoding="utf-8").replace("build/dagster", str(home))
+
+
 @pytest.fixture(scope="session")
 def catalogue():
     return load_catalogue()

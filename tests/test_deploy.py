@@ -67,7 +67,10 @@ def test_production_instance_reads_its_settings_from_the_environment(env):
 
 def test_local_instance_configuration_is_valid():
     config, _ = dagster_instance_config(str(ROOT), "dagster.yaml")
-    assert config["storage"]["sqlite"]["base_dir"] == "build/dagster/storage"
+    # Laid out as Dagster's `storage: sqlite` with base_dir build/dagster/storage lays them out.
+    assert config["run_storage"]["config"]["base_dir"] == "build/dagster/storage/history"
+    assert config["event_log_storage"]["config"]["base_dir"] == "build/dagster/storage/history/runs"
+    assert config["schedule_storage"]["config"]["base_dir"] == "build/dagster/storage/schedules"
     assert config["telemetry"]["enabled"] is False
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import pyogrio
 import pytest
 import shapely
 from openpyxl import load_workbook
+from PIL import Image
 from shapely.geometry import box
 
 from outputs.disclosure import apply_secret
@@ -140,6 +142,10 @@ def test_maps_are_pngs(out):
     for maille in MAILLES:
         data = (out / "cartes" / f"{maille}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+        image = Image.open(io.BytesIO(data))
+        image.load()  # decoded whole: chunks, checksums and compressed rows are valid
+        assert image.mode == "RGB" and round(image.info["dpi"][0]) == 150
+        assert 0.8 * 8 * 150 < image.width <= 8 * 150 + 30  # the sources line wrapped within the figure
 
 
 def _chromium() -> str | None:

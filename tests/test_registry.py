@@ -245,3 +245,23 @@ def test_the_scan_finds_a_second_list():
     )
     found = list(_declarations(ast.parse(source), frozenset(INPUT_KEYS) | frozenset(ALL_METHODS)))
     assert sorted((line, kind) for kind, line, _ in found) == [(1, "literal"), (2, "dict"), (3, "def f")]
+
+
+def test_configuration_files_are_parsed_once_per_content(tmp_path):
+    """The catalogue is asked for dozens of times a run: parsed once, but an edited file is read
+    again, and callers never share (and so never alter) each other's copy."""
+    from config.settings import INDICATORS_FILE, _validated, load_catalogue
+
+    path = tmp_path / "indicators.yaml"
+    text = INDICATORS_FILE.read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    first, second = load_catalogue(path), load_catalogue(path)
+    assert first == second and first is not second
+    hits = _validated.cache_info().hits
+    load_catalogue(path)
+    assert _validated.cache_info().hits == hits + 1
+    label = first.indicators[0].label
+    first.indicators.pop(0)
+    assert load_catalogue(path).indicators[0].label == label
+    path.write_text(text.replace(f'label: "{label}"', 'label: "Libellé changé"', 1), encoding="utf-8")
+    assert load_catalogue(path).indicators[0].label == "Libellé changé"

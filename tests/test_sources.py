@@ -197,3 +197,16 @@ def test_base_ic_reads_only_the_variables_asked_for(tmp_path):
     # what a run asks for: every census count of the indicator catalogue and of the TIC groups
     used = census_variables(load_catalogue(), load_tic())
     assert {"P_POP", "C_MEN", "C_MENPSEUL", "P_POP1529", "P_CHOM1564", "P_POP15P", "P_POP75P"} <= used
+
+
+def test_sample_filosofi_extract_is_the_rhone_of_the_national_workbook():
+    """The sample run reads the Rhône extract (data/sample-69/PROVENANCE.md): what the reader
+    returns from it is exactly what it returns for the Rhône from INSEE's whole-France file."""
+    import pandas as pd
+
+    whole = read_filosofi_iris(SAMPLE / "filosofi" / "BASE_TD_FILO_DISP_IRIS_2017.xlsx")
+    extract = read_filosofi_iris(SAMPLE / "filosofi" / "BASE_TD_FILO_DISP_IRIS_2017_dep69.xlsx")
+    rhone = whole[whole["CODE_IRIS"].astype(str).str.startswith("69")].reset_index(drop=True)
+    assert len(extract) == 433
+    pd.testing.assert_frame_equal(extract.reset_index(drop=True), rhone)
+    assert extract.attrs["annee"] == whole.attrs["annee"] == 2017

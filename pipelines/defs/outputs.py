@@ -1,13 +1,15 @@
-"""Group `outputs`: every published file, materialized together by the multi-asset `sorties`.
+"""Group `outputs`: every published file, made by the multi-asset `sorties`.
 
 The assets stay distinct in the UI (a layer per maille, the dictionary, the web outlines and
 layers, the Geoclip pack, QGIS styles, maps, report), each with its description, metadata and
-checks; one step produces them all because their work overlaps on two cores. Writing layers,
+checks, and each can be materialized alone; one step produces them because their work overlaps
+on two cores. Writing layers,
 simplifying outlines (GEOS) and formatting tables (DuckDB, Arrow, GDAL, zlib) release the GIL
 and run on worker threads; maps and report draw on the step's own thread (matplotlib is not
 thread-safe). Everything is written under one output lock, each file atomically.
 """
 
+import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -527,6 +529,9 @@ PLACES_CHECK = dg.AssetCheckSpec(
         name: dg.AssetIn(name)
         for name in ("iris_indicateurs", "iris_scores", "mailles", "mailles_scores", *OFFER_ASSETS)
     },
+    # Any of its assets may be materialized alone (UI: select, "Materialize selected"): only the
+    # files of the selected assets are written, the others are carried over from the previous set.
+    can_subset=True,
 )
 def sorties(
     context: dg.AssetExecutionContext,
@@ -541,9 +546,12 @@ def sorties(
 ):
     """Layers and publication: web outlines then web layers on one worker thread, layers then
     pack on the other (its GeoJSON outlines wait for the web outlines), maps, styles and report
-    on this one."""
+    on this one. Only the selected assets' files are written (`_needed`)."""
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    checks = {key.name for key in context.selected_asset_check_keys}
     final_out = fragilite.output_folder
     publication = load_publication()
+    needed = _needed(selected, checks)
     spec = publication.classification
     run_id = context.run.run_id
     # The run's tags say what it really publishes (a UI launch starts with the job's default tags,
@@ -620,31 +628,37 @@ def sorties(
 
     def layers_then_pack() -> None:
         for maille, (layer, layer_info) in built.items():
-            timed(f"couche_{maille}", couche, out, maille, layer, layer_info, dictionary)
-        if places is not None:
+            if f"couche_{maille}" in needed:
+                timed(f"couche_{maille}", couche, out, maille, layer, layer_info, dictionary)
+        if places is not None and PLACES_ASSET in needed:
             timed(PLACES_ASSET, couche_lieux, out, *places, dictionary)
-        timed("dictionnaire", dictionary_file)
-        timed(
-            "pack_geoclip",
-            pub.pack_geoclip,
-            out,
-            layers,
-            tables,
-            dictionary,
-            caf,
-            info,
-            publication,
-            outlines_ready,
-        )
+        if "dictionnaire" in needed:
+            timed("dictionnaire", dictionary_file)
+        if "pack_geoclip" in needed:
+            timed(
+                "pack_geoclip",
+                pub.pack_geoclip,
+                out,
+                layers,
+                tables,
+                dictionary,
+                caf,
+                info,
+                publication,
+                outlines_ready,
+            )
 
-    def web_layers() -> WebOutlines:
+    def web_layers() -> WebOutlines | None:
+        if "contours_web" not in needed:
+            return None
         try:
             outlines = timed("contours_web", pub.contours_web, layers, publication, describe=pub.web_metadata)
         except BaseException as exc:
             outlines_ready.set_exception(exc)  # never leave the pack waiting
             raise
         outlines_ready.set_result(outlines)
-        timed("couches_web", pub.couches_web, out, layers, outlines, publication)
+        if "couches_web" in needed:
+            timed("couches_web", pub.couches_web, out, layers, outlines, publication)
         return outlines
 
     # One output set per run: everything is written into `stage`, beside the output folder, and
@@ -656,11 +670,16 @@ def sorties(
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fragilite-sorties") as pool:
             web = pool.submit(web_layers)
             written = pool.submit(layers_then_pack)
-            timed("cartes", pub.cartes, out, layers, spec, info, places[0] if places else None)
-            timed("styles_qgis", pub.styles_qgis, out, layers, spec, info, places is not None)
-            timed("rapport", pub.rapport, out, layers["iris"], info, fragilite, publication)
+            if "cartes" in needed:
+                timed("cartes", pub.cartes, out, layers, spec, info, places[0] if places else None)
+            if "styles_qgis" in needed:
+                timed("styles_qgis", pub.styles_qgis, out, layers, spec, info, places is not None)
+            if "rapport" in needed:
+                timed("rapport", pub.rapport, out, layers["iris"], info, fragilite, publication)
             outlines = web.result()
             written.result()
+        if "cartes" not in selected:
+            shutil.rmtree(out / "cartes", ignore_errors=True)  # drawn for the report only: kept as they were
         staged = out
     metadata = {key: _published_paths(meta, staged, final_out) for key, meta in metadata.items()}
     out = final_out
@@ -669,19 +688,38 @@ def sorties(
         if places is not None
         else pub.OFFER_ABSENT
     )
+    everything = len(selected) >= len([a for a in _specs() if a.key.to_user_string() != PLACES_ASSET])
     report(
         context,
         f"sorties: {', '.join(f'{m} ({len(layer)})' for m, layer in layers.items())}, "
-        f"pack, web, cartes, styles et rapport dans {out} ; {offer}",
+        + ("pack, web, cartes, styles et rapport" if everything else "seulement " + ", ".join(sorted(selected)))
+        + f" dans {out} ; {offer}",
     )
     for key in ("couche_iris", "cartes", "rapport"):
-        metadata[key]["offre"] = offer
+        if key in metadata:
+            metadata[key]["offre"] = offer
     for asset in _specs():  # in the specs' (topological) order, as Dagster requires
         name = asset.key.to_user_string()
-        if name in metadata:  # the places layer only with a places file
+        if name in metadata and name in selected:  # the places layer only with a places file
             yield dg.MaterializeResult(asset_key=asset.key, metadata=metadata[name])
-    yield pub.web_check(outlines)
-    yield places_check(*places) if places is not None else places_absent()
+    if WEB_CHECK.name in checks:
+        yield pub.web_check(outlines)
+    if PLACES_CHECK.name in checks:
+        yield places_check(*places) if places is not None else places_absent()
+
+
+def _needed(selected: set[str], checks: set[str]) -> set[str]:
+    """The parts of `sorties` a selection needs: the selected assets, and what they are made
+    from (the web layers and the pack's GeoJSON from the web outlines; the report embeds the
+    maps). A part needed but not selected is computed, not published: the web outlines stay in
+    memory, and maps drawn for the report only are dropped from the staging folder, so the
+    previous set's maps are kept."""
+    needed = set(selected)
+    if needed & {"couches_web", "pack_geoclip"} or WEB_CHECK.name in checks:
+        needed.add("contours_web")
+    if "rapport" in needed:
+        needed.add("cartes")
+    return needed
 
 
 def _forte(iris: pd.DataFrame) -> int:

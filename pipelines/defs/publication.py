@@ -6,7 +6,7 @@ caller holds the output lock) and returns the asset's metadata.
 """
 
 import base64
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,11 +18,10 @@ from config.settings import Classification, PublicationConfig
 from outputs.dictionary import PLACES_SOURCE, cog_year, vintages_line
 from outputs.files import write_all
 from outputs.geoclip import csv_names, write_pack
-from outputs.layers import write_geojson
-from outputs.maps import choropleth_png, histogram_png, priority_png
+from outputs.layers import geojson_properties, write_features
+from outputs.maps import choropleth_png, histogram_png, map_outlines, priority_png
 from outputs.report import ReportContext, fr_number, method_display, reference_display, render_report
 from outputs.styles import ProjectLayer, classify, places_renderer, priority_renderer, qgis_project, qml
-from outputs.tables import json_rows
 from outputs.web import WebOutlines, level_name, simplify_iris, web_outlines
 from transforms.geo_codes import CITY_ARRONDISSEMENTS
 
@@ -65,8 +64,7 @@ def _sources_line(info: dict) -> str:
 def contours_web(layers: dict[str, gpd.GeoDataFrame], publication: PublicationConfig) -> WebOutlines:
     """Simplified outlines of every maille at every tolerance: one coverage simplification of
     the IRIS per tolerance, the coarser mailles as unions of the simplified IRIS."""
-    levels = simplify_iris(layers["iris"], publication.web_tolerances_m)
-    return web_outlines(levels, layers)
+    return web_outlines(simplify_iris(layers["iris"], publication.web_tolerances_m), layers)
 
 
 def web_metadata(web: WebOutlines) -> dict:
@@ -108,19 +106,28 @@ def web_check(web: WebOutlines) -> dg.AssetCheckResult:
 def couches_web(
     out: Path, layers: dict[str, gpd.GeoDataFrame], web: WebOutlines, publication: PublicationConfig
 ) -> dict:
-    """`web/<maille>_<tolérance>m.geojson`: the layer's display columns on its simplified outlines."""
-    targets = {}
-    for maille, layer in layers.items():
-        attributes = layer[publication.web_selection(list(layer.columns))]
-        properties = json_rows(attributes, decimals=publication.web_decimals)  # shared by the tolerances
-        for (m, tolerance), outlines in web.outlines.items():
-            if m == maille:
-                targets[out / "web" / f"{level_name(m, tolerance)}.geojson"] = (
-                    lambda tmp, g=outlines, p=properties, m=m, t=tolerance: write_geojson(
-                        gpd.GeoDataFrame(geometry=g), tmp, properties=p, geometries=web.geojson(m, t)
+    """`web/<maille>_<tolérance>m.geojson`: the layer's display columns on its simplified outlines.
+
+    A maille at a time: its properties, shared by its tolerances, are the largest text held.
+    The outlines' text (GEOS, kept for the pack) is made meanwhile on another thread."""
+    levels = {m: [t for k, t in web.outlines if k == m] for m in layers}
+    sizes: dict[Path, int] = {}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fragilite-web") as ahead:
+        outlines = ahead.submit(lambda: [web.geojson(m, t) for m in levels for t in levels[m]])
+        for maille, tolerances in levels.items():
+            if not tolerances:
+                continue
+            attributes = layers[maille][publication.web_selection(list(layers[maille].columns))]
+            properties = geojson_properties(attributes, publication.web_decimals)  # shared by the tolerances
+            sizes |= write_all(
+                {
+                    out / "web" / f"{level_name(maille, t)}.geojson": (
+                        lambda tmp, m=maille, t=t, p=properties: write_features(tmp, p, web.geojson(m, t))
                     )
-                )
-    sizes = write_all(targets)
+                    for t in tolerances
+                }
+            )
+        outlines.result()
     return {"fichiers": sizes_metadata(sizes), "dossier": dg.MetadataValue.path(str(out / "web"))}
 
 
@@ -222,6 +229,7 @@ def cartes(
     """`cartes/<maille>.png`, the IRIS map as a thumbnail for the UI, and with the offer of
     mediation `cartes/priorite.png` (IRIS by priority class, places on top)."""
     pngs, thumbnail = {}, b""
+    iris_outlines = map_outlines(layers["iris"])  # prepared once for the score and priority maps
     for maille, layer in layers.items():
         title = f"Fragilité numérique — {spec.field.replace('_', ' ')} ({DISPLAY[maille]})\n{info['territoire']}"
         pngs[maille], small = choropleth_png(
@@ -230,6 +238,7 @@ def cartes(
             title=title,
             sources=_sources_line(info),
             thumbnail_dpi=40 if maille == "iris" else None,
+            outlines=iris_outlines if maille == "iris" else None,
         )
         thumbnail = small or thumbnail
     if "priorite" in layers["iris"]:
@@ -238,6 +247,7 @@ def cartes(
             places,
             title=f"IRIS fragiles éloignés de l'offre de médiation numérique\n{info['territoire']}",
             sources=_sources_line(info) + " Lieux : " + PLACES_SOURCE + ".",
+            outlines=iris_outlines,
         )
     sizes = write_all(
         {out / "cartes" / f"{m}.png": (lambda tmp, d=data: Path(tmp).write_bytes(d)) for m, data in pngs.items()}

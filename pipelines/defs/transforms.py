@@ -212,7 +212,7 @@ def iris_connectivite(context: dg.AssetExecutionContext, fragilite: FragiliteCon
 
 def _selected(context: dg.AssetExecutionContext, output: dg.Output):
     """The output if the run selected it (a subset may take one of the two)."""
-    if output.output_name in context.selected_output_names:
+    if output.output_name in context.op_execution_context.selected_output_names:
         yield output
 
 
