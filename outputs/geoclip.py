@@ -23,7 +23,7 @@ import pyogrio
 
 from outputs.disclosure import apply_secret
 from outputs.files import MARK, write_all
-from outputs.layers import write_geojson
+from outputs.layers import geojson_properties, write_features, write_geojson
 from outputs.tables import write_table
 from transforms.geo_codes import ARRONDISSEMENT_TO_CITY
 
@@ -130,8 +130,8 @@ def _contours_geojson(shapes: gpd.GeoDataFrame, maille: str, web_outlines, tmp: 
     if web_outlines is None:
         write_geojson(shapes, tmp)
     else:
-        simplified, text = web_outlines(maille)
-        write_geojson(shapes.set_geometry(simplified.to_numpy()), tmp, geometries=text)
+        _, text = web_outlines(maille)  # the simplified outlines' text, row-aligned with `shapes`
+        write_features(tmp, geojson_properties(shapes), text)
 
 
 def csv_names(stem: str) -> tuple[str, str]:

@@ -28,10 +28,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import INSTANCE_YAML, ROOT, write
+from tests.conftest import ROOT, embedded_instance_yaml, write
 
-# No "join the community" modal over the lineage page.
-UI_INSTANCE_YAML = INSTANCE_YAML + "nux:\n  enabled: false\n"
+
+def _ui_instance_yaml(home: Path) -> str:
+    """The project's own instance configuration (pooled event log, run queue, run monitoring),
+    its folders in `home`; no "join the community" modal over the lineage page."""
+    return embedded_instance_yaml(home) + "nux:\n  enabled: false\n"
+
+
 BIN = Path(sys.executable).parent
 
 LAUNCH = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename
@@ -127,7 +132,7 @@ def _group_gone(process: subprocess.Popen, timeout: float) -> bool:
 def _home(tmp_path: Path) -> Path:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    write(home / "dagster.yaml", UI_INSTANCE_YAML)
+    write(home / "dagster.yaml", _ui_instance_yaml(home))
     return home
 
 

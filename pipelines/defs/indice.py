@@ -398,10 +398,10 @@ def rescored_where(scored: Scored, mask: pd.Series, rescore) -> Scored:
     other = rescore().table
     table = scored.table.copy()
     rows = mask[mask].index
+    shared = [c for c in table.columns if c in other.columns]
+    table.loc[rows, shared] = other.loc[rows, shared]
     for column in table.columns:
-        if column in other.columns:
-            table.loc[rows, column] = other.loc[rows, column]
-        elif table[column].dtype.kind in "fi":
+        if column not in other.columns and table[column].dtype.kind in "fi":
             table[column] = table[column].astype("float64")
             table.loc[rows, column] = float("nan")
     return Scored(table, scored.references, scored.metadata)
