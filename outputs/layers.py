@@ -28,7 +28,7 @@ from pyproj import Transformer
 
 from indice.mednum import SCORE_COLUMNS
 from outputs.files import write_all
-from outputs.tables import json_text
+from outputs.tables import json_text, text_bytes
 
 IDENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
     "iris": ("CODE_IRIS", "NOM_IRIS", "TYP_IRIS", "INSEE_COM", "NOM_COM", "EPCI", "DEP"),
@@ -217,9 +217,8 @@ def write_features(path: Path, properties: Texts, geometries: Texts) -> None:
                 _NOTHING,
                 memory_pool=TEXT_POOL,
             )
-            offsets = np.frombuffer(block.buffers()[1], dtype=np.int64)[block.offset : block.offset + len(block) + 1]
-            end = int(offsets[-1]) - (len(b",\n") if stop == len(geometries) else 0)  # none after the last
-            fh.write(memoryview(block.buffers()[2])[int(offsets[0]) : end])
+            text = text_bytes(block)
+            fh.write(text[: len(text) - len(b",\n")] if stop == len(geometries) else text)  # none after the last
         fh.write(_COLLECTION_TAIL)
 
 

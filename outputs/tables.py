@@ -197,7 +197,7 @@ def _text_needs(strings: pa.Array) -> tuple[int, bool]:
     takes the general expression, which is always right)."""
     if not (pa.types.is_string(strings.type) or pa.types.is_large_string(strings.type)):
         strings = strings.cast(pa.large_string())
-    data = np.frombuffer(_text_bytes(strings), dtype=np.uint8)
+    data = np.frombuffer(text_bytes(strings), dtype=np.uint8)
     offsets = _offsets(strings)
     starts = offsets[:-1][offsets[:-1] < offsets[1:]] - offsets[0]  # first byte of every non-empty value
     return int(np.bitwise_or.reduce(_NEEDS[data])) if data.size else 0, bool(_FORMULA_FIRST[data[starts]].any())
@@ -375,7 +375,7 @@ def write_table(
             for sink, values in zip(sinks, batch.columns):
                 if not pa.types.is_string(values.type):  # as DuckDB exports text by default
                     values = values.cast(pa.large_string())
-                sink.write(_text_bytes(values))
+                sink.write(text_bytes(values))
         if xlsx is not None:
             sinks[-1].write(b"</sheetData></worksheet>")
 
@@ -412,7 +412,7 @@ def _offsets(values: pa.Array) -> np.ndarray:
     )
 
 
-def _text_bytes(values: pa.Array) -> memoryview:
+def text_bytes(values: pa.Array) -> memoryview:
     """The UTF-8 bytes of every value of a string or large string array, end to end: Arrow keeps
     them so in its data buffer, from the first value's offset to the last's end (with the bytes
     under missing values, if any: the rows written are never missing)."""

@@ -3,10 +3,10 @@
 The assets stay distinct in the UI (a layer per maille, the dictionary, the web outlines and
 layers, the Geoclip pack, QGIS styles, maps, report), each with its description, metadata and
 checks, and each can be materialized alone; one step produces them because their work overlaps
-on two cores. Writing layers,
-simplifying outlines (GEOS) and formatting tables (DuckDB, Arrow, GDAL, zlib) release the GIL
-and run on worker threads; maps and report draw on the step's own thread (matplotlib is not
-thread-safe). Everything is written under one output lock, each file atomically.
+on two cores. Writing layers, simplifying outlines (GEOS) and formatting tables (DuckDB, Arrow,
+GDAL, zlib) release the GIL and run on worker threads; maps and report draw on the step's own
+thread (matplotlib is not thread-safe). Everything is written under one output lock, each file
+atomically.
 """
 
 import shutil
@@ -688,7 +688,7 @@ def sorties(
         if places is not None
         else pub.OFFER_ABSENT
     )
-    everything = len(selected) >= len([a for a in _specs() if a.key.to_user_string() != PLACES_ASSET])
+    everything = {key.to_user_string() for key in context.assets_def.keys} - {PLACES_ASSET} <= selected
     report(
         context,
         f"sorties: {', '.join(f'{m} ({len(layer)})' for m, layer in layers.items())}, "
