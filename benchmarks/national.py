@@ -4,8 +4,8 @@
     python -m benchmarks.national --scale 0.1,0.5,1    # how cost grows
     python -m benchmarks.national --inputs build/bench # generate once, reuse on the next runs
 
-Every method, every maille, every format and the publication pack run, in one process (Dagster's
-in-process executor), from local files (no download). Per stage: wall time, CPU time and peak
+Every method, every maille, every format and the publication pack run, in one process (steps on
+threads, pipelines/executor.py), from local files (no download). Per stage: wall time, CPU time and peak
 resident memory, sampled every 20 ms; then output sizes. The last line reads
 `total wall_s=<s> cpu_s=<s> peak_rss_mb=<MB> iris=<count>`.
 """
@@ -82,14 +82,17 @@ def watch_steps(instance: object, on_event: Callable[[str, str], None]) -> None:
 
 
 def run_pipeline(
-    config: Path, out_dir: Path, on_event: Callable[[str, str], None] | None = None
+    config: Path, out_dir: Path, on_event: Callable[[str, str], None] | None = None, serial: bool = False
 ) -> tuple[object, list[tuple[str, float, float]], dict[str, float]]:
     """Materialize every territory asset; return the result, the (step, start, end) wall times,
     and the seconds each asset of a multi-asset step took (they overlap within the step).
-    `on_event(event type, step key)`, if given, hears each step event as it happens."""
+    `on_event(event type, step key)`, if given, hears each step event as it happens. `serial`:
+    the steps one after the other on this thread (Dagster's in-process executor), as a profiler
+    of one thread needs them, instead of two at a time on threads as `fragilite run` runs them."""
     import dagster as dg
 
     from pipelines.definitions import TERRITORY_SELECTION, build_definitions, run_resources
+    from pipelines.executor import materialize
     from pipelines.resources import FragiliteConfig
 
     resource = FragiliteConfig(config_file=str(config), out_dir=str(out_dir))
@@ -97,7 +100,7 @@ def run_pipeline(
     with dg.DagsterInstance.ephemeral() as instance:
         if on_event is not None:
             watch_steps(instance, on_event)
-        result = dg.materialize(
+        result = (dg.materialize if serial else materialize)(
             [*defs.assets, *defs.asset_checks],
             instance=instance,
             selection=TERRITORY_SELECTION,

@@ -11,9 +11,11 @@ that ran during it. The `.prof` files (whole run, the step's included; and the s
 written to `--sortie` (a temporary folder by default) and open in `snakeviz`, or with
 `python -m pstats <fichier>`.
 
-cProfile sees the main thread only (a step's worker threads are missing) and slows Python-heavy
-code more than numpy/GEOS calls. For a sampling view of every thread at near-native speed, use
-py-spy (installed in the venv) on the benchmark itself:
+cProfile sees one thread only: the steps run one after the other on the main thread (Dagster's
+in-process executor; `fragilite run` runs two at a time), a step's own worker threads (those of
+`sorties`) are missing, and cProfile slows Python-heavy code more than numpy/GEOS calls. For a
+sampling view of every thread at near-native speed, use py-spy (installed in the venv) on the
+benchmark itself:
 
     .venv/bin/py-spy record --threads --rate 200 -o profil.svg -- .venv/bin/python -m benchmarks.national --scale 1
     .venv/bin/py-spy record --format speedscope -o profil.json -- .venv/bin/python -m benchmarks.national --scale 0.1
@@ -129,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         wall0, cpu0 = time.perf_counter(), time.process_time()
         whole.enable()
         try:
-            result, steps, _ = run_pipeline(generated.config, root / "out", on_event=switch)
+            # cProfile sees one thread: the steps run one after the other on this one.
+            result, steps, _ = run_pipeline(generated.config, root / "out", on_event=switch, serial=True)
         finally:
             whole.disable()
             step.disable()

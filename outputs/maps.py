@@ -6,6 +6,7 @@ import io
 import math
 import struct
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -347,17 +348,29 @@ class Outlines:
         return MplPath(self.vertices[keep], self.codes[keep])
 
 
-def map_outlines(layer: gpd.GeoDataFrame, dpi: int = 150) -> Outlines:
-    """The layer's outlines as `choropleth_png` and `priority_png` draw them at `dpi`."""
-    return _outlines_for(layer, layer.total_bounds, dpi, None)
+def map_outlines(
+    layer: gpd.GeoDataFrame, dpi: int = 150, simplified: Mapping[float, np.ndarray] | None = None
+) -> Outlines:
+    """The layer's outlines as `choropleth_png` and `priority_png` draw them at `dpi`: simplified
+    to half a pixel. `simplified`: the same outlines already simplified, by tolerance in metres
+    (row-aligned with `layer`, e.g. the web levels): the coarsest one still finer than half a
+    pixel is simplified further, a fraction of the vertices for the same picture."""
+    tolerance = _half_pixel(layer.total_bounds, dpi)
+    finer = [t for t in (simplified or {}) if t <= tolerance]
+    source = simplified[max(finer)] if finer else layer.geometry.to_numpy()
+    return outlines(np.asarray(source, dtype=object), tolerance=tolerance)
+
+
+def _half_pixel(bounds: np.ndarray, dpi: int) -> float:
+    """Half the size of a pixel of the map, in metres (finer detail cannot show)."""
+    minx, miny, maxx, maxy = bounds
+    return max(maxx - minx, maxy - miny) / (min(FIGSIZE) * dpi) / 2
 
 
 def _outlines_for(layer: gpd.GeoDataFrame, bounds: np.ndarray, dpi: int, given: Outlines | None) -> Outlines:
     """`given`, if prepared for this layer, else the layer's outlines simplified to half a pixel."""
     if given is None:
-        minx, miny, maxx, maxy = bounds
-        pixel = max(maxx - minx, maxy - miny) / (min(FIGSIZE) * dpi)  # metres per pixel, about
-        return outlines(layer.geometry.to_numpy(), tolerance=pixel / 2)
+        return outlines(layer.geometry.to_numpy(), tolerance=_half_pixel(bounds, dpi))
     if len(given.offsets) != len(layer) + 1:
         raise ValueError(f"contours préparés pour {len(given.offsets) - 1} unités, la couche en a {len(layer)}")
     return given

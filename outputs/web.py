@@ -157,6 +157,47 @@ def simplify_iris(
     return levels
 
 
+LEVEL_COLUMNS = ("maille", "tolerance_m", "code")
+
+
+def levels_frame(levels: IrisLevels, crs) -> gpd.GeoDataFrame:
+    """The levels as one table (a row per unit, tolerance and maille: `maille`, `tolerance_m`,
+    `code`, geometry; the validity in `attrs`), to be stored between steps and opened in QGIS."""
+    parts = [
+        pd.DataFrame({"maille": "iris", "tolerance_m": tolerance, "code": levels.codes, "geometry": outlines})
+        for tolerance, outlines in levels.iris.items()
+    ]
+    parts += [
+        pd.DataFrame({"maille": maille, "tolerance_m": tolerance, "code": unions.index, "geometry": unions.to_numpy()})
+        for (maille, tolerance), unions in levels.unions.items()
+    ]
+    empty = pd.DataFrame({c: pd.Series(dtype="object") for c in (*LEVEL_COLUMNS, "geometry")})
+    table = pd.concat(parts, ignore_index=True) if parts else empty.astype({"tolerance_m": "float64"})
+    frame = gpd.GeoDataFrame(table, geometry="geometry", crs=crs)
+    frame.attrs.update(couverture_valide_avant=levels.valid_before, couverture_valide_apres=levels.valid_after)
+    return frame
+
+
+def levels_from_frame(frame: gpd.GeoDataFrame) -> IrisLevels:
+    """What `levels_frame` wrote."""
+    iris = frame[frame["maille"].to_numpy() == "iris"]
+    first = iris[iris["tolerance_m"].to_numpy() == iris["tolerance_m"].min()] if len(iris) else iris
+    levels = IrisLevels(
+        valid_before=bool(frame.attrs.get("couverture_valide_avant", True)),
+        codes=pd.Index(first["code"].to_numpy(), name="CODE_IRIS"),
+        valid_after=frame.attrs.get("couverture_valide_apres"),
+    )
+    geometries = frame.geometry.to_numpy()
+    for (maille, tolerance), rows in frame.groupby(["maille", "tolerance_m"], sort=False).indices.items():
+        if maille == "iris":
+            levels.iris[float(tolerance)] = geometries[rows]
+        else:
+            levels.unions[(maille, float(tolerance))] = pd.Series(
+                geometries[rows], index=frame["code"].to_numpy()[rows]
+            )
+    return levels
+
+
 def _dissolve_level(level: np.ndarray, tolerance: float, keys: dict[str, pd.Series]) -> dict:
     """The outlines of each coarser maille at one level: unions of its simplified IRIS, by key."""
     unions = {}

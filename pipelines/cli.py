@@ -442,16 +442,16 @@ def _run(args: argparse.Namespace) -> int:
 def _materialize(everything, instance, resource, run_config: dict, **selection):
     """One Dagster run of the CLI: the run's resources, the quiet console, a selection. Runs that
     died before it (killed process) are marked failed first, so that they block nothing."""
-    import dagster as dg
 
     from pipelines.definitions import run_resources, run_settings, run_tags
+    from pipelines.executor import materialize
     from pipelines.runs import process_tags, sweep_dead_runs
 
     for run_id in sweep_dead_runs(instance):
         print(f"fragilite : exécution {run_id[:8]} interrompue sans fin propre, marquée en échec", file=sys.stderr)
     # Territory, vintage, reference and output folder tell the runs apart in the UI.
     selection["tags"] = {**process_tags(), **selection.get("tags", {}), **run_tags(run_settings(resource))}
-    return dg.materialize(
+    return materialize(
         everything, instance=instance, resources=run_resources(resource), run_config=run_config, **selection
     )
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from config import Settings, load_settings
+from pipelines.executor import thread_executor
 from pipelines.resources import FragiliteConfig
 from pipelines.storage import ParquetIOManager
 
@@ -49,13 +50,14 @@ def run_tags(settings: Settings) -> dict[str, str]:
 
 
 def jobs(settings: Settings) -> list[dg.UnresolvedAssetJobDefinition]:
-    """The UI's one-click runs, tagged with the configuration's defaults, in process."""
+    """The UI's one-click runs, tagged with the configuration's defaults, in process (steps on
+    threads)."""
     tags = {**run_tags(settings), "fragilite/commande": "ui"}
     return [
         dg.define_asset_job(
             "territoire",
             selection=TERRITORY_SELECTION,
-            executor_def=dg.in_process_executor,
+            executor_def=thread_executor,
             tags=tags,
             description="Calcul du territoire configuré, des fichiers sources aux couches, paquet, cartes et rapport "
             "(comme `fragilite run`).",
@@ -63,7 +65,7 @@ def jobs(settings: Settings) -> list[dg.UnresolvedAssetJobDefinition]:
         dg.define_asset_job(
             "national",
             selection=NATIONAL_PARTITIONS,
-            executor_def=dg.in_process_executor,
+            executor_def=thread_executor,
             tags=tags,
             description="Indicateurs des IRIS par département (une partition par département), à partir des sources "
             "déjà lues par `territoire` ; puis lancer `fusion_nationale`.",
@@ -71,7 +73,7 @@ def jobs(settings: Settings) -> list[dg.UnresolvedAssetJobDefinition]:
         dg.define_asset_job(
             "fusion_nationale",
             selection=NATIONAL_MERGE,
-            executor_def=dg.in_process_executor,
+            executor_def=thread_executor,
             tags=tags,
             description="Fusion des partitions départementales et notes de toutes les méthodes sur la table "
             "nationale (`layers/france_iris.parquet`).",
@@ -103,9 +105,10 @@ def build_definitions(fragilite: FragiliteConfig | None = None) -> dg.Definition
         sensors=[depot_caf],
         jobs=jobs(run_settings(fragilite or FragiliteConfig())),
         resources=run_resources(fragilite),
-        # Every run path (CLI, UI, schedule, sensor) runs its steps in one process: the default
-        # multiprocess executor starts a process per step (seconds of imports each, 40+ steps).
-        executor=dg.in_process_executor,
+        # Every run path (CLI, UI, schedule, sensor) runs its steps in one process, two at a time
+        # on threads (pipelines/executor.py): the default multiprocess executor starts a process
+        # per step (seconds of imports each, 40+ steps).
+        executor=thread_executor,
     )
 
 

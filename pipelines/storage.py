@@ -4,8 +4,9 @@ Every asset value is written under the instance's storage folder (`build/dagster
 the embedded instance), one folder per asset: tables as (Geo)Parquet, readable with DuckDB,
 pandas or QGIS; the small structures around them (an indicator result's lists of codes, a
 method's parameters) as JSON. Nothing is pickled, so a value survives library upgrades and can
-be inspected. Within a run, the values are also kept in memory (bounded: one run's values) so
-that the many steps that read the IRIS outlines do not read them back from disk each time.
+be inspected. Within a run, each value is also kept in memory until the last step of the run
+that reads it has read it, so that the many steps that read the IRIS outlines do not read them
+back from disk, and a value no later step needs is not held through the outputs' step.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import importlib
 import json
 import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 import dagster as dg
 import geopandas as gpd
 import pandas as pd
+from dagster._core.execution.plan.outputs import StepOutputHandle
 
 KIND = "kind.json"
 
@@ -116,7 +119,9 @@ class _RunValues(dg.IOManager):
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.values: dict[Path, object] = {}  # bounded: one run's asset values
+        self.values: dict[Path, object] = {}  # this run's values still to be read by its steps
+        self.readers: dict[Path, set[str]] = {}  # the steps of this run still to read each of them
+        self._lock = threading.Lock()  # steps run two at a time (pipelines/executor.py)
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
         path = self.root.joinpath(*context.asset_key.path)
@@ -132,18 +137,37 @@ class _RunValues(dg.IOManager):
             tmp.rename(path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        self.values[path] = obj
+        readers = _readers(context)
+        if readers:  # kept in memory until the last step of the run that reads it has
+            with self._lock:
+                self.values[path], self.readers[path] = obj, readers
         context.add_output_metadata({"stockage": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> object:
         path = self._path(context)
-        if path in self.values:
-            return self.values[path]
+        with self._lock:
+            if path in self.values:
+                value, readers = self.values[path], self.readers[path]
+                readers.discard(context.step_context.step.key)
+                if not readers:
+                    del self.values[path], self.readers[path]
+                return value
         if not (path / KIND).exists():
             raise FileNotFoundError(
                 f"valeur intermédiaire absente : {path} ; matérialisez d'abord {context.asset_key.to_user_string()}"
             )
         return load(path)
+
+
+def _readers(context: dg.OutputContext) -> set[str]:
+    """The steps of this run's plan that read this output (an asset's checks read it too)."""
+    step_context = context.step_context
+    produced = StepOutputHandle(step_context.step.key, context.name)
+    return {
+        step.key
+        for step in step_context.execution_plan.get_steps_to_execute_in_topo_order()
+        if any(produced in given.get_step_output_handle_dependencies() for given in step.step_inputs)
+    }
 
 
 class ParquetIOManager(dg.ConfigurableIOManagerFactory):

@@ -68,21 +68,24 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 
 
 def materialize_sample(out: Path, selection=None, with_checks: bool = True, **options):
-    """One in-process run of the sample's assets (and checks), as the CLI and the UI run them,
-    into `out`, on an ephemeral instance. `options` are FragiliteConfig fields (config_file,
-    territory, reference…); `selection` defaults to the territory run."""
+    """One in-process run of the sample's assets (and checks), as the CLI and the UI run them
+    (steps on threads, pipelines/executor.py), into `out`, on an ephemeral instance. `options`
+    are FragiliteConfig fields (config_file, territory, reference…); `selection` defaults to the
+    territory run. Every value is kept for `result.output_for_node`."""
     import dagster as dg
 
     from pipelines.definitions import TERRITORY_SELECTION, build_definitions, run_resources
+    from pipelines.executor import materialize
     from pipelines.resources import FragiliteConfig
 
     resource = FragiliteConfig(out_dir=str(out), **options)
     defs = build_definitions(resource)
-    return dg.materialize(
+    return materialize(
         [*defs.assets, *(defs.asset_checks if with_checks else [])],
         instance=dg.DagsterInstance.ephemeral(),
         resources=run_resources(resource),
         selection=TERRITORY_SELECTION if selection is None else selection,
+        capture_outputs=True,
     )
 
 

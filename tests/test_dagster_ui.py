@@ -201,7 +201,7 @@ def test_run_from_the_ui_api(dg_dev):
     groups = {n["assetKey"]["path"][0]: n["groupName"] for n in graph}
     assert groups["iris_base"] == "transforms" and groups["couche_iris"] == "outputs"
     deps = {n["assetKey"]["path"][0]: [d["path"][0] for d in n["dependencyKeys"]] for n in graph}
-    assert "iris_indicateurs" in deps["iris_mednum_2019"] and "iris_scores" in deps["couche_iris"]
+    assert "iris_indicateurs" in deps["iris_mednum_2019"] and "scores_publies" in deps["couche_iris"]
     # the national assets are drawn with their sources upstream and their partitions...
     assert {"contours_iris", "communes_epci", "rp_evol_struct_pop"} <= set(deps["iris_departement"])
     assert "iris_departement" in deps["france_iris"]
@@ -234,7 +234,7 @@ def test_run_from_the_ui_api(dg_dev):
     assert run["status"] == "SUCCESS"
     assert (out / "layers" / "iris.parquet").exists()
     messages = [e.get("message") or "" for e in run["eventConnection"]["events"]]
-    assert any("in process" in m for m in messages) and not any("multiprocess" in m for m in messages)
+    assert any("dans ce processus" in m for m in messages) and not any("multiprocess" in m for m in messages)
     ui_seconds = run["endTime"] - run["startTime"]
     print(f"durées de calcul de l'échantillon : CLI {cli_seconds:.1f} s, UI (job territoire) {ui_seconds:.1f} s")
     assert ui_seconds <= 2 * cli_seconds, (ui_seconds, cli_seconds)

@@ -28,8 +28,9 @@ def test_one_job_per_kind_of_run_in_process_and_tagged():
     """`territoire`, `national` and `fusion_nationale` exist on every run path (the UI shows the
     first in the territory location, the other two in the national one, pipelines/locations.py):
     a job never mixes partitioned and unpartitioned assets (no empty backfill dialog), and every
-    job runs its steps in one process, as the command line does."""
+    job runs its steps in one process (on threads), as the command line does."""
     from pipelines.definitions import build_definitions, run_settings, run_tags
+    from pipelines.executor import thread_executor
     from pipelines.resources import FragiliteConfig
 
     definitions = build_definitions()
@@ -38,7 +39,7 @@ def test_one_job_per_kind_of_run_in_process_and_tagged():
     national = definitions.resolve_job_def("national")
     merge = definitions.resolve_job_def("fusion_nationale")
     for job in (territory, national, merge):
-        assert job.executor_def is dg.in_process_executor, job.name
+        assert job.executor_def is thread_executor, job.name
         assert job.tags["fragilite/commande"] == "ui" and job.tags["fragilite/sortie"], job.name
     territory_keys = territory.asset_layer.executable_asset_keys
     assert territory_keys == {k for k in graph.get_all_asset_keys() if graph.get(k).group_name != "national"}

@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from pipelines.definitions import TERRITORY_SELECTION, build_definitions, run_resources
+from pipelines.executor import materialize
 from pipelines.resources import FragiliteConfig
 from tests.conftest import embedded_instance_yaml, write
 
@@ -43,9 +44,7 @@ def runs(tmp_path_factory):
     with dg.DagsterInstance.get() as instance:
 
         def run(selection):
-            result = dg.materialize(
-                everything, instance=instance, resources=run_resources(resource), selection=selection
-            )
+            result = materialize(everything, instance=instance, resources=run_resources(resource), selection=selection)
             assert result.success
             return result, _digests(out), json.loads((out / "manifeste.json").read_text(encoding="utf-8"))
 

@@ -8,6 +8,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import shapely
 
 from indice.methods import Scored
 from outputs.report import fr_number
@@ -382,12 +383,45 @@ def couverture_filosofi(iris_indicateurs) -> dg.AssetCheckResult:
     asset="iris_base",
     description="Chaque contour d'IRIS est une géométrie valide (les géométries "
     "réparées à la lecture sont listées par `contours_iris`). La couverture (ni chevauchement ni trou "
-    "entre voisins) est vérifiée avec les contours web (`contours_web`).",
+    "entre voisins) est vérifiée par `contours_simplifies`.",
 )
 def geometries_valides(iris_base: gpd.GeoDataFrame) -> dg.AssetCheckResult:
     invalid = iris_base.loc[~iris_base.geometry.is_valid, "CODE_IRIS"].tolist()
     return dg.AssetCheckResult(
         passed=not invalid, severity=dg.AssetCheckSeverity.WARN, metadata={"invalides": invalid[:50]}
+    )
+
+
+@dg.asset_check(
+    asset="contours_simplifies",
+    description="Les contours des IRIS forment une couverture valide (ni chevauchement ni trou entre voisins), "
+    "chaque tolérance garde une ligne par IRIS, les mêmes IRIS, et ne compte pas plus de sommets que la "
+    "précédente, plus fine ; la couverture la plus simplifiée est encore valide.",
+)
+def couverture_simplifiee(contours_simplifies: gpd.GeoDataFrame) -> dg.AssetCheckResult:
+    iris = contours_simplifies[contours_simplifies["maille"].to_numpy() == "iris"]
+    levels = {t: level for t, level in iris.groupby("tolerance_m", sort=True)}
+    codes = [sorted(level["code"]) for level in levels.values()]
+    vertices = {
+        f"{t:g}m": int(shapely.get_num_coordinates(level.geometry.to_numpy()).sum()) for t, level in levels.items()
+    }
+    counts = list(vertices.values())
+    problems = []
+    if not contours_simplifies.attrs.get("couverture_valide_avant", False):
+        problems.append("couverture des IRIS invalide : rien n'est simplifié ni publié sur le web")
+    elif contours_simplifies.attrs.get("couverture_valide_apres") is False:
+        problems.append("couverture simplifiée invalide")
+    if any(c != codes[0] for c in codes[1:]) or any(len(set(c)) != len(c) for c in codes):
+        problems.append("les niveaux n'ont pas les mêmes IRIS, une fois chacun")
+    if any(coarse > fine for fine, coarse in zip(counts, counts[1:])):
+        problems.append("un niveau plus simplifié a plus de sommets que le précédent")
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={
+            "iris": len(codes[0]) if codes else 0,
+            "sommets": dg.MetadataValue.json(vertices),
+            "problemes": problems,
+        },
     )
 
 

@@ -351,6 +351,37 @@ def _with_cities(mailles: dict) -> dict[str, pd.DataFrame]:
     return tables
 
 
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas"},
+    owners=OWNERS,
+    tags={"maille": "iris-commune-epci-departement"},
+    # The longest step just before the outputs: started first when its inputs are ready, the
+    # offer's steps run beside it (pipelines/executor.py).
+    op_tags={"dagster/priority": "1"},
+)
+def scores_publies(
+    fragilite: FragiliteConfig,
+    iris_indicateurs: IndicatorResult,
+    iris_scores: Scored,
+    mailles: dict,
+    mailles_scores: dict,
+) -> dg.Output:
+    """Les scores tels qu'ils sont publiés : le secret statistique des effectifs CAF appliqué à
+    toutes les mailles publiées (secret primaire sous le seuil, secondaire dans chaque maille
+    parente, vérifié contre les relations additives entre mailles), et les scores des unités
+    masquées recalculés sans l'indicateur CAF, pour qu'un score d'axe ou global ne rende pas la
+    valeur masquée. `iris` et `mailles` : les scores ; `secret` : par table (`iris`, `communes`,
+    `epci`, `departements`, `villes`), les codes des unités masquées. Identiques à `iris_scores`
+    et `mailles_scores` sans données CAF."""
+    iris, by_maille, secret = protect_caf(fragilite, iris_indicateurs, iris_scores, mailles, mailles_scores)
+    counts = {name: len(codes) for name, codes in secret.items()}
+    return dg.Output(
+        {"iris": iris, "mailles": by_maille, "secret": {name: sorted(codes) for name, codes in secret.items()}},
+        metadata={"unites_masquees": dg.MetadataValue.json(counts), "masquees": sum(counts.values())},
+    )
+
+
 def protect_caf(
     fragilite: FragiliteConfig,
     iris_indicateurs: IndicatorResult,

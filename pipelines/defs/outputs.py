@@ -1,4 +1,5 @@
-"""Group `outputs`: every published file, made by the multi-asset `sorties`.
+"""Group `outputs`: every published file, made by the multi-asset `sorties`, and the simplified
+outlines they are drawn on (`contours_simplifies`, made while the indicators are scored).
 
 The assets stay distinct in the UI (a layer per maille, the dictionary, the web outlines and
 layers, the Geoclip pack, QGIS styles, maps, report), each with its description, metadata and
@@ -20,6 +21,7 @@ import dagster as dg
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 
 from config.offre import load_offre
 from config.settings import load_publication
@@ -31,7 +33,7 @@ from outputs.disclosure import apply_secret, blank_codes
 from outputs.files import output_transaction, write_all
 from outputs.geoclip import pack_tables
 from outputs.layers import build_layer, places_layer, with_columns, write_layer
-from outputs.web import WebOutlines
+from outputs.web import WebOutlines, levels_frame, simplify_iris
 from pipelines.definitions import run_tags
 from pipelines.defs import publication as pub
 from pipelines.defs.indice import (
@@ -39,7 +41,6 @@ from pipelines.defs.indice import (
     caf_indicator_ids,
     method_label,
     method_params,
-    protect_caf,
     rescored_where,
     scored_indicators,
 )
@@ -350,10 +351,10 @@ def _spec(
 
 
 LAYER_DEPS = {
-    "iris": ["iris_indicateurs", "iris_scores", "iris_accessibilite", "iris_priorite"],
-    "communes": ["mailles", "mailles_scores", "iris_priorite"],
-    "epci": ["mailles", "mailles_scores", "iris_priorite"],
-    "departements": ["mailles", "mailles_scores"],
+    "iris": ["iris_indicateurs", "scores_publies", "iris_accessibilite", "iris_priorite"],
+    "communes": ["mailles", "scores_publies", "iris_priorite"],
+    "epci": ["mailles", "scores_publies", "iris_priorite"],
+    "departements": ["mailles", "scores_publies"],
 }
 
 
@@ -415,7 +416,7 @@ def _specs() -> list[dg.AssetSpec]:
         _spec(
             "contours_web",
             {"shapely"},
-            LAYER_ASSETS,
+            ["contours_simplifies", *LAYER_ASSETS],
             "Contours allégés de chaque maille à chaque tolérance (`config/publication.yaml`, 10 m et 50 m par "
             "défaut) : simplification *de couverture* des IRIS (les IRIS voisins gardent une frontière commune), "
             "chaque niveau simplifiant le précédent ; communes, EPCI et départements sont les unions des IRIS "
@@ -521,13 +522,53 @@ PLACES_CHECK = dg.AssetCheckSpec(
 )
 
 
+@dg.asset(
+    group_name=GROUP,
+    kinds={"geopandas", "geoparquet"},
+    owners=OWNERS,
+    tags={"maille": "iris-commune-epci-departement"},
+    # The longest step that needs only the outlines: started first when a thread is free, it
+    # runs while the indicators and scores are computed (pipelines/executor.py).
+    op_tags={"dagster/priority": "1"},
+)
+def contours_simplifies(iris_base: gpd.GeoDataFrame) -> dg.Output:
+    """Contours des IRIS du territoire d'étude simplifiés en couverture (sans trou ni
+    chevauchement entre voisins) à chaque tolérance web de `config/publication.yaml`, chaque
+    niveau à partir du précédent, et leurs unions par commune, EPCI et département : une ligne par
+    unité, tolérance et maille (`maille`, `tolerance_m`, `code`), Lambert-93. La validité de la
+    couverture est vérifiée ici ; une couverture invalide n'est pas simplifiée et la publication
+    (`contours_web`) s'arrête en nommant les IRIS qui se chevauchent."""
+    study = (
+        iris_base[iris_base["territoire_etude"].astype(bool).to_numpy()]
+        if "territoire_etude" in iris_base
+        else iris_base
+    )
+    levels = simplify_iris(study, load_publication().web_tolerances_m)
+    frame = levels_frame(levels, study.crs)
+    counts = frame.groupby(["maille", "tolerance_m"], sort=False).size()
+    return dg.Output(
+        frame,
+        metadata={
+            "couverture_valide": levels.valid_before,
+            "unites": dg.MetadataValue.json({f"{m}_{t:g}m": int(n) for (m, t), n in counts.items()}),
+            "sommets": int(shapely.get_num_coordinates(frame.geometry.to_numpy()).sum()),
+        },
+    )
+
+
 @dg.multi_asset(
     name="sorties",
     specs=_specs(),
     check_specs=[WEB_CHECK, PLACES_CHECK],
     ins={
         name: dg.AssetIn(name)
-        for name in ("iris_indicateurs", "iris_scores", "mailles", "mailles_scores", *OFFER_ASSETS)
+        for name in (
+            "iris_indicateurs",
+            "scores_publies",
+            "mailles",
+            "contours_simplifies",
+            *OFFER_ASSETS,
+        )
     },
     # Any of its assets may be materialized alone (UI: select, "Materialize selected"): only the
     # files of the selected assets are written, the others are carried over from the previous set.
@@ -537,9 +578,9 @@ def sorties(
     context: dg.AssetExecutionContext,
     fragilite: FragiliteConfig,
     iris_indicateurs: IndicatorResult,
-    iris_scores: Scored,
+    scores_publies: dict,
     mailles: dict,
-    mailles_scores: dict,
+    contours_simplifies: gpd.GeoDataFrame,
     lieux_mediation: pd.DataFrame | None,
     iris_accessibilite: pd.DataFrame | None,
     iris_priorite: dict | None,
@@ -558,7 +599,8 @@ def sorties(
     # whatever folder or territory its configuration chose).
     context.instance.add_run_tags(run_id, run_tags(fragilite.settings))
     # The CAF secret across mailles, and scores of blanked units without the CAF indicator.
-    iris_scores, mailles_scores, secret = protect_caf(fragilite, iris_indicateurs, iris_scores, mailles, mailles_scores)
+    iris_scores, mailles_scores = scores_publies["iris"], scores_publies["mailles"]
+    secret = {name: set(codes) for name, codes in scores_publies["secret"].items()}
     built = {
         "iris": published_layer(
             fragilite,
@@ -652,7 +694,7 @@ def sorties(
         if "contours_web" not in needed:
             return None
         try:
-            outlines = timed("contours_web", pub.contours_web, layers, publication, describe=pub.web_metadata)
+            outlines = timed("contours_web", pub.contours_web, layers, contours_simplifies, describe=pub.web_metadata)
         except BaseException as exc:
             outlines_ready.set_exception(exc)  # never leave the pack waiting
             raise
@@ -671,7 +713,7 @@ def sorties(
             web = pool.submit(web_layers)
             written = pool.submit(layers_then_pack)
             if "cartes" in needed:
-                timed("cartes", pub.cartes, out, layers, spec, info, places[0] if places else None)
+                timed("cartes", pub.cartes, out, layers, spec, info, places[0] if places else None, outlines_ready)
             if "styles_qgis" in needed:
                 timed("styles_qgis", pub.styles_qgis, out, layers, spec, info, places is not None)
             if "rapport" in needed:
@@ -710,15 +752,15 @@ def sorties(
 
 def _needed(selected: set[str], checks: set[str]) -> set[str]:
     """The parts of `sorties` a selection needs: the selected assets, and what they are made
-    from (the web layers and the pack's GeoJSON from the web outlines; the report embeds the
-    maps). A part needed but not selected is computed, not published: the web outlines stay in
+    from (the web layers, the pack's GeoJSON and the maps from the web outlines; the report
+    embeds the maps). A part needed but not selected is computed, not published: the web outlines stay in
     memory, and maps drawn for the report only are dropped from the staging folder, so the
     previous set's maps are kept."""
     needed = set(selected)
-    if needed & {"couches_web", "pack_geoclip"} or WEB_CHECK.name in checks:
-        needed.add("contours_web")
     if "rapport" in needed:
         needed.add("cartes")
+    if needed & {"couches_web", "pack_geoclip", "cartes"} or WEB_CHECK.name in checks:
+        needed.add("contours_web")
     return needed
 
 

@@ -22,7 +22,7 @@ from outputs.layers import geojson_properties, write_features
 from outputs.maps import choropleth_png, histogram_png, map_outlines, priority_png
 from outputs.report import ReportContext, fr_number, method_display, reference_display, render_report
 from outputs.styles import ProjectLayer, classify, places_renderer, priority_renderer, qgis_project, qml
-from outputs.web import WebOutlines, level_name, simplify_iris, web_outlines
+from outputs.web import WebOutlines, level_name, levels_from_frame, web_outlines
 from transforms.geo_codes import CITY_ARRONDISSEMENTS
 
 DISPLAY = {"iris": "IRIS", "communes": "Communes", "epci": "EPCI", "departements": "Départements"}
@@ -61,10 +61,11 @@ def _sources_line(info: dict) -> str:
     )
 
 
-def contours_web(layers: dict[str, gpd.GeoDataFrame], publication: PublicationConfig) -> WebOutlines:
-    """Simplified outlines of every maille at every tolerance: one coverage simplification of
-    the IRIS per tolerance, the coarser mailles as unions of the simplified IRIS."""
-    return web_outlines(simplify_iris(layers["iris"], publication.web_tolerances_m), layers)
+def contours_web(layers: dict[str, gpd.GeoDataFrame], simplified: gpd.GeoDataFrame) -> WebOutlines:
+    """Simplified outlines of every maille at every tolerance, row-aligned with the layers: the
+    IRIS coverage simplified once per tolerance and its unions per coarser maille, made by the
+    asset `contours_simplifies` while the indicators were scored."""
+    return web_outlines(levels_from_frame(simplified), layers)
 
 
 def web_metadata(web: WebOutlines) -> dict:
@@ -225,11 +226,23 @@ def cartes(
     spec: Classification,
     info: dict,
     places: gpd.GeoDataFrame | None = None,
+    web: Future | None = None,
 ) -> dict:
     """`cartes/<maille>.png`, the IRIS map as a thumbnail for the UI, and with the offer of
-    mediation `cartes/priorite.png` (IRIS by priority class, places on top)."""
+    mediation `cartes/priorite.png` (IRIS by priority class, places on top). Each maille's
+    outlines are prepared once, from its web outlines (`web`: a future of them) when they are
+    finer than the map's pixel."""
     pngs, thumbnail = {}, b""
-    iris_outlines = map_outlines(layers["iris"])  # prepared once for the score and priority maps
+    simplified = web.result() if web is not None else None
+    prepared = {
+        maille: map_outlines(
+            layer,
+            simplified={t: o.to_numpy() for (m, t), o in simplified.outlines.items() if m == maille}
+            if simplified is not None
+            else None,
+        )
+        for maille, layer in layers.items()
+    }
     for maille, layer in layers.items():
         title = f"Fragilité numérique — {spec.field.replace('_', ' ')} ({DISPLAY[maille]})\n{info['territoire']}"
         pngs[maille], small = choropleth_png(
@@ -238,7 +251,7 @@ def cartes(
             title=title,
             sources=_sources_line(info),
             thumbnail_dpi=40 if maille == "iris" else None,
-            outlines=iris_outlines if maille == "iris" else None,
+            outlines=prepared[maille],
         )
         thumbnail = small or thumbnail
     if "priorite" in layers["iris"]:
@@ -247,7 +260,7 @@ def cartes(
             places,
             title=f"IRIS fragiles éloignés de l'offre de médiation numérique\n{info['territoire']}",
             sources=_sources_line(info) + " Lieux : " + PLACES_SOURCE + ".",
-            outlines=iris_outlines,
+            outlines=prepared["iris"],
         )
     sizes = write_all(
         {out / "cartes" / f"{m}.png": (lambda tmp, d=data: Path(tmp).write_bytes(d)) for m, data in pngs.items()}
