@@ -12,7 +12,7 @@ Interruption (Ctrl-C, a run cancelled from the UI): no new step starts, the step
 interrupted as the in-process executor interrupts its one step (`DagsterExecutionInterruptedError`
 raised in the step's thread, at its next Python instruction), then the run ends interrupted once
 they have stopped. An error escaping a step (raised when `raise_on_error`, as `materialize`
-does) stops the run the same way, then is raised again.
+does) starts no other step; the steps at work finish, then the error is raised again.
 
 `materialize` is `dagster.materialize` run by this executor (Dagster's own always runs its steps
 one after the other); `fragilite run`, the département partitions and the benchmarks use it,
@@ -173,10 +173,10 @@ class ThreadExecutor(Executor):
         stopping, error = False, None
         try:
             while running or not (stopping or active.is_complete):
-                if stopping:
+                if stopping and error is None:
                     for work in running:
                         work.interrupt()  # a step whose thread had not started yet
-                elif active.check_for_interrupts():
+                elif not stopping and active.check_for_interrupts():
                     stopping = True
                     active.mark_interrupted()
                     yield DagsterEvent.engine_event(
@@ -214,11 +214,10 @@ class ThreadExecutor(Executor):
                 if work.error is not None and not isinstance(
                     work.error, DagsterExecutionInterruptedError | KeyboardInterrupt
                 ):
-                    error = error or work.error  # raise_on_error: the run stops, as in process
-                    if not stopping:
-                        stopping = True
-                        for other in running:
-                            other.interrupt()
+                    # raise_on_error: the run stops, as in process; the steps at work finish
+                    # (an interruption raised in them could land inside a lock, e.g. logging's).
+                    error = error or work.error
+                    stopping = True
         except BaseException:
             for work in running:
                 work.interrupt()

@@ -34,7 +34,7 @@ def test_run_succeeds_with_all_checks(materialized):
     result, _ = materialized
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 28
+    assert len(checks) == 29
     # Every check passes but one warning, by design on the sample: its IRIS are scored on 7, 8 or
     # 9 indicators (Filosofi's poverty and minima exist for 318 IRIS only).
     failed = {(c.check_name, c.severity.value) for c in checks if not c.passed}
