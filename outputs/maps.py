@@ -349,7 +349,7 @@ class Outlines:
 
 
 def map_outlines(
-    layer: gpd.GeoDataFrame, dpi: int = 150, simplified: Mapping[float, np.ndarray] | None = None
+    layer: gpd.GeoDataFrame, dpi: int = 150, simplified: Mapping[float, gpd.GeoSeries | np.ndarray] | None = None
 ) -> Outlines:
     """The layer's outlines as `choropleth_png` and `priority_png` draw them at `dpi`: simplified
     to half a pixel. `simplified`: the same outlines already simplified, by tolerance in metres

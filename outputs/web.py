@@ -79,6 +79,10 @@ class WebOutlines:
         texts = pa.concat_arrays([iris_text, geojson_geometries(outlines.iloc[own])], memory_pool=TEXT_POOL)
         return pc.take(texts, pa.array(index), memory_pool=TEXT_POOL)
 
+    def levels(self, maille: str) -> dict[float, gpd.GeoSeries]:
+        """The maille's outlines by tolerance."""
+        return {tolerance: outlines for (m, tolerance), outlines in self.outlines.items() if m == maille}
+
     @property
     def finest(self) -> float:
         return min(tolerance for _, tolerance in self.outlines)

@@ -91,6 +91,13 @@ def territory_base(
     return TerritoryBase(frame, vintage, reports + more, notes, int((~inside).sum()), universe)
 
 
+def study_rows(base: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the study territory (published), without the reference units' other IRIS."""
+    if "territoire_etude" not in base:
+        return base
+    return base[base["territoire_etude"].astype(bool).to_numpy()]
+
+
 def selected_indicators(indicators: list[Indicator], wanted: list[str]) -> list[Indicator]:
     """The indicators a run asks for (`run.indicators`; empty = all), unknown ids refused."""
     known = {i.id for i in indicators}

@@ -15,6 +15,7 @@ from outputs.report import fr_number
 from pipelines.resources import FragiliteConfig
 from sources.common import COMMUNE_PATTERN, DEPARTEMENT_PATTERN, EPCI_PATTERN, IRIS_PATTERN
 from sources.ign_iris import EXPECTED_CRS
+from transforms.chain import study_rows
 from transforms.indicators import IndicatorResult
 from transforms.mailles import MAILLE_KEYS
 
@@ -199,8 +200,7 @@ couche_departements_relisible = _layer_check("departements")
     "(les communes sans EPCI, code INSEE ZZZZZZZZZ, n'entrent pas dans la couche EPCI).",
 )
 def populations_coherentes(iris_base: gpd.GeoDataFrame, mailles: dict) -> dg.AssetCheckResult:
-    if "territoire_etude" in iris_base:  # the reference units' other IRIS are not published
-        iris_base = iris_base[iris_base["territoire_etude"].astype(bool).to_numpy()]
+    iris_base = study_rows(iris_base)  # the reference units' other IRIS are not published
     population = iris_base["P_POP"].fillna(0)
     expected = {
         "iris": float(population.sum()),

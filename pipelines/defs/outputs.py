@@ -47,6 +47,7 @@ from pipelines.defs.indice import (
 from pipelines.reporting import report, table_metadata
 from pipelines.resources import FragiliteConfig
 from transforms.accessibilite import iris_points, locate_places
+from transforms.chain import study_rows
 from transforms.geo_codes import ARRONDISSEMENT_TO_CITY, city_code
 from transforms.indicators import IndicatorResult
 from transforms.mailles import MAILLE_KEYS, aggregate_maille
@@ -538,11 +539,7 @@ def contours_simplifies(iris_base: gpd.GeoDataFrame) -> dg.Output:
     unité, tolérance et maille (`maille`, `tolerance_m`, `code`), Lambert-93. La validité de la
     couverture est vérifiée ici ; une couverture invalide n'est pas simplifiée et la publication
     (`contours_web`) s'arrête en nommant les IRIS qui se chevauchent."""
-    study = (
-        iris_base[iris_base["territoire_etude"].astype(bool).to_numpy()]
-        if "territoire_etude" in iris_base
-        else iris_base
-    )
+    study = study_rows(iris_base)
     levels = simplify_iris(study, load_publication().web_tolerances_m)
     frame = levels_frame(levels, study.crs)
     counts = frame.groupby(["maille", "tolerance_m"], sort=False).size()
@@ -753,9 +750,9 @@ def sorties(
 def _needed(selected: set[str], checks: set[str]) -> set[str]:
     """The parts of `sorties` a selection needs: the selected assets, and what they are made
     from (the web layers, the pack's GeoJSON and the maps from the web outlines; the report
-    embeds the maps). A part needed but not selected is computed, not published: the web outlines stay in
-    memory, and maps drawn for the report only are dropped from the staging folder, so the
-    previous set's maps are kept."""
+    embeds the maps). A part needed but not selected is computed, not published: the web
+    outlines stay in memory, and maps drawn for the report only are dropped from the staging
+    folder, so the previous set's maps are kept."""
     needed = set(selected)
     if "rapport" in needed:
         needed.add("cartes")

@@ -111,7 +111,7 @@ def couches_web(
 
     A maille at a time: its properties, shared by its tolerances, are the largest text held.
     The outlines' text (GEOS, kept for the pack) is made meanwhile on another thread."""
-    levels = {m: [t for k, t in web.outlines if k == m] for m in layers}
+    levels = {m: list(web.levels(m)) for m in layers}
     sizes: dict[Path, int] = {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fragilite-web") as ahead:
         outlines = ahead.submit(lambda: [web.geojson(m, t) for m in levels for t in levels[m]])
@@ -235,12 +235,7 @@ def cartes(
     pngs, thumbnail = {}, b""
     simplified = web.result() if web is not None else None
     prepared = {
-        maille: map_outlines(
-            layer,
-            simplified={t: o.to_numpy() for (m, t), o in simplified.outlines.items() if m == maille}
-            if simplified is not None
-            else None,
-        )
+        maille: map_outlines(layer, simplified=simplified.levels(maille) if simplified is not None else None)
         for maille, layer in layers.items()
     }
     for maille, layer in layers.items():
