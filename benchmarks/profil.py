@@ -2,6 +2,7 @@
 
     python -m benchmarks.profil --scale 0.1
     python -m benchmarks.profil --scale 1 --etape iris_accessibilite --top 30 --sortie build/profils
+    python -m benchmarks.profil --scale 1 --inputs build/bench --etape scores_publies   # inputs reused
 
 The input set is generated as `benchmarks.national` does (same generator, same seed), then the
 whole pipeline runs in-process under one cProfile profiler. With `--etape`, the profiler is
@@ -33,8 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.generate import generate
-from benchmarks.national import run_pipeline
+from benchmarks.national import inputs_for, run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 ANCHORS = ("site-packages/", str(ROOT) + "/", sysconfig.get_paths()["stdlib"] + "/")
@@ -111,6 +111,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--etape", help="clé d'une étape Dagster à détailler (ex. iris_accessibilite, sorties)")
     parser.add_argument("--top", type=int, default=30, help="nombre de fonctions listées")
     parser.add_argument("--sortie", type=Path, help="dossier des fichiers .prof (défaut : un dossier temporaire)")
+    parser.add_argument(
+        "--inputs",
+        type=Path,
+        help="données générées une fois dans ce dossier et reprises ensuite (comme benchmarks.national)",
+    )
     return parser.parse_args(argv)
 
 
@@ -120,12 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     out_prof.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix=f"fragilite-profil-{args.scale:g}-"))
     try:
-        started = time.perf_counter()
-        generated = generate(root / "inputs", args.scale, args.seed)
-        print(
-            f"=== échelle {args.scale:g} : {generated.iris} IRIS, {generated.communes} communes "
-            f"(données générées en {time.perf_counter() - started:.1f} s) ==="
-        )
+        generated = inputs_for(args.scale, args.seed, root, args.inputs)
         whole, step = cProfile.Profile(), cProfile.Profile()
         switch = StepSwitch(whole, step, args.etape)
         wall0, cpu0 = time.perf_counter(), time.process_time()

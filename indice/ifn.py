@@ -21,10 +21,40 @@ RANK_DIGITS = 9
 
 
 def round_significant(values: pd.Series, digits: int = RANK_DIGITS) -> pd.Series:
-    """Each value rounded to `digits` significant digits (through its decimal text, so that
-    values equal at that precision become the same float)."""
-    formatted = np.char.mod(f"%.{digits - 1}e", values.to_numpy(dtype="float64"))
-    return pd.Series(formatted.astype("float64"), index=values.index)
+    """Each value rounded to `digits` significant digits, exactly as its decimal text
+    (`%.{digits-1}e`) read back would be, so that values equal at that precision become the
+    same float. Computed in floating point (a national run ranks a million values); the few
+    values too close to a rounding tie or to a power of ten for that to be exact go through
+    their text (`_round_significant_text`)."""
+    x = values.to_numpy(dtype="float64")
+    rounded = x.copy()  # zeros, NaN and infinities are their own text's value
+    size = np.abs(x)
+    todo = np.flatnonzero(np.isfinite(x) & (x != 0))
+    with np.errstate(divide="ignore"):
+        exponent = np.floor(np.log10(size[todo])).astype(np.int64) - (digits - 1)
+    # 10**k is exact for |k| <= 22: the mantissa's scaling and the result are then one
+    # correctly rounded operation each.
+    exact_powers = np.abs(exponent) <= 22
+    power = 10.0 ** np.abs(np.where(exact_powers, exponent, 0))
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = np.where(exponent < 0, size[todo] * power, size[todo] / power)
+    mantissa = np.rint(scaled)
+    # The scaling's error is under 2e-7 for mantissas below 1e9 (a few units of the last
+    # place): a value that close to a tie, or whose mantissa falls outside [10^(d-1), 10^d)
+    # (log10 off by one near a power of ten), is rounded by its text instead.
+    low, high = 10.0 ** (digits - 1), 10.0**digits
+    safe = exact_powers & (np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6) & (scaled >= low) & (scaled < high - 1)
+    result = np.where(exponent < 0, mantissa / power, mantissa * power)
+    rounded[todo] = np.copysign(result, x[todo])
+    unsafe = todo[~safe]
+    if unsafe.size:
+        rounded[unsafe] = _round_significant_text(x[unsafe], digits)
+    return pd.Series(rounded, index=values.index)
+
+
+def _round_significant_text(x: np.ndarray, digits: int) -> np.ndarray:
+    """The reference rounding: through each value's decimal text (C's correctly rounded `%e`)."""
+    return np.char.mod(f"%.{digits - 1}e", x).astype("float64")
 
 
 def to_notes(values: pd.Series, mapping: str = "decile") -> pd.Series:

@@ -161,19 +161,25 @@ class _Cells:
         """The relations of one count column: a sparse matrix (relations × cells, +1 parent,
         −1 children) and, per relation, its cells in order (parent first)."""
         if column not in self._relations:
-            rows = []
-            for nest, groups in zip(self.nestings, self.groups):
+            indices, sizes = [], []
+            for k, nest in enumerate(self.nestings):
                 if nest.child in self.holders[column] and nest.parent in self.holders[column]:
-                    rows.extend(np.concatenate([[p], kids]) for p, kids in groups if p >= 0)
-            data, indices, indptr = [], [], [0]
-            for row in rows:
-                data.append(np.r_[1.0, -np.ones(len(row) - 1)])
-                indices.append(row)
-                indptr.append(indptr[-1] + len(row))
-            matrix = sparse.csr_matrix(
-                (np.concatenate(data) if rows else [], np.concatenate(indices) if rows else [], indptr),
-                shape=(len(rows), self.size),
-            )
+                    # Each group's parent then its children, from the children end to end
+                    # (`flat_children`): one numpy pass, not one array per relation.
+                    flat, starts = self.flat_children[k]
+                    parents = np.array([p for p, _ in self.groups[k]], dtype=np.int64)
+                    counts = np.diff(np.append(starts, len(flat))) if len(starts) else starts
+                    row = np.insert(flat.astype(np.int64), starts, parents)
+                    keep = np.repeat(parents >= 0, counts + 1)
+                    indices.append(row[keep])
+                    sizes.append(counts[parents >= 0] + 1)
+            index = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)
+            size = np.concatenate(sizes) if sizes else np.zeros(0, dtype=np.int64)
+            indptr = np.concatenate([[0], np.cumsum(size)])
+            data = np.full(len(index), -1.0)
+            data[indptr[:-1]] = 1.0  # the parent, first of its relation
+            matrix = sparse.csr_matrix((data, index, indptr), shape=(len(size), self.size))
+            rows = np.split(index, indptr[1:-1]) if len(size) else []
             self._relations[column] = (matrix, rows)
         return self._relations[column]
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from config import load_methods, load_tic
 from config.settings import TicConfig
-from indice.ifn import score_ifn, to_notes
+from indice.ifn import _round_significant_text, round_significant, score_ifn, to_notes
 from indice.mednum import Reference, score_mednum
 from indice.methods import MethodParams, exposure_summary, score_all
 from indice.tic import estimate_people
@@ -32,6 +32,32 @@ def test_decile_notes_ties_and_missing():
     assert notes.iloc[3] == 1.0 and notes.iloc[5] == 10.0
     assert np.isnan(notes.iloc[4])
     assert notes.dropna().between(1, 10).all()
+
+
+def test_rounding_to_significant_digits_is_the_decimal_texts():
+    """The floating-point rounding gives, bit for bit, the value of each number's `%.8e` text,
+    including ties, powers of ten, extreme exponents, subnormals, signs, zero and NaN."""
+    rng = np.random.default_rng(2026)
+    edges = [0.0, -0.0, np.nan, np.inf, -np.inf, 5e-324, 1e-310, 1.7976931348623157e308, 0.1234567885, 1.2345678950]
+    steps = [m * 10.0**k for k in range(-25, 25) for m in (1, 5, 9.9999999995, 9.99999999951, 1.0000000005, 1.23456789)]
+    # ten-digit decimals ending in 5: the tenth digit is a tie in decimal, not in binary
+    ties = [float(f"{m}5e{k}") for m, k in zip(rng.integers(10**8, 10**9, 5000), rng.integers(-15, 10, 5000))]
+    values = np.concatenate(
+        [
+            edges,
+            steps,
+            ties,
+            rng.random(20_000),
+            rng.integers(0, 5000, 20_000) / rng.integers(1, 5000, 20_000),
+            -(10.0 ** rng.uniform(-30, 30, 20_000)),
+        ]
+    )
+    fast = round_significant(pd.Series(values)).to_numpy()
+    text = _round_significant_text(values, 9)
+    assert np.array_equal(fast, text, equal_nan=True)
+    assert np.array_equal(np.signbit(fast), np.signbit(text))
+    # values equal at nine significant digits become one float
+    assert round_significant(pd.Series([0.1234567891, 0.1234567894])).nunique() == 1
 
 
 def test_minmax_notes():

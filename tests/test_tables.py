@@ -283,3 +283,30 @@ def test_xlsx_written_alone_and_csv_alone(awkward, tmp_path):
     assert (tmp_path / "alone.csv").read_bytes() == csv
     with zipfile.ZipFile(tmp_path / "alone.xlsx") as archive:
         assert {name: archive.read(name) for name in archive.namelist()} == parts
+        # the sheet, deflated by ISA-L, inflates with zlib and matches its CRC
+        assert archive.getinfo("xl/worksheets/sheet1.xml").compress_type == zipfile.ZIP_DEFLATED
+        assert archive.testzip() is None
+
+
+def test_large_sheet_deflated_by_isal_reads_back(tmp_path):
+    """A sheet of many megabytes (several deflate calls), read back by openpyxl and calamine."""
+    rows = 60_000
+    frame = pd.DataFrame(
+        {"code": [f"{i:09d}" for i in range(rows)], "taux": np.arange(rows) / 7, "n": np.arange(rows) % 13}
+    )
+    path = tmp_path / "grand.xlsx"
+    write_xlsx(frame, path, "grand")
+    with zipfile.ZipFile(path) as archive:
+        sheet = archive.getinfo("xl/worksheets/sheet1.xml")
+        assert sheet.file_size > 4 << 20 and sheet.compress_size < sheet.file_size / 4
+        assert archive.testzip() is None
+    from python_calamine import CalamineWorkbook
+
+    values = CalamineWorkbook.from_path(str(path)).get_sheet_by_name("grand").to_python()
+    assert len(values) == rows + 1 and values[1] == ["000000000", 0.0, 0.0] and values[-1][0] == f"{rows - 1:09d}"
+    assert values[-1][1] == pytest.approx((rows - 1) / 7)
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(path, read_only=True)["grand"]
+    last = list(sheet.iter_rows(min_row=rows + 1, max_row=rows + 1, values_only=True))[0]
+    assert last == (f"{rows - 1:09d}", pytest.approx((rows - 1) / 7), (rows - 1) % 13)

@@ -62,7 +62,7 @@ def join_census(themes: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, list[Joi
     for name in names[1:]:
         other = themes[name]
         variables = [c for c in other.columns if c[:2] in ("P_", "C_") and c not in merged.columns]
-        left, right = set(merged["CODE_IRIS"]), set(other["CODE_IRIS"])
+        left, right = set(merged["CODE_IRIS"].to_numpy()), set(other["CODE_IRIS"].to_numpy())
         reports.append(
             JoinReport(
                 join=f"recensement {names[0]} ↔ {name}",
@@ -86,7 +86,7 @@ def build_iris_base(
     The outlines are the spine (an output layer needs a geometry); census IRIS without an
     outline, and outlines without census figures, are both reported.
     """
-    left, right = set(contours["CODE_IRIS"]), set(census["CODE_IRIS"])
+    left, right = set(contours["CODE_IRIS"].to_numpy()), set(census["CODE_IRIS"].to_numpy())
     reports = [
         JoinReport(
             join="CONTOURS-IRIS ↔ recensement",
@@ -103,8 +103,8 @@ def build_iris_base(
     epci_rows, used = lookup_commune_values(base["INSEE_COM"], communes_epci)
     base["EPCI"] = epci_rows["EPCI"]
     base["NOM_EPCI"] = epci_rows["NOM_EPCI"]
-    communes = set(base["INSEE_COM"])
-    missing = sorted(set(base.loc[used.isna(), "INSEE_COM"]))
+    communes = set(base["INSEE_COM"].to_numpy())
+    missing = sorted(set(base.loc[used.isna(), "INSEE_COM"].to_numpy()))
     reports.append(
         JoinReport(
             join="communes ↔ EPCI",

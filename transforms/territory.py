@@ -156,8 +156,8 @@ def uncovered_codes(territory: Territory, communes_epci: pd.DataFrame) -> list[s
     from transforms.geo_codes import city_code, departement_code
 
     communes = pd.concat([communes_epci["INSEE_COM"], city_code(communes_epci["INSEE_COM"])]).astype(str)
-    deps, codes = set(departement_code(communes)), set(communes)
-    epcis = set(communes_epci["EPCI"].dropna().astype(str))
+    deps, codes = set(departement_code(communes).to_numpy()), set(communes.to_numpy())
+    epcis = set(communes_epci["EPCI"].dropna().astype(str).to_numpy())
     missing = []
     for code in territory.codes:
         if EPCI_RE.match(code):
@@ -177,6 +177,27 @@ UNIT_COLUMN = {"departement": "DEP", "epci": "EPCI"}
 LEVEL_LABELS = {"departement": "département", "epci": "EPCI"}
 
 
+class FrozenRecord(dict):
+    """A read-only dict that copies share. pandas deep-copies a frame's `attrs` at every
+    operation on it (`NDFrame.__finalize__`): the reference universe (one entry per unit),
+    carried by the IRIS table through the scoring, cost a national run about a second of
+    copies. Nested values are frozen too (records, tuples)."""
+
+    def __deepcopy__(self, memo: dict) -> FrozenRecord:
+        return self
+
+    def __copy__(self) -> FrozenRecord:
+        return self
+
+    def __reduce__(self):
+        return (FrozenRecord, (dict(self),))
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("FrozenRecord est en lecture seule : construisez-en un nouveau")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
+
+
 @dataclass
 class ReferenceUniverse:
     """The IRIS reference values are computed on: the whole reference units (départements or
@@ -189,15 +210,17 @@ class ReferenceUniverse:
     missing: dict[str, list[str]] = field(default_factory=dict)  # unit code → communes absent from the inputs
     notes: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
-        return {
-            "niveau": self.level,
-            "niveau_demande": self.asked,
-            "unites": self.units,
-            "iris": int(self.mask.sum()),
-            "communes_manquantes": self.missing,
-            "notes": self.notes,
-        }
+    def as_dict(self) -> FrozenRecord:
+        """The universe in words, for a frame's `attrs` and the run's metadata (read-only:
+        shared by every frame derived from the IRIS table)."""
+        return FrozenRecord(
+            niveau=self.level,
+            niveau_demande=self.asked,
+            unites=FrozenRecord(self.units),
+            iris=int(self.mask.sum()),
+            communes_manquantes=FrozenRecord({k: tuple(v) for k, v in self.missing.items()}),
+            notes=tuple(self.notes),
+        )
 
 
 def reference_universe(
@@ -241,13 +264,13 @@ def reference_universe(
 
 
 def _universe(base: pd.DataFrame, inside: pd.Series, level: str, communes_epci: pd.DataFrame) -> ReferenceUniverse:
-    from transforms.geo_codes import city_code, departement_code
+    from transforms.geo_codes import city_code, departement_code, isin_codes
 
     column = UNIT_COLUMN.get(level)
     if column is None:
         return ReferenceUniverse(level, level, inside.copy(), {level: int(inside.sum())})
-    units = set(base.loc[inside, column].dropna().astype(str))
-    mask = base[column].astype("string").isin(units).fillna(False).astype(bool) | inside
+    units = set(base.loc[inside, column].dropna().astype(str).to_numpy())
+    mask = isin_codes(base[column].astype(str), units) & base[column].notna() | inside
     counts = base.loc[mask, column].dropna().astype(str).value_counts().sort_index()
     # Members of each unit by the composition table, against the communes with IRIS (the cities of
     # Paris, Lyon and Marseille compared whole: the table may list the city or its arrondissements).
@@ -255,9 +278,8 @@ def _universe(base: pd.DataFrame, inside: pd.Series, level: str, communes_epci: 
         unit=communes_epci["EPCI"] if level == "epci" else departement_code(communes_epci["INSEE_COM"]),
         city=city_code(communes_epci["INSEE_COM"].astype(str)),
     )
-    members = members[members["unit"].astype("string").isin(units).fillna(False)]
-    loaded = set(city_code(base["INSEE_COM"].astype(str)))
-    absent = members[~members["city"].isin(loaded)]
+    members = members[isin_codes(members["unit"].astype(str), units) & members["unit"].notna()]
+    absent = members[~isin_codes(members["city"], city_code(base["INSEE_COM"].astype(str)).unique())]
     missing = {str(u): sorted(set(g["city"])) for u, g in absent.groupby("unit")}
     notes = _unverifiable(base, level, units, communes_epci)
     outside = int((inside & base[column].isna()).sum())
@@ -275,8 +297,8 @@ def _unverifiable(base: pd.DataFrame, level: str, units: set[str], communes_epci
 
     if level != "epci":
         return []
-    table_deps = set(departement_code(communes_epci["INSEE_COM"].astype(str)))
-    if not table_deps <= set(base["DEP"].dropna()):
+    table_deps = set(departement_code(communes_epci["INSEE_COM"].astype(str)).to_numpy())
+    if not table_deps <= set(base["DEP"].dropna().to_numpy()):
         return []  # the table reaches beyond the inputs: the member check above is complete
     notes = [
         f"le fichier de composition des EPCI ne couvre que le(s) département(s) chargé(s) "

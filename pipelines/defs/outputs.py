@@ -619,26 +619,6 @@ def sorties(
     )
     built = with_offer(built, iris_accessibilite, iris_priorite)
     layers = {m: layer for m, (layer, _) in built.items()}
-    info = {**built["iris"][1], **pub.display_labels(fragilite, layers["iris"], built["iris"][1])}
-    places = places_published(lieux_mediation, layers["iris"], run_id, info["territoire"])
-    caf = caf_indicator_ids(fragilite)
-    cities = city_layer(
-        fragilite,
-        iris_indicateurs.frame,
-        mailles["communes"],
-        iris_indicateurs.vintages,
-        run_id,
-        secret.get("villes", set()),
-    )
-    cities = city_priority(cities, iris_priorite["communes"] if iris_priorite is not None else None)
-    tables = pack_tables(layers, caf, publication.secret_threshold, cities)
-    dictionary = dictionnaire(
-        fragilite,
-        {m: [layers[m], tables[m]] for m in MAILLES} | ({PLACES_LAYER: [places[0]]} if places else {}),
-        info["millesime_rp"],
-        iris_indicateurs.vintages,
-        access=iris_accessibilite,
-    )
     metadata: dict[str, dict] = {}
 
     def timed(key: str, make, *args, describe=lambda result: result):
@@ -707,7 +687,29 @@ def sorties(
         # another, maps, styles and report here (matplotlib is not thread-safe). A failure or
         # Ctrl-C waits for both threads, then the staging folder is dropped: nothing published.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fragilite-sorties") as pool:
+            # The web outlines and layers need only the layers: started first, their GEOS and
+            # Arrow work overlaps the places, the cities, the pack tables and the dictionary.
             web = pool.submit(web_layers)
+            info = {**built["iris"][1], **pub.display_labels(fragilite, layers["iris"], built["iris"][1])}
+            places = places_published(lieux_mediation, layers["iris"], run_id, info["territoire"])
+            caf = caf_indicator_ids(fragilite)
+            cities = city_layer(
+                fragilite,
+                iris_indicateurs.frame,
+                mailles["communes"],
+                iris_indicateurs.vintages,
+                run_id,
+                secret.get("villes", set()),
+            )
+            cities = city_priority(cities, iris_priorite["communes"] if iris_priorite is not None else None)
+            tables = pack_tables(layers, caf, publication.secret_threshold, cities)
+            dictionary = dictionnaire(
+                fragilite,
+                {m: [layers[m], tables[m]] for m in MAILLES} | ({PLACES_LAYER: [places[0]]} if places else {}),
+                info["millesime_rp"],
+                iris_indicateurs.vintages,
+                access=iris_accessibilite,
+            )
             written = pool.submit(layers_then_pack)
             if "cartes" in needed:
                 timed("cartes", pub.cartes, out, layers, spec, info, places[0] if places else None, outlines_ready)
