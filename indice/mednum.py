@@ -170,7 +170,12 @@ def indicator_counts(scores: pd.DataFrame, axis_of: Mapping[str, str]) -> pd.Dat
     out["nb_indicateurs_notes"] = present.sum(axis=1).astype("int32")
     ids = np.array(list(axis_of), dtype=object)
     missing = ~present.to_numpy(dtype=bool)
-    out["indicateurs_manquants"] = [",".join(ids[row]) for row in missing] if len(ids) else ""
+    if len(ids):  # joined once per distinct pattern of missing indicators (a handful), not per row
+        patterns, inverse = np.unique(missing, axis=0, return_inverse=True)
+        texts = np.array([",".join(ids[row]) for row in patterns], dtype=object)
+        out["indicateurs_manquants"] = texts[inverse.reshape(-1)]
+    else:
+        out["indicateurs_manquants"] = ""
     for axis in AXES:
         members = [i for i, a in axis_of.items() if a == axis]
         out[f"n_{axis}"] = present[members].sum(axis=1).astype("int32") if members else np.int32(0)

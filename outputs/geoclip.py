@@ -152,7 +152,9 @@ SHAPEFILE_PARTS = (".shx", ".dbf", ".prj", ".cpg")
 
 
 def _shapefile(gdf: gpd.GeoDataFrame, tmp: Path) -> dict[Path, Path]:
-    """A shapefile is several files: its companions are committed with the .shp."""
-    pyogrio.write_dataframe(gdf, tmp, driver="ESRI Shapefile", encoding="UTF-8")
+    """A shapefile is several files: its companions are committed with the .shp. Written through
+    Arrow: the same bytes as pyogrio's default path, which holds the GIL throughout (the pack is
+    written beside the maps and the web layers)."""
+    pyogrio.write_dataframe(gdf, tmp, driver="ESRI Shapefile", encoding="UTF-8", use_arrow=True)
     final_stem = tmp.name.split(".")[1]
     return {tmp.with_suffix(s): tmp.with_name(final_stem + s) for s in SHAPEFILE_PARTS if tmp.with_suffix(s).exists()}

@@ -41,7 +41,7 @@ from scipy.spatial import cKDTree
 
 from config.offre import OffreConfig
 from sources.lieux_mediation import PARTS, has_any
-from transforms.geo_codes import ARRONDISSEMENT_TO_CITY, departement_code
+from transforms.geo_codes import ARRONDISSEMENT_TO_CITY, departement_code, isin_codes
 
 PER_PEOPLE = 10_000
 GAUSS_FLOOR = float(np.exp(-0.5))
@@ -109,13 +109,14 @@ def building_points(
     premises (`poids`); an IRIS of `iris` without premises keeps its point on surface, buildings
     of IRIS not in `iris` are left out. Column `point` says which: `immeubles` or `surface`.
     `surface`: `iris_points(iris)` when the caller already has it (it costs seconds for France)."""
-    codes = set(iris["CODE_IRIS"].astype(str))
-    located = buildings[(buildings["locaux"] > 0) & buildings["CODE_IRIS"].astype(str).isin(codes)]
+    located = buildings[
+        (buildings["locaux"] > 0) & isin_codes(buildings["CODE_IRIS"].astype(str), iris["CODE_IRIS"].astype(str))
+    ]
     located = located.assign(CODE_IRIS=located["CODE_IRIS"].astype(str))
     totals = located.groupby("CODE_IRIS")["locaux"].transform("sum")
     located = located.assign(poids=located["locaux"] / totals, point="immeubles")
     fallback = iris_points(iris) if surface is None else surface
-    fallback = fallback[~fallback["CODE_IRIS"].isin(set(located["CODE_IRIS"]))].assign(point="surface")
+    fallback = fallback[~isin_codes(fallback["CODE_IRIS"], located["CODE_IRIS"])].assign(point="surface")
     columns = ["CODE_IRIS", "x", "y", "poids", "point"]
     return pd.concat([located[columns], fallback[columns]], ignore_index=True)
 
@@ -200,7 +201,7 @@ def locate_places(
     kept["x"], kept["y"] = np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
     communes = commune_points(points, iris, population).set_index("code")
     at_commune = kept["localisation"] == "commune"
-    found = at_commune & kept["code_insee"].isin(communes.index)
+    found = at_commune & isin_codes(kept["code_insee"], communes.index)
     kept.loc[found, "x"] = communes["x"].reindex(kept.loc[found, "code_insee"]).to_numpy()
     kept.loc[found, "y"] = communes["y"].reindex(kept.loc[found, "code_insee"]).to_numpy()
     unplaced = kept[at_commune & ~found]

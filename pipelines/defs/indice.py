@@ -240,8 +240,13 @@ def completeness_summary(table: pd.DataFrame) -> dict:
         return {}
     scored = table[table["score_global"].notna()] if "score_global" in table else table
     sets = scored["nb_indicateurs_notes"].value_counts().sort_index(ascending=False)
-    missing = scored["indicateurs_manquants"].str.split(",").explode()
-    missing = missing[missing.fillna("") != ""].value_counts()
+    # Split once per distinct list, not per IRIS: most IRIS share one or two lists.
+    lists = scored["indicateurs_manquants"].fillna("").value_counts()
+    counts: dict[str, int] = {}
+    for text, n in lists.items():
+        for ind_id in filter(None, str(text).split(",")):
+            counts[ind_id] = counts.get(ind_id, 0) + int(n)
+    missing = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
     return {
         "homogene": bool(scored["indicateurs_manquants"].nunique() <= 1),
         "iris_par_nombre_d_indicateurs": {str(k): int(v) for k, v in sets.items()},

@@ -12,6 +12,7 @@ atomically.
 
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -115,12 +116,14 @@ def published_layer(
     return layer, info
 
 
-def couche(out: Path, maille: str, layer: gpd.GeoDataFrame, info: dict, dictionary: pd.DataFrame) -> dict:
-    """`layers/<maille>.parquet`, `.gpkg`, `.metadata.json`; the asset's metadata."""
+def couche(out: Path, maille: str, layer: gpd.GeoDataFrame, info: dict, dictionary: Callable[[], pd.DataFrame]) -> dict:
+    """`layers/<maille>.parquet`, `.gpkg`, `.metadata.json`; the asset's metadata, its columns
+    described by `dictionary()` (the data dictionary, still in the making while the files are
+    written)."""
     sizes = write_layer(layer, out / "layers", maille, info)
     minx, miny, maxx, maxy = layer.total_bounds
     return {
-        **table_metadata(layer, descriptions=column_texts(dictionary)),
+        **table_metadata(layer, descriptions=column_texts(dictionary())),
         "crs": str(layer.crs),
         "bbox": [round(float(v), 1) for v in (minx, miny, maxx, maxy)],
         "fichiers": pub.sizes_metadata(sizes),
@@ -644,11 +647,17 @@ def sorties(
         }
 
     outlines_ready: Future = Future()  # the pack's GeoJSON outlines wait for it
+    prepared: Future = Future()  # the places, pack tables and dictionary, made on the step's thread
+
+    def made_dictionary() -> pd.DataFrame:
+        prepared.result()
+        return dictionary
 
     def layers_then_pack() -> None:
         for maille, (layer, layer_info) in built.items():
             if f"couche_{maille}" in needed:
-                timed(f"couche_{maille}", couche, out, maille, layer, layer_info, dictionary)
+                timed(f"couche_{maille}", couche, out, maille, layer, layer_info, made_dictionary)
+        prepared.result()  # what follows needs them
         if places is not None and PLACES_ASSET in needed:
             timed(PLACES_ASSET, couche_lieux, out, *places, dictionary)
         if "dictionnaire" in needed:
@@ -687,30 +696,35 @@ def sorties(
         # another, maps, styles and report here (matplotlib is not thread-safe). A failure or
         # Ctrl-C waits for both threads, then the staging folder is dropped: nothing published.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fragilite-sorties") as pool:
-            # The web outlines and layers need only the layers: started first, their GEOS and
-            # Arrow work overlaps the places, the cities, the pack tables and the dictionary.
+            # The web layers and the layers' files need only the layers: started first, their
+            # GEOS, GDAL and Arrow work overlaps the places, cities, pack tables and dictionary.
             web = pool.submit(web_layers)
-            info = {**built["iris"][1], **pub.display_labels(fragilite, layers["iris"], built["iris"][1])}
-            places = places_published(lieux_mediation, layers["iris"], run_id, info["territoire"])
-            caf = caf_indicator_ids(fragilite)
-            cities = city_layer(
-                fragilite,
-                iris_indicateurs.frame,
-                mailles["communes"],
-                iris_indicateurs.vintages,
-                run_id,
-                secret.get("villes", set()),
-            )
-            cities = city_priority(cities, iris_priorite["communes"] if iris_priorite is not None else None)
-            tables = pack_tables(layers, caf, publication.secret_threshold, cities)
-            dictionary = dictionnaire(
-                fragilite,
-                {m: [layers[m], tables[m]] for m in MAILLES} | ({PLACES_LAYER: [places[0]]} if places else {}),
-                info["millesime_rp"],
-                iris_indicateurs.vintages,
-                access=iris_accessibilite,
-            )
             written = pool.submit(layers_then_pack)
+            try:
+                info = {**built["iris"][1], **pub.display_labels(fragilite, layers["iris"], built["iris"][1])}
+                places = places_published(lieux_mediation, layers["iris"], run_id, info["territoire"])
+                caf = caf_indicator_ids(fragilite)
+                cities = city_layer(
+                    fragilite,
+                    iris_indicateurs.frame,
+                    mailles["communes"],
+                    iris_indicateurs.vintages,
+                    run_id,
+                    secret.get("villes", set()),
+                )
+                cities = city_priority(cities, iris_priorite["communes"] if iris_priorite is not None else None)
+                tables = pack_tables(layers, caf, publication.secret_threshold, cities)
+                dictionary = dictionnaire(
+                    fragilite,
+                    {m: [layers[m], tables[m]] for m in MAILLES} | ({PLACES_LAYER: [places[0]]} if places else {}),
+                    info["millesime_rp"],
+                    iris_indicateurs.vintages,
+                    access=iris_accessibilite,
+                )
+            except BaseException as exc:
+                prepared.set_exception(exc)  # never leave the layers' thread waiting
+                raise
+            prepared.set_result(None)
             if "cartes" in needed:
                 timed("cartes", pub.cartes, out, layers, spec, info, places[0] if places else None, outlines_ready)
             if "styles_qgis" in needed:

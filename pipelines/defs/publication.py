@@ -19,7 +19,6 @@ from outputs.dictionary import PLACES_SOURCE, cog_year, vintages_line
 from outputs.files import write_all
 from outputs.geoclip import csv_names, write_pack
 from outputs.layers import geojson_properties, write_features
-from outputs.maps import choropleth_png, histogram_png, map_outlines, priority_png
 from outputs.report import ReportContext, fr_number, method_display, reference_display, render_report
 from outputs.styles import ProjectLayer, classify, places_renderer, priority_renderer, qgis_project, qml
 from outputs.web import WebOutlines, level_name, levels_from_frame, web_outlines
@@ -232,6 +231,10 @@ def cartes(
     mediation `cartes/priorite.png` (IRIS by priority class, places on top). Each maille's
     outlines are prepared once, from its web outlines (`web`: a future of them) when they are
     finer than the map's pixel."""
+    # matplotlib (a fifth of a second to import) is loaded by the maps' part of the outputs'
+    # step, beside the other writers, rather than by every process that loads the definitions.
+    from outputs.maps import choropleth_png, map_outlines, priority_png
+
     pngs, thumbnail = {}, b""
     simplified = web.result() if web is not None else None
     prepared = {
@@ -269,6 +272,8 @@ def cartes(
 
 def rapport(out: Path, iris: pd.DataFrame, info: dict, fragilite, publication: PublicationConfig) -> dict:
     """`rapport.html`, self-contained (images inlined); after `cartes` (it embeds the IRIS map)."""
+    from outputs.maps import histogram_png  # as in `cartes`
+
     html = render_report(
         pd.DataFrame(iris.drop(columns="geometry", errors="ignore")),
         ReportContext(
