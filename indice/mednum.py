@@ -170,16 +170,22 @@ def indicator_counts(scores: pd.DataFrame, axis_of: Mapping[str, str]) -> pd.Dat
     out["nb_indicateurs_notes"] = present.sum(axis=1).astype("int32")
     ids = np.array(list(axis_of), dtype=object)
     missing = ~present.to_numpy(dtype=bool)
-    if len(ids):  # joined once per distinct pattern of missing indicators (a handful), not per row
-        patterns, inverse = np.unique(missing, axis=0, return_inverse=True)
-        texts = np.array([",".join(ids[row]) for row in patterns], dtype=object)
-        out["indicateurs_manquants"] = texts[inverse.reshape(-1)]
-    else:
-        out["indicateurs_manquants"] = ""
+    out["indicateurs_manquants"] = _missing_lists(ids, missing) if len(ids) else ""
     for axis in AXES:
         members = [i for i, a in axis_of.items() if a == axis]
         out[f"n_{axis}"] = present[members].sum(axis=1).astype("int32") if members else np.int32(0)
     return out
+
+
+def _missing_lists(ids: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Per row of `missing` (rows × indicators), the ids of its missing indicators joined by
+    commas: joined once per distinct pattern (a handful), each row's pattern a number."""
+    bits = np.zeros(len(missing), dtype=object) if len(ids) > 62 else np.zeros(len(missing), dtype=np.int64)
+    for k in range(len(ids)):
+        bits = bits + missing[:, k].astype(np.int64) * (1 << k)
+    patterns, inverse = np.unique(bits, return_inverse=True)
+    texts = np.array([",".join(i for k, i in enumerate(ids) if int(p) >> k & 1) for p in patterns], dtype=object)
+    return texts[inverse.reshape(-1)]
 
 
 def aggregate_scores(
