@@ -17,12 +17,17 @@ from sources.catalogue import is_optional
 from sources.common import InputError
 from sources.download import DownloadError
 from sources.registry import read_input
+from transforms.chain import CENSUS_INPUTS
 
 # What a source may fail with: a file that cannot be had, unpacked or read.
 SOURCE_FAILURES = (InputError, DownloadError, ArchiveError)
 
 GROUP = "sources"
 OWNERS = ["team:fragilite-numerique"]
+# Read first, two at a time (pipelines/executor.py): `iris_base`, the first step of the run's
+# longest chain, waits for these; the other sources are read beside it. The outlines, the
+# longest read, first of all.
+PRIORITY = {"contours_iris": 3, "communes_epci": 2, **dict.fromkeys(CENSUS_INPUTS, 2)}
 
 
 def _source_asset(key: str, publisher: str, spec: SourceAssetSpec) -> dg.AssetsDefinition:
@@ -36,6 +41,7 @@ def _source_asset(key: str, publisher: str, spec: SourceAssetSpec) -> dg.AssetsD
         kinds=set(spec.kinds),
         owners=OWNERS,
         tags={"publisher": publisher},
+        op_tags={"dagster/priority": str(PRIORITY.get(key, 0))},
     )
     def _asset(context: dg.AssetExecutionContext, fragilite: FragiliteConfig) -> dg.Output:
         try:
