@@ -75,6 +75,41 @@ def test_dagster_materialize_runs_them_one_after_the_other():
     assert not dg.materialize(_waiting_for_each_other(1), raise_on_error=False).success
 
 
+def test_objects_alive_before_the_run_left_out_of_its_full_collections():
+    """During a run, what was alive before it is frozen out of the cyclic collector and full
+    collections are rarer; a failed run hands both back too."""
+    seen = {}
+    before = gc.get_threshold()
+
+    @dg.asset
+    def observe() -> int:
+        seen["frozen"], seen["threshold"] = gc.get_freeze_count(), gc.get_threshold()
+        return 1
+
+    @dg.asset
+    def fails() -> int:
+        raise RuntimeError("échec voulu")
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert materialize([observe], selection="*", resources={}, instance=instance).success
+        assert seen["frozen"] > 10_000  # modules, definitions, instance
+        assert seen["threshold"] == (before[0], before[1], before[2] * 4)
+        assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
+        with pytest.raises(RuntimeError, match="échec voulu"):
+            materialize([fails], selection="*", resources={}, instance=instance)
+        assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
+        # a caller's own freeze (the `fragilite` command freezes its start-up) is left as it is
+        gc.freeze()
+        try:
+            frozen = gc.get_freeze_count()
+            assert materialize([observe], selection="*", resources={}, instance=instance).success
+            # nothing more frozen by the run, nothing handed back after it (objects freed by their
+            # reference count leave the frozen set: the count may only go down)
+            assert seen["frozen"] <= frozen and 0.99 * frozen < gc.get_freeze_count() <= frozen
+        finally:
+            gc.unfreeze()
+
+
 def test_failure_recorded_dependents_skipped_and_raised():
     started = threading.Event()
 
