@@ -20,6 +20,10 @@ benchmark itself:
 
     .venv/bin/py-spy record --threads --rate 200 -o profil.svg -- .venv/bin/python -m benchmarks.national --scale 1
     .venv/bin/py-spy record --format speedscope -o profil.json -- .venv/bin/python -m benchmarks.national --scale 0.1
+    .venv/bin/py-spy record --gil --threads -o gil.svg -- .venv/bin/python -m benchmarks.national --scale 1
+
+With `--gil`, only the thread holding the GIL is sampled: what serialises the steps' threads
+(matplotlib, pyogrio's GeoPackage writer, shapely's WKB and GeoJSON writers hold it).
 """
 
 from __future__ import annotations
