@@ -240,6 +240,20 @@ M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 LARGE_BLOCK = 1 << 23
 
 
+def _return_large_blocks() -> None:
+    """Blocks of 8 MiB and more (table columns, geometry buffers) allocated apart and given back
+    to the system when freed. glibc otherwise raises this threshold as large blocks are freed
+    and serves them from its per-thread heaps, where freed memory stays with the process: with
+    steps on several threads, 100 to 200 MB more at the national scale for the same work
+    (smaller blocks apart cost more system calls than they save). Linux with
+    glibc only; elsewhere nothing changes."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK)
+
+
 # Full collections during a run: one every 4 × the usual number of middle-generation ones.
 FULL_COLLECTIONS_APART = 4
 
@@ -265,20 +279,6 @@ def _long_lived_set_aside() -> Iterator[None]:
         gc.set_threshold(young, middle, old)
         if not frozen_by_caller:
             gc.unfreeze()
-
-
-def _return_large_blocks() -> None:
-    """Blocks of 8 MiB and more (table columns, geometry buffers) allocated apart and given back
-    to the system when freed. glibc otherwise raises this threshold as large blocks are freed
-    and serves them from its per-thread heaps, where freed memory stays with the process: with
-    steps on several threads, 100 to 200 MB more at the national scale for the same work
-    (smaller blocks apart cost more system calls than they save). Linux with
-    glibc only; elsewhere nothing changes."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK)
 
 
 @dg.executor(

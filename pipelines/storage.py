@@ -70,10 +70,8 @@ def save(obj: object, folder: Path) -> None:
         geo = isinstance(obj, gpd.GeoDataFrame)
         # No dictionary encoding: tried on every column, it is given up on most of them (unique
         # codes, measures) and cost 40 % of the write; the files come out no larger.
-        if geo:
-            obj.to_parquet(folder / "table.parquet", schema_version="1.1.0", index=True, use_dictionary=False)
-        else:
-            obj.to_parquet(folder / "table.parquet", index=True, use_dictionary=False)
+        geoparquet = {"schema_version": "1.1.0"} if geo else {}
+        obj.to_parquet(folder / "table.parquet", index=True, use_dictionary=False, **geoparquet)
         attrs = obj.attrs if _jsonable(obj.attrs) else {}
         kind = {"kind": "geotable" if geo else "table", "attrs": attrs}
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -647,16 +647,13 @@ def sorties(
         }
 
     outlines_ready: Future = Future()  # the pack's GeoJSON outlines wait for it
-    prepared: Future = Future()  # the places, pack tables and dictionary, made on the step's thread
-
-    def made_dictionary() -> pd.DataFrame:
-        prepared.result()
-        return dictionary
+    # The places, cities, pack tables and dictionary, made on the step's thread; the dictionary.
+    prepared: Future = Future()
 
     def layers_then_pack() -> None:
         for maille, (layer, layer_info) in built.items():
             if f"couche_{maille}" in needed:
-                timed(f"couche_{maille}", couche, out, maille, layer, layer_info, made_dictionary)
+                timed(f"couche_{maille}", couche, out, maille, layer, layer_info, prepared.result)
         prepared.result()  # what follows needs them
         if places is not None and PLACES_ASSET in needed:
             timed(PLACES_ASSET, couche_lieux, out, *places, dictionary)
@@ -724,7 +721,7 @@ def sorties(
             except BaseException as exc:
                 prepared.set_exception(exc)  # never leave the layers' thread waiting
                 raise
-            prepared.set_result(None)
+            prepared.set_result(dictionary)
             if "cartes" in needed:
                 timed("cartes", pub.cartes, out, layers, spec, info, places[0] if places else None, outlines_ready)
             if "styles_qgis" in needed:
